@@ -1,0 +1,1 @@
+"""Lighthouse: the composition root (config, app factory, console command)."""

@@ -1,0 +1,75 @@
+"""The composition root: builds the aiohttp application from a Config."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from sfu.aiortc_seam import check_seam
+from sfu.room import Room, RoomSettings
+from signaling.server import SignalingService
+from signaling.tokens import TokenIssuer
+
+from .config import Config
+from .demo import DEMO_ROOM
+
+logger = logging.getLogger(__name__)
+
+CONFIG_KEY = web.AppKey("config", Config)
+TOKENS_KEY = web.AppKey("tokens", TokenIssuer)
+ROOMS_KEY = web.AppKey("rooms", dict)
+SIGNALING_KEY = web.AppKey("signaling", SignalingService)
+
+
+def build_rooms(config: Config) -> dict[str, Room]:
+    room_configs = list(config.rooms)
+    if config.demo and not any(r.id == DEMO_ROOM.id for r in room_configs):
+        room_configs.append(DEMO_ROOM)
+    return {
+        r.id: Room(
+            RoomSettings(room_id=r.id, name=r.name, video_codec=r.video_codec),
+            ice_servers=list(config.ice_servers),
+        )
+        for r in room_configs
+    }
+
+
+def create_app(config: Config) -> web.Application:
+    # Fail at start-up, not mid-meeting, if aiortc is not the version the SFU hooks.
+    check_seam()
+    from web.pages import add_page_routes
+
+    tokens = TokenIssuer(config.secret)
+    rooms = build_rooms(config)
+    signaling = SignalingService(rooms, tokens, idle_timeout_s=config.idle_timeout_s)
+
+    app = web.Application(client_max_size=1024 * 1024)
+    app[CONFIG_KEY] = config
+    app[TOKENS_KEY] = tokens
+    app[ROOMS_KEY] = rooms
+    app[SIGNALING_KEY] = signaling
+    app.router.add_get("/ws", signaling.handle)
+    app.router.add_get("/healthz", _healthz)
+    add_page_routes(app, ice_servers=[s.to_browser() for s in config.ice_servers])
+
+    async def shutdown(_: web.Application) -> None:
+        await signaling.close()
+        for room in rooms.values():
+            await room.close()
+
+    app.on_shutdown.append(shutdown)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    rooms = request.app[ROOMS_KEY]
+    return web.json_response(
+        {
+            "status": "ok",
+            "rooms": {
+                rid: {"peers": len(r.peers), "publications": len(r.publications)}
+                for rid, r in rooms.items()
+            },
+        }
+    )

@@ -1,0 +1,59 @@
+"""The `lighthouse` console command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aiohttp import web
+
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="lighthouse", description="Lighthouse meeting server")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the server")
+    serve.add_argument("--config", help="TOML config file (also LIGHTHOUSE_CONFIG)")
+    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="listen port (default 8080)")
+    serve.add_argument("--demo", action="store_true", help="add the demo room and print its links")
+    args = parser.parse_args(argv)
+
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    if args.demo:
+        overrides["demo"] = True
+    try:
+        config = load_config(args.config, **overrides)
+    except ConfigError as exc:
+        print(f"lighthouse: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    return serve_forever(config)
+
+
+def serve_forever(config) -> int:
+    from signaling.tokens import TokenIssuer
+
+    from .app import create_app
+    from .demo import demo_links
+
+    app = create_app(config)
+    if config.demo:
+        print("Lighthouse demo meeting — open these links:", flush=True)
+        for link in demo_links(config.base_url(), TokenIssuer(config.secret)):
+            print(f"  {link.label}: {link.url}", flush=True)
+    print(f"Lighthouse listening on {config.base_url()}", flush=True)
+    web.run_app(app, host=config.host, port=config.port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

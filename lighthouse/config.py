@@ -1,0 +1,124 @@
+"""Configuration: defaults, then a TOML file, then LIGHTHOUSE_* environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sfu.negotiation import SUPPORTED_VIDEO_CODECS, IceServer
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RoomConfig:
+    id: str
+    name: str
+    video_codec: str = "h264"
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "0.0.0.0"
+    port: int = 8080
+    # Base URL printed in links (what a TV on the county network should open).
+    public_url: str | None = None
+    # HS256 secret for participant tokens; generated per start when not configured.
+    secret: str = ""
+    ice_servers: tuple[IceServer, ...] = ()
+    rooms: tuple[RoomConfig, ...] = ()
+    demo: bool = False
+    idle_timeout_s: float = 30.0
+    log_level: str = "INFO"
+
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _room(entry: dict) -> RoomConfig:
+    try:
+        room = RoomConfig(
+            id=str(entry["id"]),
+            name=str(entry.get("name", entry["id"])),
+            video_codec=str(entry.get("video_codec", "h264")).lower(),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"a [[rooms]] entry lacks {exc.args[0]!r}") from None
+    if room.video_codec not in SUPPORTED_VIDEO_CODECS:
+        raise ConfigError(
+            f"room {room.id}: video_codec must be one of "
+            f"{', '.join(SUPPORTED_VIDEO_CODECS)}, not {room.video_codec!r}"
+        )
+    return room
+
+
+def _ice_servers(entries: list) -> tuple[IceServer, ...]:
+    servers = []
+    for entry in entries:
+        urls = entry.get("urls")
+        if isinstance(urls, str):
+            urls = [urls]
+        if not urls:
+            raise ConfigError("every ICE server needs urls")
+        servers.append(
+            IceServer(
+                urls=list(urls), username=entry.get("username"), credential=entry.get("credential")
+            )
+        )
+    return tuple(servers)
+
+
+def load_config(
+    path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: object
+) -> Config:
+    """Build the Config. Precedence: overrides > environment > TOML file > defaults."""
+    env = dict(os.environ if env is None else env)
+    path = path or env.get("LIGHTHOUSE_CONFIG")
+    data: dict = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    server = data.get("server", {})
+    values: dict = {
+        "host": server.get("host", "0.0.0.0"),
+        "port": int(server.get("port", 8080)),
+        "public_url": server.get("public_url"),
+        "secret": server.get("secret", ""),
+        "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
+        "log_level": server.get("log_level", "INFO"),
+        "ice_servers": _ice_servers(data.get("ice_servers", [])),
+        "rooms": tuple(_room(r) for r in data.get("rooms", [])),
+    }
+    env_map = {
+        "LIGHTHOUSE_HOST": "host",
+        "LIGHTHOUSE_PORT": "port",
+        "LIGHTHOUSE_PUBLIC_URL": "public_url",
+        "LIGHTHOUSE_SECRET": "secret",
+        "LIGHTHOUSE_LOG_LEVEL": "log_level",
+    }
+    for var, key in env_map.items():
+        if env.get(var):
+            values[key] = int(env[var]) if key == "port" else env[var]
+    if env.get("LIGHTHOUSE_ICE_SERVERS"):
+        try:
+            values["ice_servers"] = _ice_servers(json.loads(env["LIGHTHOUSE_ICE_SERVERS"]))
+        except ValueError as exc:
+            raise ConfigError(f"LIGHTHOUSE_ICE_SERVERS is not a JSON list: {exc}") from exc
+    values.update(overrides)
+    config = Config(**values)
+    if not config.secret:
+        config = replace(config, secret=secrets.token_urlsafe(48))
+    elif len(config.secret.encode()) < 32:
+        raise ConfigError("the secret must be at least 32 bytes")
+    return config

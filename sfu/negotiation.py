@@ -1,0 +1,105 @@
+"""SDP offer/answer for upstream and downstream peer connections, with the room's codecs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from aiortc.sdp import SessionDescription
+
+SUPPORTED_VIDEO_CODECS = {"h264": "video/H264", "vp8": "video/VP8"}
+AUDIO_MIME = "audio/opus"
+
+
+class NegotiationError(Exception):
+    """An offer or answer the SFU cannot accept. `code` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IceServer:
+    urls: list[str]
+    username: str | None = None
+    credential: str | None = None
+
+    def to_aiortc(self) -> RTCIceServer:
+        return RTCIceServer(urls=self.urls, username=self.username, credential=self.credential)
+
+    def to_browser(self) -> dict:
+        entry: dict = {"urls": self.urls}
+        if self.username:
+            entry["username"] = self.username
+            entry["credential"] = self.credential
+        return entry
+
+
+def new_peer_connection(ice_servers: list[IceServer]) -> RTCPeerConnection:
+    # An explicit empty list matters: aiortc falls back to a public STUN server otherwise.
+    return RTCPeerConnection(RTCConfiguration(iceServers=[s.to_aiortc() for s in ice_servers]))
+
+
+def codec_preferences(kind: str, video_codec: str) -> list[RTCRtpCodecCapability]:
+    """aiortc's capabilities for the room's codec of this kind, with RTX for video."""
+    capabilities = RTCRtpSender.getCapabilities(kind).codecs
+    if kind == "audio":
+        return [c for c in capabilities if c.mimeType.lower() == AUDIO_MIME]
+    wanted = SUPPORTED_VIDEO_CODECS[video_codec].lower()
+    chosen = [c for c in capabilities if c.mimeType.lower() == wanted]
+    chosen += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
+    return chosen
+
+
+def parse_sdp(sdp: str, expected_type: str) -> SessionDescription:
+    """Parse SDP text or raise NegotiationError('bad_sdp')."""
+    if not isinstance(sdp, str) or not sdp.strip().startswith("v=0"):
+        raise NegotiationError(
+            "bad_sdp", f"the {expected_type} is not SDP (it must start with v=0)"
+        )
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc raises assorted errors on malformed lines
+        raise NegotiationError("bad_sdp", f"the {expected_type} does not parse: {exc}") from exc
+    if not description.media:
+        raise NegotiationError("bad_sdp", f"the {expected_type} has no media sections")
+    for media in description.media:
+        if media.kind in ("audio", "video") and (not media.ice.usernameFragment or not media.dtls):
+            raise NegotiationError(
+                "bad_sdp",
+                f"the {expected_type}'s {media.kind} section lacks ICE or DTLS attributes",
+            )
+    return description
+
+
+def check_publish_offer(description: SessionDescription, video_codec: str) -> list[str]:
+    """Validate a publisher's offer; return its media kinds in order."""
+    kinds: list[str] = []
+    for media in description.media:
+        if media.kind not in ("audio", "video"):
+            continue
+        if media.kind in kinds:
+            raise NegotiationError(
+                "bad_sdp", f"a publication carries one {media.kind} section, not more"
+            )
+        if media.direction not in ("sendonly", "sendrecv"):
+            raise NegotiationError(
+                "bad_sdp", f"the {media.kind} section is {media.direction}, not sendonly"
+            )
+        mimes = {c.mimeType.lower() for c in media.rtp.codecs}
+        wanted = (
+            SUPPORTED_VIDEO_CODECS[video_codec].lower() if media.kind == "video" else AUDIO_MIME
+        )
+        if wanted not in mimes:
+            raise NegotiationError(
+                "codec_not_supported",
+                f"this room's {media.kind} codec is {wanted.split('/')[1]}; the offer has "
+                + (", ".join(sorted(m.split("/")[1] for m in mimes)) or "none"),
+            )
+        kinds.append(media.kind)
+    if not kinds:
+        raise NegotiationError("bad_sdp", "the offer has no audio or video section")
+    return kinds

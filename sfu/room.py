@@ -1,0 +1,307 @@
+"""Rooms, peers, publications and subscriptions: who owns what, and closing in order.
+
+Ownership (after mediasoup): a Room owns its Peers; a Peer owns its Publications (each
+one upstream RTCPeerConnection) and its Subscriptions (each one downstream
+RTCPeerConnection). Closing a Peer closes what it owns; closing a Publication closes
+every Subscription to it, on whichever peer. Each close emits one event to the room's
+listeners and is safe to call twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidStateError, OperationError
+
+from .aiortc_seam import ForwardingReceiver, ForwardingSender
+from .negotiation import (
+    IceServer,
+    NegotiationError,
+    check_publish_offer,
+    codec_preferences,
+    new_peer_connection,
+    parse_sdp,
+)
+from .tracks import DownTrack, UpTrack
+
+logger = logging.getLogger(__name__)
+
+RoomEvent = dict
+Listener = Callable[[RoomEvent, "Peer | None"], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    room_id: str
+    name: str
+    video_codec: str = "h264"
+    # how long a publication waits for its first packet before `publication_added` anyway
+    media_wait_s: float = 5.0
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+class Publication:
+    """One publisher's camera/microphone: an upstream peer connection and its UpTracks."""
+
+    def __init__(self, peer: Peer, pc: RTCPeerConnection, kinds: list[str]) -> None:
+        self.id = _new_id("pub")
+        self.peer = peer
+        self.pc = pc
+        self.kinds = kinds
+        self.uptracks: dict[str, UpTrack] = {}
+        self.subscriptions: set[Subscription] = set()
+        self.announced = False
+        self.announce_task: asyncio.Future | None = None
+        self.closed = False
+
+    def describe(self) -> dict:
+        return {
+            "publication_id": self.id,
+            "peer_id": self.peer.id,
+            "name": self.peer.name,
+            "role": self.peer.role,
+            "kinds": self.kinds,
+        }
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.announce_task is not None:
+            self.announce_task.cancel()
+        for subscription in tuple(self.subscriptions):
+            await subscription.close(reason="publication_removed")
+        for uptrack in self.uptracks.values():
+            uptrack.close()
+        self.peer.publications.pop(self.id, None)
+        room = self.peer.room
+        if room.publications.pop(self.id, None) is not None:
+            await room.emit(
+                {"type": "publication_removed", "publication_id": self.id}, exclude=None
+            )
+        await self.pc.close()
+
+
+class Subscription:
+    """One publication received by one peer: a downstream connection and its DownTracks."""
+
+    def __init__(self, peer: Peer, publication: Publication, pc: RTCPeerConnection) -> None:
+        self.id = _new_id("sub")
+        self.peer = peer
+        self.publication = publication
+        self.pc = pc
+        self.downtracks: dict[str, DownTrack] = {}
+        self.answered = False
+        self.closed = False
+
+    async def close(self, reason: str = "unsubscribed") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for downtrack in self.downtracks.values():
+            downtrack.close()
+        self.publication.subscriptions.discard(self)
+        self.peer.subscriptions.pop(self.id, None)
+        if reason != "unsubscribed" and not self.peer.closed:
+            await self.peer.send(
+                {"type": "subscription_ended", "subscription_id": self.id, "reason": reason}
+            )
+        await self.pc.close()
+
+
+class Peer:
+    """One participant's session in a room; owns its publications and subscriptions."""
+
+    def __init__(
+        self,
+        room: Room,
+        participant_id: str,
+        name: str,
+        role: str,
+        send: Callable[[dict], Awaitable[None]],
+    ) -> None:
+        self.id = _new_id("p")
+        self.room = room
+        self.participant_id = participant_id
+        self.name = name
+        self.role = role
+        self._send = send
+        self.publications: dict[str, Publication] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.closed = False
+
+    def describe(self) -> dict:
+        return {"peer_id": self.id, "name": self.name, "role": self.role}
+
+    async def send(self, message: dict) -> None:
+        if self.closed:
+            return
+        try:
+            await self._send(message)
+        except Exception:  # a dead socket must not break the sender's loop
+            logger.debug("could not send to peer %s", self.id, exc_info=True)
+
+    # -- publishing ----------------------------------------------------------------------
+    async def publish(self, offer_sdp: str) -> tuple[Publication, str]:
+        """Accept a publisher's offer; return the publication and the SDP answer."""
+        settings = self.room.settings
+        description = parse_sdp(offer_sdp, "offer")
+        kinds = check_publish_offer(description, settings.video_codec)
+        pc = new_peer_connection(self.room.ice_servers)
+        publication = Publication(self, pc, kinds)
+        try:
+            for kind in kinds:
+                transceiver = pc.addTransceiver(kind, direction="recvonly")
+                transceiver.setCodecPreferences(codec_preferences(kind, settings.video_codec))
+                receiver = ForwardingReceiver.install(transceiver.receiver)
+                publication.uptracks[kind] = UpTrack(kind, receiver)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
+            await pc.close()
+            raise NegotiationError(
+                "codec_not_supported" if isinstance(exc, OperationError) else "bad_sdp",
+                f"the offer cannot be accepted: {exc}",
+            ) from exc
+        self.publications[publication.id] = publication
+        self.room.publications[publication.id] = publication
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await publication.close()
+
+        publication.announce_task = asyncio.ensure_future(self._announce_when_flowing(publication))
+        return publication, pc.localDescription.sdp
+
+    async def _announce_when_flowing(self, publication: Publication) -> None:
+        # Subscribers are told once media arrives, so their first subscribe finds packets
+        # to forward; a publication that never sends is still announced after a while.
+        waits = [t.first_packet.wait() for t in publication.uptracks.values()]
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), self.room.settings.media_wait_s)
+        except TimeoutError:
+            pass
+        if not publication.closed:
+            publication.announced = True
+            await self.room.emit(
+                {"type": "publication_added", **publication.describe()}, exclude=self
+            )
+
+    async def unpublish(self, publication_id: str) -> None:
+        publication = self.publications.get(publication_id)
+        if publication is None:
+            raise LookupError(publication_id)
+        await publication.close()
+
+    # -- subscribing ---------------------------------------------------------------------
+    async def subscribe(self, publication_id: str) -> tuple[Subscription, str]:
+        """Start a downstream connection for a publication; return it and the SDP offer."""
+        publication = self.room.publications.get(publication_id)
+        if publication is None or publication.closed:
+            raise LookupError(publication_id)
+        settings = self.room.settings
+        pc = new_peer_connection(self.room.ice_servers)
+        subscription = Subscription(self, publication, pc)
+        for kind in publication.kinds:
+            transceiver = pc.addTransceiver(kind, direction="sendonly")
+            transceiver.setCodecPreferences(codec_preferences(kind, settings.video_codec))
+            sender = ForwardingSender.install(transceiver.sender)
+            subscription.downtracks[kind] = DownTrack(publication.uptracks[kind], sender)
+        await pc.setLocalDescription(await pc.createOffer())
+        self.subscriptions[subscription.id] = subscription
+        publication.subscriptions.add(subscription)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState == "failed":
+                await subscription.close(reason="connection_failed")
+
+        return subscription, pc.localDescription.sdp
+
+    async def answer_subscription(self, subscription_id: str, answer_sdp: str) -> Subscription:
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise LookupError(subscription_id)
+        if subscription.answered:
+            raise NegotiationError("bad_sdp", "this subscription has been answered already")
+        parse_sdp(answer_sdp, "answer")
+        try:
+            await subscription.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=answer_sdp, type="answer")
+            )
+        except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
+            raise NegotiationError("bad_sdp", f"the answer cannot be accepted: {exc}") from exc
+        subscription.answered = True
+        return subscription
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise LookupError(subscription_id)
+        await subscription.close()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for subscription in tuple(self.subscriptions.values()):
+            await subscription.close()
+        for publication in tuple(self.publications.values()):
+            await publication.close()
+        if self.room.peers.pop(self.id, None) is not None:
+            await self.room.emit({"type": "peer_left", "peer_id": self.id}, exclude=self)
+
+
+@dataclass
+class Room:
+    settings: RoomSettings
+    ice_servers: list[IceServer] = field(default_factory=list)
+    peers: dict[str, Peer] = field(default_factory=dict)
+    publications: dict[str, Publication] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.settings.room_id
+
+    def describe(self) -> dict:
+        return {
+            "id": self.settings.room_id,
+            "name": self.settings.name,
+            "video_codec": self.settings.video_codec,
+            "audio_codec": "opus",
+        }
+
+    def peer_by_participant(self, participant_id: str) -> Peer | None:
+        for peer in self.peers.values():
+            if peer.participant_id == participant_id:
+                return peer
+        return None
+
+    async def add_peer(
+        self, participant_id: str, name: str, role: str, send: Callable[[dict], Awaitable[None]]
+    ) -> Peer:
+        peer = Peer(self, participant_id, name, role, send)
+        self.peers[peer.id] = peer
+        await self.emit({"type": "peer_joined", **peer.describe()}, exclude=peer)
+        return peer
+
+    def visible_publications(self) -> list[dict]:
+        return [p.describe() for p in self.publications.values() if not p.closed and p.announced]
+
+    async def emit(self, event: RoomEvent, exclude: Peer | None) -> None:
+        for peer in tuple(self.peers.values()):
+            if peer is not exclude:
+                await peer.send(event)
+
+    async def close(self) -> None:
+        for peer in tuple(self.peers.values()):
+            await peer.close()

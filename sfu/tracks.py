@@ -1,0 +1,293 @@
+"""UpTrack (publisher -> SFU) and DownTrack (SFU -> one subscriber) for one media kind.
+
+An UpTrack fans each packet out to its DownTracks. It keeps a packet cache for NACKs,
+limits keyframe requests to its publisher, and remembers the publisher's last sender
+report. A DownTrack rewrites each packet into its subscriber's numbering and sends it;
+video starts at a keyframe. Nothing here decodes or re-encodes media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiortc import clock
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtp import HeaderExtensions, RtpPacket, wrap_rtx
+from aiortc.utils import random16, random32
+
+from .aiortc_seam import ForwardingReceiver, ForwardingSender
+from .keyframes import KeyframeRequestLimiter, keyframe_detector
+from .packetcache import PacketCache
+from .rewriter import StreamRewriter, rewrite_header
+
+logger = logging.getLogger(__name__)
+
+# A DownTrack waiting for its first keyframe asks again this often.
+KEYFRAME_WAIT_RETRY_S = 0.3
+# Downstream REMBs older than this no longer cap the publisher's bitrate.
+REMB_FRESH_S = 5.0
+
+
+class UpTrack:
+    """One media kind of one publication, as received from the publisher."""
+
+    def __init__(
+        self,
+        kind: str,
+        receiver: ForwardingReceiver,
+        *,
+        cache_size: int = 512,
+        min_upstream_bitrate: int = 300_000,
+    ) -> None:
+        self.kind = kind
+        self.receiver = receiver
+        self.cache: PacketCache[RtpPacket] = PacketCache(cache_size)
+        self.keyframes = KeyframeRequestLimiter()
+        self.downtracks: list[DownTrack] = []
+        self.mime_type: str | None = None
+        self.clock_rate: int = 90000 if kind == "video" else 48000
+        self.min_upstream_bitrate = min_upstream_bitrate
+        self.packets_received = 0
+        self.keyframes_received = 0
+        self.last_packet_time: float | None = None
+        self.first_packet = asyncio.Event()
+        # publisher's last sender report: (local monotonic time, rtp timestamp)
+        self.sender_report: tuple[float, int] | None = None
+        self._is_keyframe: Callable[[bytes], bool] | None = None
+        self._closed = False
+        receiver.sink = self
+
+    # -- UpstreamSink ----------------------------------------------------------------
+    async def on_rtp(self, packet: RtpPacket, codec: RTCRtpCodecParameters) -> None:
+        if self._closed:
+            return
+        if self.mime_type is None:
+            self.mime_type = codec.mimeType
+            self.clock_rate = codec.clockRate
+            self._is_keyframe = keyframe_detector(codec.mimeType)
+        now = time.monotonic()
+        self.packets_received += 1
+        self.last_packet_time = now
+        self.cache.store(packet.sequence_number, packet)
+        is_keyframe = self._is_keyframe is not None and self._is_keyframe(packet.payload)
+        if is_keyframe:
+            self.keyframes_received += 1
+            self.keyframes.keyframe_received()
+        if not self.first_packet.is_set():
+            self.first_packet.set()
+        if not self.downtracks:
+            return
+        templates: dict[tuple, bytes] = {}
+        for downtrack in tuple(self.downtracks):
+            await downtrack.forward(packet, is_keyframe, now, templates)
+
+    def on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        self.sender_report = (time.monotonic(), rtp_timestamp)
+
+    def on_bye(self) -> None:
+        logger.debug("publisher sent BYE on %s track", self.kind)
+
+    def upstream_bitrate_cap(self) -> int | None:
+        """The lowest fresh subscriber REMB, never below the configured floor."""
+        now = time.monotonic()
+        fresh = [
+            d.remb_bitrate
+            for d in self.downtracks
+            if d.remb_bitrate is not None
+            and d.remb_time is not None
+            and now - d.remb_time < REMB_FRESH_S
+        ]
+        if not fresh:
+            return None
+        return max(self.min_upstream_bitrate, min(fresh))
+
+    # -- requests from downtracks ----------------------------------------------------------
+    async def request_keyframe(self) -> bool:
+        """Ask the publisher for a keyframe, deduplicated and rate-limited. True if sent."""
+        if self.kind != "video" or self._closed:
+            return False
+        if self.receiver.media_ssrc is None:
+            return False
+        if not self.keyframes.should_send(time.monotonic()):
+            return False
+        return await self.receiver.request_keyframe()
+
+    async def request_retransmission(self, sequence_numbers: list[int]) -> None:
+        await self.receiver.request_retransmission(sequence_numbers)
+
+    def template(self, packet: RtpPacket, downtrack: DownTrack, templates: dict) -> bytes:
+        """The packet serialised with the downstream header extensions (once per signature)."""
+        negotiated = downtrack.sender.negotiated
+        assert negotiated is not None
+        key = negotiated.extensions_signature
+        data = templates.get(key)
+        if data is None:
+            packet.extensions = HeaderExtensions(
+                abs_send_time=(clock.current_ntp_time() >> 14) & 0x00FFFFFF,
+                audio_level=packet.extensions.audio_level,
+            )
+            data = templates[key] = packet.serialize(negotiated.extensions)
+        return data
+
+    def close(self) -> None:
+        self._closed = True
+        self.receiver.sink = None
+        for downtrack in tuple(self.downtracks):
+            downtrack.close()
+
+
+class DownTrack:
+    """One media kind of one subscription: rewrites and sends an UpTrack's packets."""
+
+    def __init__(self, uptrack: UpTrack, sender: ForwardingSender) -> None:
+        self.uptrack = uptrack
+        self.sender = sender
+        self.kind = uptrack.kind
+        self.rewriter = StreamRewriter(
+            uptrack.clock_rate, initial_sequence=random16() % 32768, initial_timestamp=random32()
+        )
+        self.waiting_for_keyframe = self.kind == "video"
+        self.started = False
+        self.packets_forwarded = 0
+        self.packets_dropped_waiting = 0
+        self.retransmissions = 0
+        self.keyframe_requests = 0
+        self.remb_bitrate: int | None = None
+        self.remb_time: float | None = None
+        self.first_keyframe_time: float | None = None
+        self.created_time = time.monotonic()
+        self._last_send_time: float | None = None
+        self._last_out_ts: int | None = None
+        self._rtx_sequence = random16()
+        self._waiter: asyncio.Task | None = None
+        self._closed = False
+        sender.sink = self
+        uptrack.downtracks.append(self)
+
+    # -- forwarding ----------------------------------------------------------------------
+    async def forward(
+        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: dict
+    ) -> None:
+        if not self.started or self._closed:
+            return
+        if self.waiting_for_keyframe:
+            if not is_keyframe:
+                self.packets_dropped_waiting += 1
+                return
+            self.waiting_for_keyframe = False
+            self.first_keyframe_time = now
+        rewritten = self.rewriter.rewrite(
+            packet.ssrc, packet.sequence_number, packet.timestamp, now
+        )
+        if rewritten is None:
+            return
+        negotiated = self.sender.negotiated
+        assert negotiated is not None
+        data = rewrite_header(
+            self.uptrack.template(packet, self, templates),
+            negotiated.payload_type,
+            rewritten[0],
+            rewritten[1],
+            self.sender._ssrc,
+        )
+        if await self.sender.send_rtp(data):
+            self.packets_forwarded += 1
+            self._last_send_time = now
+            self._last_out_ts = rewritten[1]
+
+    # -- DownstreamSink ----------------------------------------------------------------
+    def on_started(self) -> None:
+        self.started = True
+        if self.kind == "video" and self._waiter is None:
+            self._waiter = asyncio.ensure_future(self._ask_until_keyframe())
+
+    async def _ask_until_keyframe(self) -> None:
+        try:
+            while self.waiting_for_keyframe and not self._closed:
+                if await self.uptrack.request_keyframe():
+                    self.keyframe_requests += 1
+                await asyncio.sleep(KEYFRAME_WAIT_RETRY_S)
+        except asyncio.CancelledError:
+            pass
+
+    async def on_keyframe_request(self) -> None:
+        if await self.uptrack.request_keyframe():
+            self.keyframe_requests += 1
+
+    async def on_nack(self, sequence_numbers: list[int]) -> None:
+        missing_upstream: list[int] = []
+        for out_seq in sequence_numbers:
+            in_seq = self.rewriter.original_sequence(out_seq)
+            if in_seq is None:
+                continue
+            packet = self.uptrack.cache.get(in_seq)
+            if packet is None:
+                missing_upstream.append(in_seq)
+                continue
+            await self._retransmit(packet, out_seq)
+        if missing_upstream:
+            await self.uptrack.request_retransmission(missing_upstream)
+
+    async def _retransmit(self, packet: RtpPacket, out_seq: int) -> None:
+        negotiated = self.sender.negotiated
+        out_ts = self.rewriter.rtp_timestamp_for(packet.timestamp)
+        if negotiated is None or out_ts is None:
+            return
+        copy = RtpPacket(
+            payload_type=negotiated.payload_type,
+            marker=packet.marker,
+            sequence_number=out_seq,
+            timestamp=out_ts,
+            ssrc=self.sender._ssrc,
+            payload=packet.payload,
+        )
+        copy.extensions = HeaderExtensions(
+            abs_send_time=(clock.current_ntp_time() >> 14) & 0x00FFFFFF
+        )
+        if negotiated.rtx_payload_type is not None:
+            copy = wrap_rtx(
+                copy,
+                payload_type=negotiated.rtx_payload_type,
+                sequence_number=self._rtx_sequence,
+                ssrc=self.sender._rtx_ssrc,
+            )
+            self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
+        if await self.sender.send_rtp(copy.serialize(negotiated.extensions)):
+            self.retransmissions += 1
+
+    def on_remb(self, bitrate: int) -> None:
+        self.remb_bitrate = bitrate
+        self.remb_time = time.monotonic()
+
+    def sender_report_timestamps(self) -> tuple[int, int] | None:
+        """(NTP now, RTP timestamp now) on this subscriber's clock.
+
+        Extrapolated from the publisher's last sender report when there is one, so that
+        audio and video keep the publisher's relation (lip sync); otherwise from the last
+        packet sent.
+        """
+        now = time.monotonic()
+        clock_rate = self.rewriter.clock_rate
+        report = self.uptrack.sender_report
+        if report is not None:
+            out_ts = self.rewriter.rtp_timestamp_for(report[1])
+            if out_ts is not None:
+                rtp_now = (out_ts + int((now - report[0]) * clock_rate)) & 0xFFFFFFFF
+                return clock.current_ntp_time(), rtp_now
+        if self._last_send_time is None or self._last_out_ts is None:
+            return None
+        rtp_now = self._last_out_ts + int((now - self._last_send_time) * clock_rate)
+        return clock.current_ntp_time(), rtp_now & 0xFFFFFFFF
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.sender.sink = None
+        if self._waiter is not None:
+            self._waiter.cancel()
+        if self in self.uptrack.downtracks:
+            self.uptrack.downtracks.remove(self)

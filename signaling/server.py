@@ -1,0 +1,240 @@
+"""The WebSocket signaling endpoint: one socket per client, JSON messages per docs/protocol.md.
+
+A message that fails validation or a request that fails gets an `error` reply; nothing a
+client sends can close another client's media, the room, or the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from sfu.negotiation import NegotiationError
+from sfu.room import Peer, Room
+
+from .schema import MAX_FRAME_BYTES, MessageError, validate_message
+from .tokens import TokenError, TokenIssuer
+
+logger = logging.getLogger(__name__)
+
+# Errors after which the server closes the socket: the client cannot fix them by retrying.
+_FATAL_CODES = {"invalid_token", "token_expired", "unknown_room"}
+
+
+class Connection:
+    """One client's WebSocket and, once joined, its Peer."""
+
+    def __init__(self, ws: web.WebSocketResponse, remote: str | None) -> None:
+        self.ws = ws
+        self.remote = remote
+        self.peer: Peer | None = None
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            await self.ws.send_str(json.dumps(message, ensure_ascii=False))
+
+    async def error(self, code: str, message: str, request_id: object = None) -> None:
+        reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if request_id is not None:
+            reply["id"] = request_id
+        await self.send(reply)
+
+
+class SignalingService:
+    """Serves `GET /ws`. Rooms are looked up by the id in the client's token."""
+
+    def __init__(
+        self, rooms: Mapping[str, Room], tokens: TokenIssuer, idle_timeout_s: float = 30.0
+    ) -> None:
+        self.rooms = rooms
+        self.tokens = tokens
+        self.idle_timeout_s = idle_timeout_s
+        self._by_participant: dict[tuple[str, str], Connection] = {}
+        self.connections: set[Connection] = set()
+
+    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, receive_timeout=None)
+        await ws.prepare(request)
+        connection = Connection(ws, request.remote)
+        self.connections.add(connection)
+        try:
+            await self._serve(connection)
+        finally:
+            self.connections.discard(connection)
+            await self._drop(connection)
+            if not ws.closed:
+                await ws.close()
+        return ws
+
+    async def _serve(self, connection: Connection) -> None:
+        ws = connection.ws
+        while not ws.closed:
+            try:
+                msg = await ws.receive(timeout=self.idle_timeout_s)
+            except TimeoutError:
+                await connection.error("idle_timeout", "nothing received for too long")
+                await ws.close(code=WSCloseCode.GOING_AWAY)
+                return
+            if msg.type == WSMsgType.TEXT:
+                await self._on_text(connection, msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                await connection.error("invalid_json", "binary frames are not accepted")
+            elif msg.type == WSMsgType.ERROR:
+                # aiohttp closes an oversized frame with 1009 itself
+                logger.info("websocket error from %s: %s", connection.remote, ws.exception())
+                return
+            else:  # CLOSE, CLOSING, CLOSED
+                return
+
+    async def _on_text(self, connection: Connection, text: str) -> None:
+        if len(text.encode()) > MAX_FRAME_BYTES:
+            await connection.error("frame_too_large", "messages are limited to 256 KiB")
+            return
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            await connection.error("invalid_json", "the frame is not valid JSON")
+            return
+        try:
+            message = validate_message(raw)
+            await self._dispatch(connection, message)
+        except MessageError as exc:
+            await connection.error(exc.code, exc.message, exc.request_id)
+            if exc.code in _FATAL_CODES:
+                await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION)
+        except NegotiationError as exc:
+            await connection.error(exc.code, exc.message, raw.get("id"))
+        except Exception:
+            logger.exception("signaling request failed: %s", raw.get("type"))
+            await connection.error(
+                "internal_error", "the server could not do this; it is logged", raw.get("id")
+            )
+
+    async def _dispatch(self, connection: Connection, message: dict[str, Any]) -> None:
+        kind = message["type"]
+        request_id = message.get("id")
+        if kind == "ping":
+            await connection.send(_reply("pong", request_id))
+            return
+        if kind == "join":
+            await self._join(connection, message)
+            return
+        peer = connection.peer
+        if peer is None or peer.closed:
+            raise MessageError("not_joined", "send join first", request_id)
+        if kind == "leave":
+            await self._drop(connection)
+            await connection.ws.close()
+        elif kind == "publish":
+            publication, answer = await peer.publish(message["sdp"])
+            await connection.send(
+                _reply("published", request_id, publication_id=publication.id, sdp=answer)
+            )
+        elif kind == "unpublish":
+            pub_id = message["publication_id"]
+            try:
+                await peer.unpublish(pub_id)
+            except LookupError:
+                raise MessageError(
+                    "unknown_publication", f"you have no publication {pub_id}", request_id
+                ) from None
+            await connection.send(_reply("unpublished", request_id, publication_id=pub_id))
+        elif kind == "subscribe":
+            pub_id = message["publication_id"]
+            try:
+                subscription, offer = await peer.subscribe(pub_id)
+            except LookupError:
+                raise MessageError(
+                    "unknown_publication", f"no publication {pub_id} in this room", request_id
+                ) from None
+            await connection.send(
+                _reply(
+                    "subscription_offer",
+                    request_id,
+                    subscription_id=subscription.id,
+                    publication_id=pub_id,
+                    sdp=offer,
+                )
+            )
+        elif kind == "subscription_answer":
+            sub_id = message["subscription_id"]
+            try:
+                await peer.answer_subscription(sub_id, message["sdp"])
+            except LookupError:
+                raise MessageError(
+                    "unknown_subscription", f"you have no subscription {sub_id}", request_id
+                ) from None
+            await connection.send(_reply("subscribed", request_id, subscription_id=sub_id))
+        elif kind == "unsubscribe":
+            sub_id = message["subscription_id"]
+            try:
+                await peer.unsubscribe(sub_id)
+            except LookupError:
+                raise MessageError(
+                    "unknown_subscription", f"you have no subscription {sub_id}", request_id
+                ) from None
+            await connection.send(_reply("unsubscribed", request_id, subscription_id=sub_id))
+
+    async def _join(self, connection: Connection, message: dict[str, Any]) -> None:
+        request_id = message.get("id")
+        if connection.peer is not None:
+            raise MessageError("already_joined", "this connection has joined already", request_id)
+        try:
+            grant = self.tokens.verify(message["token"])
+        except TokenError as exc:
+            raise MessageError(exc.code, exc.message, request_id) from exc
+        room = self.rooms.get(grant.room_id)
+        if room is None:
+            raise MessageError("unknown_room", f"there is no room {grant.room_id!r}", request_id)
+        key = (room.id, grant.participant_id)
+        previous = self._by_participant.get(key)
+        if previous is not None and previous is not connection:
+            await previous.error("replaced", "you joined again from another connection")
+            await self._drop(previous)
+            await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION)
+        peer = await room.add_peer(grant.participant_id, grant.name, grant.role, connection.send)
+        connection.peer = peer
+        self._by_participant[key] = connection
+        others = [p.describe() for p in room.peers.values() if p is not peer]
+        await connection.send(
+            _reply(
+                "joined",
+                request_id,
+                peer_id=peer.id,
+                role=peer.role,
+                room=room.describe(),
+                peers=others,
+                publications=room.visible_publications(),
+            )
+        )
+
+    async def _drop(self, connection: Connection) -> None:
+        peer = connection.peer
+        if peer is None:
+            return
+        connection.peer = None
+        key = (peer.room.id, peer.participant_id)
+        if self._by_participant.get(key) is connection:
+            del self._by_participant[key]
+        await peer.close()
+
+    async def close(self) -> None:
+        for connection in tuple(self.connections):
+            await self._drop(connection)
+            await connection.ws.close(code=WSCloseCode.GOING_AWAY)
+
+
+def _reply(kind: str, request_id: object, **fields: Any) -> dict[str, Any]:
+    reply: dict[str, Any] = {"type": kind}
+    if request_id is not None:
+        reply["id"] = request_id
+    reply.update(fields)
+    return reply

@@ -1,0 +1,82 @@
+"""Signed participant tokens (JWT, HS256): who may join which room in which role."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import jwt
+
+ROLES = ("main", "terminal", "viewer")
+_ALGORITHM = "HS256"
+_MIN_SECRET_BYTES = 32
+
+
+class TokenError(Exception):
+    """A token that admits nobody. `code` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Grant:
+    participant_id: str
+    name: str
+    room_id: str
+    role: str
+    expires_at: int
+
+
+class TokenIssuer:
+    """Mints and verifies tokens with one server secret."""
+
+    def __init__(self, secret: str) -> None:
+        if len(secret.encode()) < _MIN_SECRET_BYTES:
+            raise ValueError(f"the token secret must be at least {_MIN_SECRET_BYTES} bytes")
+        self._secret = secret
+
+    def mint(
+        self, participant_id: str, name: str, room_id: str, role: str, ttl_s: int = 12 * 3600
+    ) -> str:
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        claims = {
+            "sub": participant_id,
+            "name": name,
+            "room": room_id,
+            "role": role,
+            "exp": int(time.time()) + ttl_s,
+        }
+        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+
+    def verify(self, token: object) -> Grant:
+        if not isinstance(token, str) or not token:
+            raise TokenError("invalid_token", "a token string is required")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                options={"require": ["exp", "sub", "room", "role"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenError("token_expired", "the token has expired; ask for a new link") from exc
+        except jwt.InvalidTokenError as exc:
+            raise TokenError("invalid_token", f"the token is not valid: {exc}") from exc
+        role = claims.get("role")
+        if role not in ROLES:
+            raise TokenError("invalid_token", f"the token's role {role!r} is not known")
+        for claim in ("sub", "room"):
+            if not isinstance(claims.get(claim), str) or not claims[claim]:
+                raise TokenError("invalid_token", f"the token's {claim} claim must be a string")
+        name = claims.get("name")
+        return Grant(
+            participant_id=claims["sub"],
+            name=name if isinstance(name, str) and name else claims["sub"],
+            room_id=claims["room"],
+            role=role,
+            expires_at=int(claims["exp"]),
+        )
