@@ -1,0 +1,169 @@
+"""A Python client of the signaling protocol, with aiortc peer connections.
+
+Used by the tests, the benchmarks and examples/: it speaks docs/protocol.md exactly as
+the browser client (web/static/lighthouse.js) does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
+
+
+class SignalingError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ClientSubscription:
+    subscription_id: str
+    publication_id: str
+    pc: RTCPeerConnection
+    tracks: dict[str, MediaStreamTrack] = field(default_factory=dict)
+
+
+def prefer_codec(pc: RTCPeerConnection, video_codec: str) -> None:
+    """Put the room's video codec first on every video transceiver (what browsers do too)."""
+    wanted = {"h264": "video/h264", "vp8": "video/vp8"}[video_codec]
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind != "video":
+            continue
+        caps = RTCRtpSender.getCapabilities("video").codecs
+        chosen = [c for c in caps if c.mimeType.lower() == wanted]
+        chosen += [c for c in caps if c.mimeType.lower() == "video/rtx"]
+        transceiver.setCodecPreferences(chosen)
+
+
+class SignalingClient:
+    def __init__(self, base_url: str, token: str) -> None:
+        self.ws_url = base_url.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
+        self.token = token
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.joined: dict[str, Any] | None = None
+        self.publish_pcs: list[RTCPeerConnection] = []
+        self.subscriptions: dict[str, ClientSubscription] = {}
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task | None = None
+
+    async def connect(self) -> dict[str, Any]:
+        self._session = aiohttp.ClientSession()
+        self._ws = await self._session.ws_connect(self.ws_url, max_msg_size=0)
+        self._reader = asyncio.ensure_future(self._read())
+        self.joined = await self.request({"type": "join", "token": self.token})
+        return self.joined
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for msg in self._ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                break
+            message = json.loads(msg.data)
+            future = self._pending.pop(message.get("id"), None)
+            if future is not None and not future.done():
+                future.set_result(message)
+            else:
+                await self.events.put(message)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("signaling connection closed"))
+        await self.events.put({"type": "_closed"})
+
+    async def send_raw(self, text: str) -> None:
+        assert self._ws is not None
+        await self._ws.send_str(text)
+
+    async def request(self, message: dict[str, Any], timeout: float = 20.0) -> dict[str, Any]:
+        assert self._ws is not None
+        request_id = next(self._ids)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        await self._ws.send_str(json.dumps({**message, "id": request_id}))
+        reply = await asyncio.wait_for(future, timeout)
+        if reply["type"] == "error":
+            raise SignalingError(reply["code"], reply["message"])
+        return reply
+
+    async def next_event(self, type_name: str, timeout: float = 10.0) -> dict[str, Any]:
+        """Wait for the next event of a type, dropping others."""
+        async def wait() -> dict[str, Any]:
+            while True:
+                event = await self.events.get()
+                if event["type"] in (type_name, "_closed"):
+                    return event
+
+        return await asyncio.wait_for(wait(), timeout)
+
+    @property
+    def video_codec(self) -> str:
+        assert self.joined is not None
+        return self.joined["room"]["video_codec"]
+
+    async def publish(self, tracks: list[MediaStreamTrack]) -> str:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.publish_pcs.append(pc)
+        for track in tracks:
+            pc.addTransceiver(track, direction="sendonly")
+        prefer_codec(pc, self.video_codec)
+        await pc.setLocalDescription(await pc.createOffer())
+        reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp})
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        return reply["publication_id"]
+
+    async def subscribe(self, publication_id: str) -> ClientSubscription:
+        offer = await self.request({"type": "subscribe", "publication_id": publication_id})
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        subscription = ClientSubscription(offer["subscription_id"], publication_id, pc)
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            subscription.tracks[track.kind] = track
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.request(
+            {
+                "type": "subscription_answer",
+                "subscription_id": subscription.subscription_id,
+                "sdp": pc.localDescription.sdp,
+            }
+        )
+        self.subscriptions[subscription.subscription_id] = subscription
+        return subscription
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        await self.request({"type": "unsubscribe", "subscription_id": subscription_id})
+        subscription = self.subscriptions.pop(subscription_id)
+        await subscription.pc.close()
+
+    async def close(self) -> None:
+        if self._ws is not None and not self._ws.closed:
+            await self._ws.close()
+        if self._reader is not None:
+            try:
+                await asyncio.wait_for(self._reader, 5)
+            except (TimeoutError, asyncio.CancelledError):
+                self._reader.cancel()
+        for pc in self.publish_pcs:
+            await pc.close()
+        for subscription in self.subscriptions.values():
+            await subscription.pc.close()
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from aiohttp import web
+
+from lighthouse.app import ROOMS_KEY, create_app
+from lighthouse.config import RoomConfig, load_config
+from signaling.tokens import TokenIssuer
+
+TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningServer:
+    base_url: str
+    tokens: TokenIssuer
+    app: web.Application
+
+    def token(self, participant: str, role: str = "terminal", room: str = "h264room",
+              name: str | None = None, ttl_s: int = 3600) -> str:
+        return self.tokens.mint(participant, name or participant, room, role, ttl_s=ttl_s)
+
+    def room(self, room_id: str):
+        return self.app[ROOMS_KEY][room_id]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[RunningServer]:
+    config = load_config(
+        env={},
+        host="127.0.0.1",
+        port=free_port(),
+        secret=TEST_SECRET,
+        rooms=(RoomConfig("h264room", "H.264 会议", "h264"), RoomConfig("vp8room", "VP8 会议", "vp8")),
+        idle_timeout_s=30.0,
+    )
+    app = create_app(config)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    try:
+        yield RunningServer(f"http://{config.host}:{config.port}", TokenIssuer(TEST_SECRET), app)
+    finally:
+        await runner.cleanup()
