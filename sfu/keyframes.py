@@ -46,13 +46,24 @@ def is_vp8_keyframe_start(payload: bytes) -> bool:
     return (payload[pos] & 0x01) == 0
 
 
+def _first_slice(slice_data_first_byte: int) -> bool:
+    # first_mb_in_slice is ue(v); the value 0 is coded as the single bit 1
+    return bool(slice_data_first_byte & 0x80)
+
+
 def is_h264_keyframe_start(payload: bytes) -> bool:
-    """True if this H.264 RTP payload (RFC 6184) starts an IDR picture or carries its SPS."""
+    """True if this H.264 RTP payload (RFC 6184) starts an IDR picture or carries an SPS.
+
+    An IDR picture may be cut into several slices; only its first slice (first_mb_in_slice
+    is 0) is a place where a decoder can start.
+    """
     if len(payload) < 1:
         return False
     nal_type = payload[0] & 0x1F
-    if nal_type in (_NAL_IDR, _NAL_SPS):
+    if nal_type == _NAL_SPS:
         return True
+    if nal_type == _NAL_IDR:
+        return len(payload) > 1 and _first_slice(payload[1])
     if nal_type == _STAP_A:
         pos = 1
         while pos + 2 < len(payload):
@@ -60,7 +71,10 @@ def is_h264_keyframe_start(payload: bytes) -> bool:
             pos += 2
             if size == 0 or pos >= len(payload):
                 break
-            if payload[pos] & 0x1F in (_NAL_IDR, _NAL_SPS):
+            inner = payload[pos] & 0x1F
+            if inner == _NAL_SPS:
+                return True
+            if inner == _NAL_IDR and pos + 1 < len(payload) and _first_slice(payload[pos + 1]):
                 return True
             pos += size
         return False
@@ -68,7 +82,9 @@ def is_h264_keyframe_start(payload: bytes) -> bool:
         if len(payload) < 2:
             return False
         fu_header = payload[1]
-        return bool(fu_header & 0x80) and (fu_header & 0x1F) == _NAL_IDR
+        if not (fu_header & 0x80) or (fu_header & 0x1F) != _NAL_IDR:
+            return False
+        return len(payload) > 2 and _first_slice(payload[2])
     return False
 
 
