@@ -1,0 +1,201 @@
+"""Real aiortc peers through the running server: forwarding, keyframes, NACK, ownership."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from aiortc import AudioStreamTrack
+
+from media import PictureTrack, face_picture, similarity
+from signaling.client import SignalingClient
+
+
+async def joined_client(server, participant: str, role: str = "terminal",
+                        room: str = "h264room") -> SignalingClient:
+    client = SignalingClient(server.base_url, server.token(participant, role, room))
+    await client.connect()
+    return client
+
+
+async def decoded_frames(track, count: int, timeout: float = 15.0):
+    frames = []
+    async def collect():
+        while len(frames) < count:
+            frames.append(await track.recv())
+    await asyncio.wait_for(collect(), timeout)
+    return frames
+
+
+@pytest.mark.parametrize("room", ["h264room", "vp8room"])
+async def test_one_publisher_five_subscribers_decode_the_picture(server, room):
+    picture = face_picture()
+    publisher = await joined_client(server, "county-main", "main", room)
+    subscribers = [await joined_client(server, f"village-{i}", "terminal", room) for i in range(5)]
+    try:
+        publication_id = await publisher.publish([AudioStreamTrack(), PictureTrack(picture)])
+        for subscriber in subscribers:
+            event = await subscriber.next_event("publication_added")
+            assert event["publication_id"] == publication_id
+            assert event["role"] == "main"
+        subscriptions = [await s.subscribe(publication_id) for s in subscribers]
+        results = await asyncio.gather(*(decoded_frames(s.tracks["video"], 10)
+                                         for s in subscriptions))
+        for subscription in subscriptions:
+            audio = await decoded_frames(subscription.tracks["audio"], 5)
+            assert audio[-1].sample_rate == 48000
+        for frames in results:
+            last = frames[-1]
+            assert (last.width, last.height) == (640, 360)
+            assert similarity(picture, last.to_ndarray(format="rgb24")) > 0.95
+            pts = [f.pts for f in frames]
+            assert pts == sorted(pts) and len(set(pts)) == len(pts)
+        uptrack = server.room(room).publications[publication_id].uptracks["video"]
+        expected_mime = {"h264room": "video/H264", "vp8room": "video/VP8"}[room]
+        assert uptrack.mime_type == expected_mime
+        assert len(uptrack.downtracks) == 5
+        assert all(d.packets_forwarded > 0 for d in uptrack.downtracks)
+        # five subscribers starting at once were served by few keyframe requests
+        assert uptrack.keyframes.sent_count <= 3
+        audio_uptrack = server.room(room).publications[publication_id].uptracks["audio"]
+        assert audio_uptrack.mime_type == "audio/opus"
+        assert all(d.packets_forwarded > 0 for d in audio_uptrack.downtracks)
+    finally:
+        for client in (publisher, *subscribers):
+            await client.close()
+
+
+async def test_late_subscriber_gets_a_picture_within_one_second(server):
+    picture = face_picture()
+    publisher = await joined_client(server, "main", "main")
+    early = await joined_client(server, "early")
+    try:
+        publication_id = await publisher.publish([PictureTrack(picture)])
+        await early.next_event("publication_added")
+        await decoded_frames((await early.subscribe(publication_id)).tracks["video"], 5)
+        await asyncio.sleep(3)  # the stream is well past its first keyframe
+        late = await joined_client(server, "late")
+        try:
+            assert [p["publication_id"] for p in late.joined["publications"]] == [publication_id]
+            started = time.monotonic()
+            subscription = await late.subscribe(publication_id)
+            frame = await asyncio.wait_for(subscription.tracks["video"].recv(), 5)
+            elapsed = time.monotonic() - started
+            assert similarity(picture, frame.to_ndarray(format="rgb24")) > 0.9
+            assert elapsed < 1.0, f"first picture after {elapsed:.2f} s"
+        finally:
+            await late.close()
+    finally:
+        await publisher.close()
+        await early.close()
+
+
+async def test_lost_packets_are_retransmitted_from_the_cache(server):
+    picture = face_picture()
+    publisher = await joined_client(server, "main", "main")
+    subscriber = await joined_client(server, "village")
+    try:
+        publication_id = await publisher.publish([PictureTrack(picture)])
+        await subscriber.next_event("publication_added")
+        subscription = await subscriber.subscribe(publication_id)
+        await decoded_frames(subscription.tracks["video"], 3)
+        downtrack = server.room("h264room").publications[publication_id].uptracks[
+            "video"].downtracks[0]
+        sender = downtrack.sender
+        original = sender.send_rtp
+        dropped: list[int] = []
+
+        async def lossy_send(data):
+            seq = int.from_bytes(data[2:4], "big")
+            # drop one packet in 12 of the first ones, never a retransmission (they use RTX)
+            if (data[1] & 0x7F) == sender.negotiated.payload_type and seq % 12 == 0 \
+                    and len(dropped) < 8:
+                dropped.append(seq)
+                return True
+            return await original(data)
+
+        sender.send_rtp = lossy_send
+        frames = await decoded_frames(subscription.tracks["video"], 40)
+        assert len(dropped) == 8
+        assert downtrack.retransmissions >= 4, "subscriber NACKs were answered from the cache"
+        assert similarity(picture, frames[-1].to_ndarray(format="rgb24")) > 0.95
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+async def test_subscriber_picture_loss_reaches_the_publisher_deduplicated(server):
+    publisher = await joined_client(server, "main", "main")
+    subscriber = await joined_client(server, "village")
+    try:
+        publication_id = await publisher.publish([PictureTrack(face_picture())])
+        await subscriber.next_event("publication_added")
+        subscription = await subscriber.subscribe(publication_id)
+        await decoded_frames(subscription.tracks["video"], 3)
+        uptrack = server.room("h264room").publications[publication_id].uptracks["video"]
+        downtrack = uptrack.downtracks[0]
+        await asyncio.sleep(0.3)
+        sent_before = uptrack.keyframes.sent_count
+        keyframes_before = uptrack.keyframes_received
+        for _ in range(10):  # a burst of PLIs from the subscriber
+            await downtrack.on_keyframe_request()
+        assert uptrack.keyframes.sent_count == sent_before + 1
+        await asyncio.sleep(1.0)
+        assert uptrack.keyframes_received > keyframes_before, "the publisher answered the PLI"
+    finally:
+        await publisher.close()
+        await subscriber.close()
+
+
+async def test_closing_the_publisher_ends_every_subscription(server):
+    publisher = await joined_client(server, "main", "main")
+    subscribers = [await joined_client(server, f"v{i}") for i in range(2)]
+    try:
+        publication_id = await publisher.publish([PictureTrack(face_picture())])
+        subs = []
+        for s in subscribers:
+            await s.next_event("publication_added")
+            subs.append(await s.subscribe(publication_id))
+        await decoded_frames(subs[0].tracks["video"], 2)
+        room = server.room("h264room")
+        publication = room.publications[publication_id]
+        server_subscriptions = list(publication.subscriptions)
+        await publisher.close()
+        for s, sub in zip(subscribers, subs, strict=True):
+            ended = await s.next_event("subscription_ended")
+            assert ended == {"type": "subscription_ended",
+                             "subscription_id": sub.subscription_id,
+                             "reason": "publication_removed"}
+            assert (await s.next_event("publication_removed"))["publication_id"] == publication_id
+            assert (await s.next_event("peer_left"))["peer_id"] == publisher.joined["peer_id"]
+        assert publication_id not in room.publications
+        assert all(sub.closed for sub in server_subscriptions)
+        assert all(not sub.peer.subscriptions for sub in server_subscriptions)
+        assert publication.uptracks["video"].downtracks == []
+        await asyncio.sleep(0.2)
+        assert publication.pc.connectionState == "closed"
+        assert all(sub.pc.connectionState == "closed" for sub in server_subscriptions)
+    finally:
+        for s in subscribers:
+            await s.close()
+
+
+async def test_unsubscribe_stops_forwarding_and_keeps_the_publication(server):
+    publisher = await joined_client(server, "main", "main")
+    subscriber = await joined_client(server, "village")
+    try:
+        publication_id = await publisher.publish([PictureTrack(face_picture())])
+        await subscriber.next_event("publication_added")
+        subscription = await subscriber.subscribe(publication_id)
+        await decoded_frames(subscription.tracks["video"], 2)
+        uptrack = server.room("h264room").publications[publication_id].uptracks["video"]
+        assert len(uptrack.downtracks) == 1
+        await subscriber.unsubscribe(subscription.subscription_id)
+        assert uptrack.downtracks == []
+        assert publication_id in server.room("h264room").publications
+        again = await subscriber.subscribe(publication_id)
+        await decoded_frames(again.tracks["video"], 2)
+    finally:
+        await publisher.close()
+        await subscriber.close()
