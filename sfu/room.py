@@ -185,11 +185,16 @@ class Peer:
     async def _announce_when_flowing(self, publication: Publication) -> None:
         # Subscribers are told once media arrives, so their first subscribe finds packets
         # to forward; a publication that never sends is still announced after a while.
-        waits = [t.first_packet.wait() for t in publication.uptracks.values()]
-        try:
-            await asyncio.wait_for(asyncio.gather(*waits), self.room.settings.media_wait_s)
-        except TimeoutError:
-            pass
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.room.settings.media_wait_s
+        for uptrack in publication.uptracks.values():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            try:
+                await asyncio.wait_for(uptrack.first_packet.wait(), remaining)
+            except TimeoutError:
+                break
         if not publication.closed:
             publication.announced = True
             await self.room.emit(

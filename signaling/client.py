@@ -103,6 +103,7 @@ class SignalingClient:
 
     async def next_event(self, type_name: str, timeout: float = 10.0) -> dict[str, Any]:
         """Wait for the next event of a type, dropping others."""
+
         async def wait() -> dict[str, Any]:
             while True:
                 event = await self.events.get()

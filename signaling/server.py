@@ -71,7 +71,7 @@ class SignalingService:
             self.connections.discard(connection)
             await self._drop(connection)
             if not ws.closed:
-                await ws.close()
+                await ws.close(code=WSCloseCode.GOING_AWAY)
         return ws
 
     async def _serve(self, connection: Connection) -> None:
@@ -80,8 +80,8 @@ class SignalingService:
             try:
                 msg = await ws.receive(timeout=self.idle_timeout_s)
             except TimeoutError:
+                # the peer is dropped before the socket closes (see handle())
                 await connection.error("idle_timeout", "nothing received for too long")
-                await ws.close(code=WSCloseCode.GOING_AWAY)
                 return
             if msg.type == WSMsgType.TEXT:
                 await self._on_text(connection, msg.data)

@@ -26,8 +26,14 @@ class RunningServer:
     tokens: TokenIssuer
     app: web.Application
 
-    def token(self, participant: str, role: str = "terminal", room: str = "h264room",
-              name: str | None = None, ttl_s: int = 3600) -> str:
+    def token(
+        self,
+        participant: str,
+        role: str = "terminal",
+        room: str = "h264room",
+        name: str | None = None,
+        ttl_s: int = 3600,
+    ) -> str:
         return self.tokens.mint(participant, name or participant, room, role, ttl_s=ttl_s)
 
     def room(self, room_id: str):
@@ -41,7 +47,10 @@ async def server() -> AsyncIterator[RunningServer]:
         host="127.0.0.1",
         port=free_port(),
         secret=TEST_SECRET,
-        rooms=(RoomConfig("h264room", "H.264 会议", "h264"), RoomConfig("vp8room", "VP8 会议", "vp8")),
+        rooms=(
+            RoomConfig("h264room", "H.264 会议", "h264"),
+            RoomConfig("vp8room", "VP8 会议", "vp8"),
+        ),
         idle_timeout_s=30.0,
     )
     app = create_app(config)

@@ -18,8 +18,11 @@ def test_seam_refuses_another_aiortc_version(monkeypatch):
 
 
 def test_seam_notices_a_renamed_private_attribute(monkeypatch):
-    monkeypatch.setattr(aiortc_seam, "_RECEIVER_PRIVATE",
-                        (*aiortc_seam._RECEIVER_PRIVATE, "_RTCRtpReceiver__renamed"))
+    monkeypatch.setattr(
+        aiortc_seam,
+        "_RECEIVER_PRIVATE",
+        (*aiortc_seam._RECEIVER_PRIVATE, "_RTCRtpReceiver__renamed"),
+    )
     with pytest.raises(SeamError, match="renamed"):
         check_seam()
 

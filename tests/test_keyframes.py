@@ -16,9 +16,15 @@ from sfu.keyframes import (
 CODECS = {
     "vp8": RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96),
     "h264": RTCRtpCodecParameters(
-        mimeType="video/H264", clockRate=90000, payloadType=102,
-        parameters={"packetization-mode": "1", "level-asymmetry-allowed": "1",
-                    "profile-level-id": "42e01f"}),
+        mimeType="video/H264",
+        clockRate=90000,
+        payloadType=102,
+        parameters={
+            "packetization-mode": "1",
+            "level-asymmetry-allowed": "1",
+            "profile-level-id": "42e01f",
+        },
+    ),
 }
 
 

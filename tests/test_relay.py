@@ -7,13 +7,14 @@ import time
 
 import pytest
 from aiortc import AudioStreamTrack
-
 from media import PictureTrack, face_picture, similarity
+
 from signaling.client import SignalingClient
 
 
-async def joined_client(server, participant: str, role: str = "terminal",
-                        room: str = "h264room") -> SignalingClient:
+async def joined_client(
+    server, participant: str, role: str = "terminal", room: str = "h264room"
+) -> SignalingClient:
     client = SignalingClient(server.base_url, server.token(participant, role, room))
     await client.connect()
     return client
@@ -21,9 +22,11 @@ async def joined_client(server, participant: str, role: str = "terminal",
 
 async def decoded_frames(track, count: int, timeout: float = 15.0):
     frames = []
+
     async def collect():
         while len(frames) < count:
             frames.append(await track.recv())
+
     await asyncio.wait_for(collect(), timeout)
     return frames
 
@@ -40,8 +43,9 @@ async def test_one_publisher_five_subscribers_decode_the_picture(server, room):
             assert event["publication_id"] == publication_id
             assert event["role"] == "main"
         subscriptions = [await s.subscribe(publication_id) for s in subscribers]
-        results = await asyncio.gather(*(decoded_frames(s.tracks["video"], 10)
-                                         for s in subscriptions))
+        results = await asyncio.gather(
+            *(decoded_frames(s.tracks["video"], 10) for s in subscriptions)
+        )
         for subscription in subscriptions:
             audio = await decoded_frames(subscription.tracks["audio"], 5)
             assert audio[-1].sample_rate == 48000
@@ -100,8 +104,9 @@ async def test_lost_packets_are_retransmitted_from_the_cache(server):
         await subscriber.next_event("publication_added")
         subscription = await subscriber.subscribe(publication_id)
         await decoded_frames(subscription.tracks["video"], 3)
-        downtrack = server.room("h264room").publications[publication_id].uptracks[
-            "video"].downtracks[0]
+        downtrack = (
+            server.room("h264room").publications[publication_id].uptracks["video"].downtracks[0]
+        )
         sender = downtrack.sender
         original = sender.send_rtp
         dropped: list[int] = []
@@ -109,8 +114,11 @@ async def test_lost_packets_are_retransmitted_from_the_cache(server):
         async def lossy_send(data):
             seq = int.from_bytes(data[2:4], "big")
             # drop one packet in 12 of the first ones, never a retransmission (they use RTX)
-            if (data[1] & 0x7F) == sender.negotiated.payload_type and seq % 12 == 0 \
-                    and len(dropped) < 8:
+            if (
+                (data[1] & 0x7F) == sender.negotiated.payload_type
+                and seq % 12 == 0
+                and len(dropped) < 8
+            ):
                 dropped.append(seq)
                 return True
             return await original(data)
@@ -164,9 +172,11 @@ async def test_closing_the_publisher_ends_every_subscription(server):
         await publisher.close()
         for s, sub in zip(subscribers, subs, strict=True):
             ended = await s.next_event("subscription_ended")
-            assert ended == {"type": "subscription_ended",
-                             "subscription_id": sub.subscription_id,
-                             "reason": "publication_removed"}
+            assert ended == {
+                "type": "subscription_ended",
+                "subscription_id": sub.subscription_id,
+                "reason": "publication_removed",
+            }
             assert (await s.next_event("publication_removed"))["publication_id"] == publication_id
             assert (await s.next_event("peer_left"))["peer_id"] == publisher.joined["peer_id"]
         assert publication_id not in room.publications

@@ -10,8 +10,10 @@ def test_seq_and_ts_diff_wrap_around():
 
 def test_sequence_continues_across_upstream_wrap():
     rewriter = StreamRewriter(90000, initial_sequence=65530, initial_timestamp=0xFFFFFF00)
-    outs = [rewriter.rewrite(1111, (65533 + i) & 0xFFFF, (4000 + 3000 * i) & 0xFFFFFFFF, 0.0)
-            for i in range(8)]
+    outs = [
+        rewriter.rewrite(1111, (65533 + i) & 0xFFFF, (4000 + 3000 * i) & 0xFFFFFFFF, 0.0)
+        for i in range(8)
+    ]
     seqs = [o[0] for o in outs]
     assert seqs == [(65530 + i) & 0xFFFF for i in range(8)]  # wraps 65535 -> 0 with no gap
     stamps = [o[1] for o in outs]
@@ -22,7 +24,9 @@ def test_sequence_continues_across_upstream_wrap():
 def test_gaps_are_kept_and_reordering_maps_consistently():
     rewriter = StreamRewriter(90000, initial_sequence=100)
     assert rewriter.rewrite(1, 500, 0, 0.0)[0] == 100
-    assert rewriter.rewrite(1, 502, 0, 0.0)[0] == 102  # a loss stays a gap (the subscriber NACKs it)
+    assert (
+        rewriter.rewrite(1, 502, 0, 0.0)[0] == 102
+    )  # a loss stays a gap (the subscriber NACKs it)
     assert rewriter.rewrite(1, 501, 0, 0.0)[0] == 101  # the late packet fills it
     assert rewriter.rewrite(1, 503, 0, 0.0)[0] == 103
 
@@ -60,14 +64,22 @@ def test_original_sequence_maps_back_only_within_current_source():
 
 
 def test_rewrite_header_keeps_marker_extensions_and_payload():
-    from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
     from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap, RtpPacket
 
     ext_map = HeaderExtensionsMap()
-    ext_map.configure(RTCRtpParameters(headerExtensions=[RTCRtpHeaderExtensionParameters(
-        id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")]))
-    packet = RtpPacket(payload_type=102, marker=1, sequence_number=7, timestamp=9, ssrc=1,
-                       payload=b"\x65payload")
+    ext_map.configure(
+        RTCRtpParameters(
+            headerExtensions=[
+                RTCRtpHeaderExtensionParameters(
+                    id=3, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+                )
+            ]
+        )
+    )
+    packet = RtpPacket(
+        payload_type=102, marker=1, sequence_number=7, timestamp=9, ssrc=1, payload=b"\x65payload"
+    )
     packet.extensions = HeaderExtensions(abs_send_time=0x123456)
     data = rewrite_header(packet.serialize(ext_map), 96, 65535, 0xFFFFFFFF, 0xDEADBEEF)
     assert parse_header(data) == (96, True, 65535, 0xFFFFFFFF, 0xDEADBEEF)

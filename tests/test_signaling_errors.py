@@ -1,0 +1,317 @@
+"""Every class of bad signaling input gets a clear error and harms nobody."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiohttp
+import jwt
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+from conftest import TEST_SECRET
+from media import PictureTrack, face_picture
+
+from lighthouse.app import SIGNALING_KEY
+from signaling.client import SignalingClient, prefer_codec
+
+ROOM_EVENTS = {
+    "peer_joined",
+    "peer_left",
+    "publication_added",
+    "publication_removed",
+    "subscription_ended",
+}
+
+
+class RawSocket:
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse):
+        self.session = session
+        self.ws = ws
+
+    @classmethod
+    async def open(cls, server) -> RawSocket:
+        session = aiohttp.ClientSession()
+        ws = await session.ws_connect(server.base_url.replace("http", "ws") + "/ws")
+        return cls(session, ws)
+
+    async def send(self, payload) -> None:
+        await self.ws.send_str(payload if isinstance(payload, str) else json.dumps(payload))
+
+    async def recv(self, timeout: float = 10.0) -> dict:
+        msg = await self.ws.receive(timeout=timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, f"expected a message, got {msg.type}"
+        return json.loads(msg.data)
+
+    async def request(self, payload) -> dict:
+        """Send, then return the first message that is not a room event."""
+        await self.send(payload)
+        while True:
+            message = await self.recv()
+            if message["type"] not in ROOM_EVENTS:
+                return message
+
+    async def alive(self) -> bool:
+        reply = await self.request({"type": "ping", "id": "alive?"})
+        return reply == {"type": "pong", "id": "alive?"}
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await self.session.close()
+
+
+@pytest.fixture
+async def raw(server):
+    socket = await RawSocket.open(server)
+    yield socket
+    await socket.close()
+
+
+async def joined_raw(server, participant="village", role="terminal") -> RawSocket:
+    socket = await RawSocket.open(server)
+    reply = await socket.request(
+        {"type": "join", "id": 1, "token": server.token(participant, role)}
+    )
+    assert reply["type"] == "joined"
+    return socket
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "mentions"),
+    [
+        ("{not json", "invalid_json", "JSON"),
+        ("[1, 2]", "invalid_json", "object"),
+        ('"just a string"', "invalid_json", "object"),
+        ({"id": 5}, "invalid_message", "type"),
+        ({"type": "dance", "id": 5}, "unknown_type", "dance"),
+        ({"type": "join", "id": 5}, "invalid_message", "token"),
+        ({"type": "join", "id": 5, "token": 42}, "invalid_message", "token"),
+        ({"type": "ping", "id": 5, "extra": 1}, "invalid_message", "extra"),
+        ({"type": "ping", "id": {"nested": 1}}, "invalid_message", "id"),
+        ({"type": "publish", "id": 5, "sdp": "v=0"}, "not_joined", "join"),
+    ],
+)
+async def test_malformed_messages_get_an_error_and_the_socket_lives(raw, payload, code, mentions):
+    reply = await raw.request(payload)
+    assert reply["type"] == "error"
+    assert reply["code"] == code
+    assert mentions in reply["message"]
+    if isinstance(payload, dict) and isinstance(payload.get("id"), int):
+        assert reply["id"] == payload["id"]
+    assert await raw.alive()
+
+
+async def test_binary_frame_is_refused(raw):
+    await raw.ws.send_bytes(b"\x00\x01")
+    reply = await raw.recv()
+    assert reply["code"] == "invalid_json"
+    assert await raw.alive()
+
+
+async def test_oversized_frame_closes_only_that_socket(server, raw):
+    other = await joined_raw(server, "bystander")
+    try:
+        await raw.send({"type": "ping", "pad": "x" * (300 * 1024)})
+        msg = await raw.ws.receive(timeout=10)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert raw.ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+        assert await other.alive()
+        assert len(server.room("h264room").peers) == 1
+    finally:
+        await other.close()
+
+
+def _token(claims: dict, secret: str = TEST_SECRET) -> str:
+    base = {
+        "sub": "x",
+        "name": "X",
+        "room": "h264room",
+        "role": "terminal",
+        "exp": int(time.time()) + 600,
+    }
+    base.update(claims)
+    return jwt.encode({k: v for k, v in base.items() if v is not None}, secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [
+        ("not-a-jwt", "invalid_token"),
+        (_token({}, secret="another-secret-that-is-long-enough-0123456789"), "invalid_token"),
+        (_token({"exp": int(time.time()) - 5}), "token_expired"),
+        (_token({"exp": None}), "invalid_token"),
+        (_token({"role": "admin"}), "invalid_token"),
+        (_token({"room": "no-such-room"}), "unknown_room"),
+    ],
+)
+async def test_bad_tokens_are_refused_and_the_socket_closed(server, raw, token, code):
+    reply = await raw.request({"type": "join", "id": 9, "token": token})
+    assert (reply["type"], reply["code"], reply["id"]) == ("error", code, 9)
+    msg = await raw.ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert server.room("h264room").peers == {}
+
+
+async def test_tampered_token_is_refused(server, raw):
+    header, payload, signature = server.token("village").split(".")
+    claims = json.loads(jwt.utils.base64url_decode(payload))
+    claims["role"] = "main"
+    forged = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
+    reply = await raw.request({"type": "join", "token": f"{header}.{forged}.{signature}"})
+    assert reply["code"] == "invalid_token"
+
+
+async def test_second_join_on_one_socket_is_refused(server):
+    socket = await joined_raw(server)
+    try:
+        reply = await socket.request({"type": "join", "id": 2, "token": server.token("other")})
+        assert reply["code"] == "already_joined"
+        assert await socket.alive()
+    finally:
+        await socket.close()
+
+
+async def test_rejoin_with_the_same_participant_replaces_the_old_connection(server):
+    first = await joined_raw(server, "tv-17")
+    second = await joined_raw(server, "tv-17")
+    try:
+        reply = await first.recv()
+        assert reply["code"] == "replaced"
+        msg = await first.ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        peers = server.room("h264room").peers.values()
+        assert [p.participant_id for p in peers] == ["tv-17"]
+        assert await second.alive()
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _offer(video_codec: str) -> str:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver(PictureTrack(face_picture(64, 36)), direction="sendonly")
+    prefer_codec(pc, video_codec)
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = pc.localDescription.sdp
+    await pc.close()
+    return sdp
+
+
+@pytest.mark.parametrize(
+    ("make_sdp", "code"),
+    [
+        (lambda offer: "hello", "bad_sdp"),
+        (lambda offer: "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n", "bad_sdp"),
+        (lambda offer: offer.replace("a=ice-ufrag", "a=x-ufrag"), "bad_sdp"),
+        (lambda offer: offer.replace("a=sendonly", "a=recvonly"), "bad_sdp"),
+        # what a VP9-only browser would send
+        (lambda offer: offer.replace("VP8/90000", "VP9/90000"), "codec_not_supported"),
+    ],
+)
+async def test_bad_offers_are_refused_and_nothing_is_published(server, make_sdp, code):
+    socket = await RawSocket.open(server)
+    try:
+        joined = await socket.request({"type": "join", "token": server.token("v", room="vp8room")})
+        assert joined["type"] == "joined"
+        offer = make_sdp(await _offer("vp8"))
+        reply = await socket.request({"type": "publish", "id": 3, "sdp": offer})
+        assert (reply["type"], reply["code"], reply["id"]) == ("error", code, 3)
+        assert server.room("h264room").publications == {}
+        assert server.room("vp8room").publications == {}
+        assert await socket.alive()
+    finally:
+        await socket.close()
+
+
+async def test_offer_without_the_rooms_codec_names_it(server):
+    socket = await joined_raw(server)
+    try:
+        reply = await socket.request({"type": "publish", "sdp": await _offer("vp8")})
+        assert reply["code"] == "codec_not_supported"
+        assert "h264" in reply["message"]
+    finally:
+        await socket.close()
+
+
+async def test_h264_high_profile_only_offer_is_refused(server):
+    offer = (await _offer("h264")).replace("42e01f", "640c1f").replace("42001f", "640c1f")
+    socket = await joined_raw(server)
+    try:
+        reply = await socket.request({"type": "publish", "sdp": offer})
+        assert reply["code"] == "codec_not_supported"
+        assert await socket.alive()
+    finally:
+        await socket.close()
+
+
+async def test_unknown_ids_and_bad_answers(server):
+    publisher = SignalingClient(server.base_url, server.token("main", "main"))
+    await publisher.connect()
+    socket = await joined_raw(server)
+    try:
+        publication_id = await publisher.publish([PictureTrack(face_picture())])
+        for message, code in [
+            ({"type": "subscribe", "publication_id": "pub-nope"}, "unknown_publication"),
+            ({"type": "unpublish", "publication_id": publication_id}, "unknown_publication"),
+            ({"type": "unsubscribe", "subscription_id": "sub-nope"}, "unknown_subscription"),
+            (
+                {"type": "subscription_answer", "subscription_id": "sub-nope", "sdp": "v=0"},
+                "unknown_subscription",
+            ),
+        ]:
+            reply = await socket.request(message)
+            assert reply["code"] == code, message
+        offer = await socket.request({"type": "subscribe", "publication_id": publication_id})
+        assert offer["type"] == "subscription_offer"
+        reply = await socket.request(
+            {
+                "type": "subscription_answer",
+                "sdp": "garbage",
+                "subscription_id": offer["subscription_id"],
+            }
+        )
+        assert reply["code"] == "bad_sdp"
+        # the publication and the publisher's media are untouched
+        room = server.room("h264room")
+        assert publication_id in room.publications
+        uptrack = room.publications[publication_id].uptracks["video"]
+        before = uptrack.packets_received
+        await asyncio.sleep(0.5)
+        assert uptrack.packets_received > before
+        assert await socket.alive()
+    finally:
+        await socket.close()
+        await publisher.close()
+
+
+async def test_dropped_connection_cleans_up_the_peer(server):
+    publisher = SignalingClient(server.base_url, server.token("main", "main"))
+    await publisher.connect()
+    watcher = await joined_raw(server, "watcher")
+    try:
+        publication_id = await publisher.publish([PictureTrack(face_picture())])
+        room = server.room("h264room")
+        assert publication_id in room.publications
+        await publisher._ws.close()  # the TV loses its network
+        seen = set()
+        while not {"publication_removed", "peer_left"} <= seen:
+            seen.add((await watcher.recv())["type"])
+        assert publication_id not in room.publications
+        assert [p.participant_id for p in room.peers.values()] == ["watcher"]
+    finally:
+        await watcher.close()
+        await publisher.close()
+
+
+async def test_idle_connection_is_closed(server):
+    server.app[SIGNALING_KEY].idle_timeout_s = 0.5
+    socket = await joined_raw(server)
+    try:
+        reply = await socket.recv(timeout=5)
+        assert reply["code"] == "idle_timeout"
+        msg = await socket.ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        assert server.room("h264room").peers == {}
+    finally:
+        await socket.close()
