@@ -13,7 +13,7 @@ def test_seam_matches_installed_aiortc():
 
 def test_seam_refuses_another_aiortc_version(monkeypatch):
     monkeypatch.setattr(aiortc, "__version__", "1.17.0")
-    with pytest.raises(SeamError, match="1.17.0"):
+    with pytest.raises(SeamError, match=r"1\.17\.0"):
         check_seam()
 
 
