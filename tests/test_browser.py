@@ -1,0 +1,97 @@
+"""Real browsers: Chromium publishes as the main venue, a second Chromium on the TV page watches."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_args, chromium_env, write_y4m
+from media import face_picture, similarity
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+async def chromium(tmp_path: Path):
+    if not Path(CHROMIUM).exists():
+        # never skip: CI installs it (.ci/run), and a skipped browser suite hides failures
+        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    picture = face_picture()
+    camera = write_y4m(tmp_path / "face.y4m", picture)
+    # a short home: Chromium's singleton socket path must fit in 108 bytes
+    home = Path(tempfile.mkdtemp(prefix="lh-chromium-"))
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=chromium_args(camera),
+            ignore_default_args=["--mute-audio"],
+            env=chromium_env(home),
+        )
+        try:
+            yield browser, picture
+        finally:
+            await browser.close()
+            shutil.rmtree(home, ignore_errors=True)
+
+
+async def open_page(browser, url: str):
+    context = await browser.new_context(viewport={"width": 1280, "height": 720})
+    page = await context.new_page()
+    messages: list[str] = []
+    page.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda exc: messages.append(f"pageerror: {exc}"))
+    await page.goto(url)
+    page.console_messages = messages
+    return page
+
+
+async def wait_for_remote_video(page, role: str, min_frames: int = 15) -> dict:
+    selector = f'video[data-role="{role}"]'
+    await page.wait_for_function(
+        """([sel, n]) => { const v = document.querySelector(sel);
+              return v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames >= n; }""",
+        arg=[selector, min_frames], polling=100, timeout=20_000,
+    )
+    grabbed = await asyncio.wait_for(page.evaluate(GRAB_VIDEO_JS, selector), 10)
+    assert grabbed is not None
+    return grabbed
+
+
+@pytest.mark.parametrize("room", ["h264room", "vp8room"])
+async def test_tv_page_receives_the_main_venue_from_a_browser(server, chromium, room):
+    browser, picture = chromium
+    main = await open_page(browser, f"{server.base_url}/main?token="
+                           + server.token("county-main", "main", room, name="县委主会场"))
+    tv = await open_page(browser, f"{server.base_url}/tv?token="
+                         + server.token("village-hongxing", "terminal", room, name="红星村"))
+    try:
+        grabbed = await wait_for_remote_video(tv, "main")
+        assert (grabbed["width"], grabbed["height"]) == (640, 360)
+        pixels = np.array(grabbed["pixels"], dtype=np.uint8).reshape(90, 160, 4)[..., :3]
+        score = similarity(picture, pixels)
+        assert score > 0.9, f"the TV shows something else (similarity {score:.3f})"
+
+        # the server relayed the room's codec without touching it
+        publications = server.room(room).publications.values()
+        main_pub = next(p for p in publications if p.peer.role == "main")
+        video = main_pub.uptracks["video"]
+        assert video.mime_type == {"h264room": "video/H264", "vp8room": "video/VP8"}[room]
+        assert video.downtracks and video.downtracks[0].packets_forwarded > 30
+        assert main_pub.uptracks["audio"].downtracks[0].packets_forwarded > 0
+
+        # and the main venue sees the village
+        await wait_for_remote_video(main, "terminal", min_frames=5)
+        state = await tv.evaluate("window.lighthouse.state")
+        assert state == "joined"
+    except Exception:
+        print("TV console:", *tv.console_messages, sep="\n  ")
+        print("main console:", *main.console_messages, sep="\n  ")
+        raise
