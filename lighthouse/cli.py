@@ -8,7 +8,7 @@ import sys
 
 from aiohttp import web
 
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,19 +39,23 @@ def main(argv: list[str] | None = None) -> int:
     return serve_forever(config)
 
 
-def serve_forever(config) -> int:
+def serve_forever(config: Config) -> int:
     from signaling.tokens import TokenIssuer
 
     from .app import create_app
     from .demo import demo_links
 
     app = create_app(config)
-    if config.demo:
-        print("Lighthouse demo meeting — open these links:", flush=True)
-        for link in demo_links(config.base_url(), TokenIssuer(config.secret)):
-            print(f"  {link.label}: {link.url}", flush=True)
-    print(f"Lighthouse listening on {config.base_url()}", flush=True)
-    web.run_app(app, host=config.host, port=config.port, print=None)
+
+    def announce(_: str) -> None:
+        # run_app calls this once the socket is bound, so the links printed already work
+        if config.demo:
+            print("Lighthouse demo meeting — open these links:", flush=True)
+            for link in demo_links(config.base_url(), TokenIssuer(config.secret)):
+                print(f"  {link.label}: {link.url}", flush=True)
+        print(f"Lighthouse listening on {config.base_url()}", flush=True)
+
+    web.run_app(app, host=config.host, port=config.port, print=announce)
     return 0
 
 

@@ -22,8 +22,7 @@ def write_y4m(path: Path, picture: np.ndarray, frames: int = 30) -> Path:
     def sub(plane: np.ndarray) -> np.ndarray:
         return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
 
-    planes = b"".join(np.clip(p, 0, 255).astype(np.uint8).tobytes()
-                      for p in (y, sub(u), sub(v)))
+    planes = b"".join(np.clip(p, 0, 255).astype(np.uint8).tobytes() for p in (y, sub(u), sub(v)))
     with path.open("wb") as out:
         out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
         for _ in range(frames):
@@ -34,10 +33,17 @@ def write_y4m(path: Path, picture: np.ndarray, frames: int = 30) -> Path:
 
 def chromium_args(camera_file: Path) -> list[str]:
     return [
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
         "--autoplay-policy=no-user-gesture-required",
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-video-capture={camera_file}",
         "--disable-features=WebRtcHideLocalIpsWithMdns",
         "--allow-loopback-in-peer-connection",
@@ -47,8 +53,12 @@ def chromium_args(camera_file: Path) -> list[str]:
 def chromium_env(home: Path) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / "config"),
-               XDG_CACHE_HOME=str(home / "cache"), TMPDIR=str(home))
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / "config"),
+        XDG_CACHE_HOME=str(home / "cache"),
+        TMPDIR=str(home),
+    )
     return env
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_args, chromium_env, write_y4m
 from media import face_picture, similarity
 
@@ -58,7 +57,9 @@ async def wait_for_remote_video(page, role: str, min_frames: int = 15) -> dict:
     await page.wait_for_function(
         """([sel, n]) => { const v = document.querySelector(sel);
               return v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames >= n; }""",
-        arg=[selector, min_frames], polling=100, timeout=20_000,
+        arg=[selector, min_frames],
+        polling=100,
+        timeout=20_000,
     )
     grabbed = await asyncio.wait_for(page.evaluate(GRAB_VIDEO_JS, selector), 10)
     assert grabbed is not None
@@ -68,10 +69,16 @@ async def wait_for_remote_video(page, role: str, min_frames: int = 15) -> dict:
 @pytest.mark.parametrize("room", ["h264room", "vp8room"])
 async def test_tv_page_receives_the_main_venue_from_a_browser(server, chromium, room):
     browser, picture = chromium
-    main = await open_page(browser, f"{server.base_url}/main?token="
-                           + server.token("county-main", "main", room, name="县委主会场"))
-    tv = await open_page(browser, f"{server.base_url}/tv?token="
-                         + server.token("village-hongxing", "terminal", room, name="红星村"))
+    main = await open_page(
+        browser,
+        f"{server.base_url}/main?token="
+        + server.token("county-main", "main", room, name="县委主会场"),
+    )
+    tv = await open_page(
+        browser,
+        f"{server.base_url}/tv?token="
+        + server.token("village-hongxing", "terminal", room, name="红星村"),
+    )
     try:
         grabbed = await wait_for_remote_video(tv, "main")
         assert (grabbed["width"], grabbed["height"]) == (640, 360)

@@ -26,9 +26,7 @@ def test_sequence_continues_across_upstream_wrap():
 def test_gaps_are_kept_and_reordering_maps_consistently():
     rewriter = StreamRewriter(90000, initial_sequence=100)
     assert rewriter.rewrite(1, 500, 0, 0.0)[0] == 100
-    assert (
-        rewriter.rewrite(1, 502, 0, 0.0)[0] == 102
-    )  # a loss stays a gap: NACKed
+    assert rewriter.rewrite(1, 502, 0, 0.0)[0] == 102  # a loss stays a gap: NACKed
     assert rewriter.rewrite(1, 501, 0, 0.0)[0] == 101  # the late packet fills it
     assert rewriter.rewrite(1, 503, 0, 0.0)[0] == 103
 

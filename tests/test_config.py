@@ -1,0 +1,59 @@
+import pytest
+
+from lighthouse.config import ConfigError, load_config
+
+
+def test_precedence_overrides_env_file_defaults(tmp_path):
+    path = tmp_path / "lighthouse.toml"
+    path.write_text(
+        '[server]\nport = 9000\nhost = "127.0.0.1"\n'
+        '[[rooms]]\nid = "town-1"\nname = "城关镇"\nvideo_codec = "VP8"\n'
+        '[[ice_servers]]\nurls = "stun:stun.example.org:3478"\n',
+        encoding="utf-8",
+    )
+    config = load_config(path, env={"LIGHTHOUSE_PORT": "9100", "LIGHTHOUSE_SECRET": "s" * 40})
+    assert config.port == 9100  # env beats the file
+    assert config.host == "127.0.0.1"  # file beats the default
+    assert config.secret == "s" * 40
+    assert config.rooms[0].video_codec == "vp8" and config.rooms[0].name == "城关镇"
+    assert config.ice_servers[0].urls == ["stun:stun.example.org:3478"]
+    assert load_config(path, env={}, port=1).port == 1  # explicit overrides beat both
+
+
+def test_secret_is_generated_when_absent_and_checked_when_given():
+    assert len(load_config(env={}).secret) >= 32
+    assert load_config(env={}).secret != load_config(env={}).secret
+    with pytest.raises(ConfigError, match="32 bytes"):
+        load_config(env={"LIGHTHOUSE_SECRET": "short"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[rooms]]\nname = "x"\n', "lacks 'id'"),
+        ('[[rooms]]\nid = "x"\nvideo_codec = "vp9"\n', "video_codec"),
+        ("[server\n", "cannot read"),
+        ("[[ice_servers]]\nusername = 'u'\n", "urls"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, env={})
+
+
+def test_ice_servers_from_env_must_be_json():
+    with pytest.raises(ConfigError, match="JSON"):
+        load_config(env={"LIGHTHOUSE_ICE_SERVERS": "stun:x"})
+    config = load_config(
+        env={
+            "LIGHTHOUSE_ICE_SERVERS": '[{"urls": ["turn:t:3478"], '
+            '"username": "u", "credential": "c"}]'
+        }
+    )
+    assert config.ice_servers[0].to_browser() == {
+        "urls": ["turn:t:3478"],
+        "username": "u",
+        "credential": "c",
+    }

@@ -1,0 +1,72 @@
+"""`lighthouse serve --demo` (what `make run` starts) prints working links."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+
+import aiohttp
+from conftest import free_port
+
+from signaling.client import SignalingClient
+
+
+async def test_demo_server_prints_links_that_work(tmp_path):
+    port = free_port()
+    env = {**os.environ, "LIGHTHOUSE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lighthouse.cli",
+        "serve",
+        "--demo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        lines: list[str] = []
+        while not any("listening on" in line for line in lines):
+            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            assert line, "the server exited: " + "".join(lines)
+            lines.append(line.decode())
+        links = dict(re.findall(r"^\s+(.+?): (http://\S+)$", "".join(lines), re.MULTILINE))
+        assert len(links) == 3, lines
+        async with aiohttp.ClientSession() as session:
+            for _label, url in links.items():
+                async with session.get(url) as response:
+                    assert response.status == 200
+                    assert "zh" in (await response.text())[:200]
+            async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                assert (await response.json())["status"] == "ok"
+        # the printed tokens really admit to the demo room
+        token = next(u for label, u in links.items() if "village" in label).split("token=")[1]
+        client = SignalingClient(f"http://127.0.0.1:{port}", token)
+        joined = await client.connect()
+        assert joined["room"]["id"] == "demo" and joined["role"] == "terminal"
+        assert joined["room"]["video_codec"] == "h264"
+        await client.close()
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 15)
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    import subprocess
+
+    config = tmp_path / "bad.toml"
+    config.write_text('[[rooms]]\nid = "x"\nvideo_codec = "vp9"\n', encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "lighthouse.cli", "serve", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "video_codec must be one of h264, vp8" in result.stderr
