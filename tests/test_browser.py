@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 async def chromium(tmp_path: Path):
-    if not Path(CHROMIUM).exists():
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - a one-off check before launch
         # never skip: CI installs it (.ci/run), and a skipped browser suite hides failures
         pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     from playwright.async_api import async_playwright
@@ -56,7 +57,8 @@ async def wait_for_remote_video(page, role: str, min_frames: int = 15) -> dict:
     selector = f'video[data-role="{role}"]'
     await page.wait_for_function(
         """([sel, n]) => { const v = document.querySelector(sel);
-              return v && v.videoWidth > 0 && v.getVideoPlaybackQuality().totalVideoFrames >= n; }""",
+            return v && v.videoWidth > 0
+                && v.getVideoPlaybackQuality().totalVideoFrames >= n; }""",
         arg=[selector, min_frames],
         polling=100,
         timeout=20_000,
