@@ -36,6 +36,8 @@ class Config:
     demo: bool = False
     idle_timeout_s: float = 30.0
     log_level: str = "INFO"
+    # False when the secret was generated for this start (tokens die with the process)
+    secret_configured: bool = True
 
     def base_url(self) -> str:
         if self.public_url:
@@ -118,7 +120,7 @@ def load_config(
     values.update(overrides)
     config = Config(**values)
     if not config.secret:
-        config = replace(config, secret=secrets.token_urlsafe(48))
+        config = replace(config, secret=secrets.token_urlsafe(48), secret_configured=False)
     elif len(config.secret.encode()) < 32:
         raise ConfigError("the secret must be at least 32 bytes")
     return config

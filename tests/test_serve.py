@@ -70,3 +70,44 @@ def test_bad_config_is_a_clear_error(tmp_path):
     )
     assert result.returncode == 2
     assert "video_codec must be one of h264, vp8" in result.stderr
+
+
+def test_token_command_needs_a_configured_secret_and_mints_a_valid_token():
+    import subprocess
+
+    from conftest import TEST_SECRET
+
+    from signaling.tokens import TokenIssuer
+
+    base = [
+        sys.executable,
+        "-m",
+        "lighthouse.cli",
+        "token",
+        "--room",
+        "demo",
+        "--role",
+        "terminal",
+        "--participant",
+        "tv-7",
+        "--name",
+        "红星村",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTHOUSE_")}
+    refused = subprocess.run(base, capture_output=True, text=True, timeout=30, env=env)
+    assert refused.returncode == 2 and "secret" in refused.stderr
+    minted = subprocess.run(
+        base,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**env, "LIGHTHOUSE_SECRET": TEST_SECRET},
+    )
+    assert minted.returncode == 0, minted.stderr
+    grant = TokenIssuer(TEST_SECRET).verify(minted.stdout.strip())
+    assert (grant.participant_id, grant.name, grant.room_id, grant.role) == (
+        "tv-7",
+        "红星村",
+        "demo",
+        "terminal",
+    )
