@@ -209,3 +209,48 @@ async def test_unsubscribe_stops_forwarding_and_keeps_the_publication(server):
     finally:
         await publisher.close()
         await subscriber.close()
+
+
+async def test_sender_reports_match_the_forwarded_stream(server):
+    from aiortc.rtp import RtcpSrPacket
+
+    from sfu.rewriter import ts_diff
+
+    publisher = await joined_client(server, "main", "main")
+    subscriber = await joined_client(server, "village")
+    try:
+        publication_id = await publisher.publish([AudioStreamTrack(), PictureTrack(face_picture())])
+        await subscriber.next_event("publication_added")
+        subscription = await subscriber.subscribe(publication_id)
+        receivers = {t.kind: t.receiver for t in subscription.pc.getTransceivers()}
+        reports: dict[str, list[tuple[float, RtcpSrPacket, int]]] = {"audio": [], "video": []}
+        last_timestamp: dict[str, int] = {}
+        for kind, receiver in receivers.items():
+            handle_rtcp, handle_rtp = receiver._handle_rtcp_packet, receiver._handle_rtp_packet
+
+            async def on_rtcp(packet, kind=kind, handle_rtcp=handle_rtcp):
+                if isinstance(packet, RtcpSrPacket) and kind in last_timestamp:
+                    reports[kind].append((time.monotonic(), packet, last_timestamp[kind]))
+                await handle_rtcp(packet)
+
+            async def on_rtp(packet, arrival_time_ms, kind=kind, handle_rtp=handle_rtp):
+                last_timestamp[kind] = packet.timestamp
+                await handle_rtp(packet, arrival_time_ms)
+
+            receiver._handle_rtcp_packet, receiver._handle_rtp_packet = on_rtcp, on_rtp
+        await asyncio.sleep(4.5)
+        clock_rates = {"audio": 48000, "video": 90000}
+        for kind, seen in reports.items():
+            assert len(seen) >= 2, f"no sender reports for {kind}"
+            for _, report, latest in seen:
+                # the report's RTP time is "now" on the stream the subscriber receives
+                drift = abs(ts_diff(report.sender_info.rtp_timestamp, latest))
+                assert drift < 0.25 * clock_rates[kind], (kind, drift)
+            assert seen[-1][1].sender_info.packet_count > seen[0][1].sender_info.packet_count
+        # the subscriber's receiver reports reach the server: round-trip time is known
+        publication = server.room("h264room").publications[publication_id]
+        for kind in ("audio", "video"):
+            assert publication.uptracks[kind].downtracks[0].sender.rtt is not None
+    finally:
+        await publisher.close()
+        await subscriber.close()
