@@ -1,0 +1,1 @@
+"""The pages: routes, templates, translations and the browser client (static/)."""
