@@ -13,6 +13,8 @@ import pytest
 from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_args, chromium_env, write_y4m
 from media import face_picture, similarity
 
+from lighthouse.app import SIGNALING_KEY
+
 pytestmark = pytest.mark.browser
 
 
@@ -104,3 +106,57 @@ async def test_tv_page_receives_the_main_venue_from_a_browser(server, chromium, 
         print("TV console:", *tv.console_messages, sep="\n  ")
         print("main console:", *main.console_messages, sep="\n  ")
         raise
+
+
+async def test_tv_is_driven_by_the_remote_and_reconnects_by_itself(server, chromium):
+    browser, picture = chromium
+    main = await open_page(
+        browser,
+        f"{server.base_url}/main?token=" + server.token("county-main", "main", name="县委主会场"),
+    )
+    tv = await open_page(
+        browser,
+        f"{server.base_url}/tv?token="
+        + server.token("village-dongfeng", "terminal", name="东风村"),
+    )
+    try:
+        await wait_for_remote_video(tv, "main", min_frames=5)
+        # the remote control: the first button has focus; right arrow + OK turns the camera off
+        focused = await tv.evaluate("document.activeElement.dataset.action")
+        assert focused == "mic"
+        await tv.keyboard.press("ArrowRight")
+        assert await tv.evaluate("document.activeElement.dataset.action") == "camera"
+        await tv.keyboard.press("Enter")
+        assert await tv.evaluate("window.lighthouse.cameraOff") is True
+        await tv.keyboard.press("Enter")
+        assert await tv.evaluate("window.lighthouse.cameraOff") is False
+
+        # the network drops: the server loses the socket; the TV comes back by itself
+        signaling = server.app[SIGNALING_KEY]
+        first_joins = await tv.evaluate("window.lighthouse.joinCount")
+        tv_connection = next(
+            c
+            for c in signaling.connections
+            if c.peer and c.peer.participant_id == "village-dongfeng"
+        )
+        await tv_connection.ws.close()
+        await tv.wait_for_function(
+            "([n]) => window.lighthouse.state === 'joined' && window.lighthouse.joinCount > n",
+            arg=[first_joins],
+            polling=100,
+            timeout=20_000,
+        )
+        grabbed = await wait_for_remote_video(tv, "main", min_frames=5)
+        pixels = np.array(grabbed["pixels"], dtype=np.uint8).reshape(90, 160, 4)[..., :3]
+        assert similarity(picture, pixels) > 0.9
+        room = server.room("h264room")
+        assert sorted(p.participant_id for p in room.peers.values()) == [
+            "county-main",
+            "village-dongfeng",
+        ]
+    except Exception:
+        print("TV console:", *tv.console_messages, sep="\n  ")
+        raise
+    finally:
+        await main.context.close()
+        await tv.context.close()

@@ -88,39 +88,12 @@ def normalize_locale(value: str) -> str | None:
     return None
 
 
-def _accept_language(header: str) -> list[str]:
-    """Language tags of an Accept-Language header, most preferred first (q=0 dropped)."""
-    weighted: list[tuple[float, int, str]] = []
-    for index, part in enumerate(header.split(",")):
-        fields = part.strip().split(";")
-        tag = fields[0].strip()
-        if not tag or tag == "*":
-            continue
-        quality = 1.0
-        for param in fields[1:]:
-            name, _, raw = param.strip().partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    quality = float(raw)
-                except ValueError:
-                    quality = 0.0
-        if quality > 0:
-            # Equal weights keep the header's order.
-            weighted.append((-quality, index, tag))
-    return [tag for _, _, tag in sorted(weighted)]
-
-
 def pick_locale(request: web.Request) -> str:
-    """`?lang=en|zh_CN` wins; else English if Accept-Language prefers it; else zh_CN.
+    """`?lang=en|zh_CN` wins; otherwise Simplified Chinese.
 
-    "Prefers" means the first tag we can serve, by q-value, is English: `en;q=0.9, zh`
-    stays Chinese, `fr, en` is English.
+    The browser's Accept-Language is not consulted: kiosk TVs and bought-abroad phones often
+    say en-US while everyone in the room reads Chinese. English is one click away (the
+    language link keeps the token).
     """
     asked = normalize_locale(request.query.get("lang", ""))
-    if asked is not None:
-        return asked
-    for tag in _accept_language(request.headers.get("Accept-Language", "")):
-        locale = normalize_locale(tag)
-        if locale is not None:
-            return locale
-    return DEFAULT_LOCALE
+    return asked if asked is not None else DEFAULT_LOCALE
