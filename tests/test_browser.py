@@ -95,7 +95,7 @@ async def test_tv_page_receives_the_main_venue_from_a_browser(server, chromium, 
         main_pub = next(p for p in publications if p.peer.role == "main")
         video = main_pub.uptracks["video"]
         assert video.mime_type == {"h264room": "video/H264", "vp8room": "video/VP8"}[room]
-        assert video.downtracks and video.downtracks[0].packets_forwarded > 30
+        assert video.downtracks and video.downtracks[0].packets_forwarded >= 15  # >= frames shown
         assert main_pub.uptracks["audio"].downtracks[0].packets_forwarded > 0
 
         # and the main venue sees the village
