@@ -28,7 +28,12 @@ def build_rooms(config: Config) -> dict[str, Room]:
         room_configs.append(DEMO_ROOM)
     return {
         r.id: Room(
-            RoomSettings(room_id=r.id, name=r.name, video_codec=r.video_codec),
+            RoomSettings(
+                room_id=r.id,
+                name=r.name,
+                video_codec=r.video_codec,
+                max_video_kbps=r.max_video_kbps,
+            ),
             ice_servers=list(config.ice_servers),
         )
         for r in room_configs

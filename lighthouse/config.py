@@ -21,6 +21,7 @@ class RoomConfig:
     id: str
     name: str
     video_codec: str = "h264"
+    max_video_kbps: int = 1000
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,12 @@ def _room(entry: dict) -> RoomConfig:
             id=str(entry["id"]),
             name=str(entry.get("name", entry["id"])),
             video_codec=str(entry.get("video_codec", "h264")).lower(),
+            max_video_kbps=int(entry.get("max_video_kbps", 1000)),
         )
     except KeyError as exc:
         raise ConfigError(f"a [[rooms]] entry lacks {exc.args[0]!r}") from None
+    if not 100 <= room.max_video_kbps <= 20000:
+        raise ConfigError(f"room {room.id}: max_video_kbps must be between 100 and 20000")
     if room.video_codec not in SUPPORTED_VIDEO_CODECS:
         raise ConfigError(
             f"room {room.id}: video_codec must be one of "

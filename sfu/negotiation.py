@@ -103,3 +103,24 @@ def check_publish_offer(description: SessionDescription, video_codec: str) -> li
     if not kinds:
         raise NegotiationError("bad_sdp", "the offer has no audio or video section")
     return kinds
+
+
+def limit_video_bitrate(sdp: str, kbps: int) -> str:
+    """Add `b=AS:<kbps>` to each video section of an answer: browsers cap what they send to it.
+
+    Without simulcast every subscriber gets the publisher's one stream, so a main venue
+    sending 2.5 Mbit/s would swamp a village's 1 Mbit/s downlink; the room's cap keeps the
+    publisher inside what the villages can take.
+    """
+    lines = sdp.split("\r\n")
+    out: list[str] = []
+    in_video = False
+    for line in lines:
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+        elif in_video and line.startswith("b=AS:"):
+            continue
+        out.append(line)
+        if in_video and line.startswith("c="):
+            out.append(f"b=AS:{kbps}")
+    return "\r\n".join(out)

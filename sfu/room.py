@@ -24,6 +24,7 @@ from .negotiation import (
     NegotiationError,
     check_publish_offer,
     codec_preferences,
+    limit_video_bitrate,
     new_peer_connection,
     parse_sdp,
 )
@@ -40,6 +41,8 @@ class RoomSettings:
     room_id: str
     name: str
     video_codec: str = "h264"
+    # the most a publisher may send as video; villages' downlinks are 0.5-2 Mbit/s
+    max_video_kbps: int = 1000
     # how long a publication waits for its first packet before `publication_added` anyway
     media_wait_s: float = 5.0
 
@@ -180,7 +183,8 @@ class Peer:
                 await publication.close()
 
         publication.announce_task = asyncio.ensure_future(self._announce_when_flowing(publication))
-        return publication, pc.localDescription.sdp
+        answer = limit_video_bitrate(pc.localDescription.sdp, settings.max_video_kbps)
+        return publication, answer
 
     async def _announce_when_flowing(self, publication: Publication) -> None:
         # Subscribers are told once media arrives, so their first subscribe finds packets
