@@ -24,10 +24,11 @@ import psutil
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
-from clip import ClipTrack, encode_clip
 
 from sfu.aiortc_seam import ForwardingReceiver
 from signaling.client import SignalingClient, prefer_codec
+
+from clip import ClipTrack, encode_clip
 
 logger = logging.getLogger("bench.loadclients")
 

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_args, chromium_env, write_y4m
-from media import face_picture, similarity
 
 from lighthouse.app import SIGNALING_KEY
+
+from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_args, chromium_env, write_y4m
+from media import face_picture, similarity
 
 pytestmark = pytest.mark.browser
 

@@ -1,7 +1,8 @@
 from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from media import PictureTrack, face_picture
 from sfu.negotiation import limit_video_bitrate
+
+from media import PictureTrack, face_picture
 
 
 async def test_bitrate_cap_lands_in_the_video_section_and_browsers_parse_it():

@@ -7,9 +7,10 @@ import time
 
 import pytest
 from aiortc import AudioStreamTrack
-from media import PictureTrack, face_picture, similarity
 
 from signaling.client import SignalingClient
+
+from media import PictureTrack, face_picture, similarity
 
 
 async def joined_client(

@@ -8,9 +8,10 @@ import re
 import sys
 
 import aiohttp
-from conftest import free_port
 
 from signaling.client import SignalingClient
+
+from conftest import free_port
 
 
 async def test_demo_server_prints_links_that_work(tmp_path):
@@ -75,9 +76,9 @@ def test_bad_config_is_a_clear_error(tmp_path):
 def test_token_command_needs_a_configured_secret_and_mints_a_valid_token():
     import subprocess
 
-    from conftest import TEST_SECRET
-
     from signaling.tokens import TokenIssuer
+
+    from conftest import TEST_SECRET
 
     base = [
         sys.executable,

@@ -10,11 +10,12 @@ import aiohttp
 import jwt
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
-from conftest import TEST_SECRET
-from media import PictureTrack, face_picture
 
 from lighthouse.app import SIGNALING_KEY
 from signaling.client import SignalingClient, prefer_codec
+
+from conftest import TEST_SECRET
+from media import PictureTrack, face_picture
 
 ROOM_EVENTS = {
     "peer_joined",
