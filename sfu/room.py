@@ -43,6 +43,8 @@ class RoomSettings:
     video_codec: str = "h264"
     # the most a publisher may send as video; villages' downlinks are 0.5-2 Mbit/s
     max_video_kbps: int = 1000
+    # a subscription offer not answered by then is withdrawn (its connection freed)
+    answer_timeout_s: float = 30.0
     # how long a publication waits for its first packet before `publication_added` anyway
     media_wait_s: float = 5.0
 
@@ -103,12 +105,15 @@ class Subscription:
         self.pc = pc
         self.downtracks: dict[str, DownTrack] = {}
         self.answered = False
+        self.expiry: asyncio.Future | None = None
         self.closed = False
 
     async def close(self, reason: str = "unsubscribed") -> None:
         if self.closed:
             return
         self.closed = True
+        if self.expiry is not None and self.expiry is not asyncio.current_task():
+            self.expiry.cancel()
         for downtrack in self.downtracks.values():
             downtrack.close()
         self.publication.subscriptions.discard(self)
@@ -228,6 +233,7 @@ class Peer:
         await pc.setLocalDescription(await pc.createOffer())
         self.subscriptions[subscription.id] = subscription
         publication.subscriptions.add(subscription)
+        subscription.expiry = asyncio.ensure_future(self._expire_unanswered(subscription))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -235,6 +241,11 @@ class Peer:
                 await subscription.close(reason="connection_failed")
 
         return subscription, pc.localDescription.sdp
+
+    async def _expire_unanswered(self, subscription: Subscription) -> None:
+        await asyncio.sleep(self.room.settings.answer_timeout_s)
+        if not subscription.answered:
+            await subscription.close(reason="answer_timeout")
 
     async def answer_subscription(self, subscription_id: str, answer_sdp: str) -> Subscription:
         subscription = self.subscriptions.get(subscription_id)

@@ -316,3 +316,28 @@ async def test_idle_connection_is_closed(server):
         assert server.room("h264room").peers == {}
     finally:
         await socket.close()
+
+
+async def test_unanswered_subscription_offer_is_withdrawn(server):
+    import dataclasses
+
+    publisher = SignalingClient(server.base_url, server.token("main", "main"))
+    await publisher.connect()
+    socket = await joined_raw(server)
+    room = server.room("h264room")
+    room.settings = dataclasses.replace(room.settings, answer_timeout_s=0.5)
+    try:
+        publication_id = await publisher.publish([PictureTrack(face_picture())])
+        offer = await socket.request({"type": "subscribe", "publication_id": publication_id})
+        assert offer["type"] == "subscription_offer"
+        while (event := await socket.recv())["type"] != "subscription_ended":
+            pass
+        assert event == {
+            "type": "subscription_ended",
+            "subscription_id": offer["subscription_id"],
+            "reason": "answer_timeout",
+        }
+        assert room.publications[publication_id].subscriptions == set()
+    finally:
+        await socket.close()
+        await publisher.close()
