@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -62,3 +65,48 @@ async def server() -> AsyncIterator[RunningServer]:
         yield RunningServer(f"http://{config.host}:{config.port}", TokenIssuer(TEST_SECRET), app)
     finally:
         await runner.cleanup()
+
+
+# -- databases: every data test runs on SQLite and on the real local PostgreSQL -------------
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "LIGHTHOUSE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@asynccontextmanager
+async def fresh_database(kind: str, tmp_path) -> AsyncIterator[str]:
+    """A URL of a new, empty database of this kind, dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/lighthouse.db"
+        return
+    import asyncpg
+
+    name = f"lh_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request, tmp_path):
+    from db.database import Database
+
+    async with fresh_database(request.param, tmp_path) as url:
+        db = Database(url)
+        await db.migrate()
+        try:
+            yield db
+        finally:
+            await db.close()

@@ -1,0 +1,105 @@
+"""Who may do what, where: roles, capabilities and the caller's place in the org tree.
+
+A caller holds one role at one org unit. A capability is allowed when the role grants it
+and the object's org path lies inside the caller's subtree (its path starts with the
+caller's). Nothing else decides access: API handlers and signaling both ask `can()`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .models import Role
+
+
+class Capability(enum.StrEnum):
+    TREE_READ = "tree:read"
+    TREE_WRITE = "tree:write"
+    MEMBERS_READ = "members:read"
+    MEMBERS_WRITE = "members:write"
+    TERMINALS_READ = "terminals:read"
+    TERMINALS_WRITE = "terminals:write"
+    MEETINGS_READ = "meetings:read"
+    MEETINGS_WRITE = "meetings:write"
+    ACCOUNTS_WRITE = "accounts:write"
+    AUDIT_READ = "audit:read"
+    MEETING_JOIN = "meeting:join"
+
+
+C = Capability
+ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
+    Role.COUNTY_ADMIN: frozenset(C),
+    Role.TOWN_ADMIN: frozenset(C) - {C.AUDIT_READ},
+    Role.VILLAGE_SECRETARY: frozenset(
+        {
+            C.TREE_READ,
+            C.MEMBERS_READ,
+            C.MEMBERS_WRITE,
+            C.TERMINALS_READ,
+            C.MEETINGS_READ,
+            C.MEETINGS_WRITE,
+            C.MEETING_JOIN,
+        }
+    ),
+    Role.SUPERVISOR: frozenset(
+        {
+            C.TREE_READ,
+            C.MEMBERS_READ,
+            C.TERMINALS_READ,
+            C.MEETINGS_READ,
+            C.AUDIT_READ,
+            C.MEETING_JOIN,
+        }
+    ),
+    Role.VIEWER: frozenset({C.TREE_READ, C.MEETINGS_READ, C.MEETING_JOIN}),
+    Role.TERMINAL: frozenset({C.MEETING_JOIN}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: a staff account or a paired terminal."""
+
+    subject: str  # "account:7" or "terminal:12"
+    name: str
+    role: Role
+    org_id: int
+    org_path: str
+    token_id: str
+
+    @property
+    def account_id(self) -> int | None:
+        kind, _, ident = self.subject.partition(":")
+        return int(ident) if kind == "account" else None
+
+    @property
+    def terminal_id(self) -> int | None:
+        kind, _, ident = self.subject.partition(":")
+        return int(ident) if kind == "terminal" else None
+
+    def allows(self, capability: Capability) -> bool:
+        return capability in ROLE_CAPABILITIES[self.role]
+
+    def covers(self, org_path: str | None) -> bool:
+        """True if an object at org_path is inside this caller's subtree."""
+        return org_path is not None and org_path.startswith(self.org_path)
+
+    def can(self, capability: Capability, org_path: str | None) -> bool:
+        return self.allows(capability) and self.covers(org_path)
+
+
+class AccessDenied(Exception):
+    """Refused: `reason` says why (role, or place in the tree)."""
+
+    def __init__(self, capability: Capability, reason: str) -> None:
+        super().__init__(reason)
+        self.capability = capability
+        self.reason = reason
+
+
+def require(principal: Principal, capability: Capability, org_path: str | None) -> None:
+    if not principal.allows(capability):
+        raise AccessDenied(capability, f"the role {principal.role} may not {capability}")
+    if not principal.covers(org_path):
+        raise AccessDenied(capability, "that object is outside your part of the org tree")

@@ -1,0 +1,211 @@
+"""Staff passwords, signed tokens with role and org scope, revocation, terminal pairing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .access import Principal
+from .models import IssuedToken, OrgUnit, Role, StaffAccount, Terminal, utcnow
+
+_ALGORITHM = "HS256"
+SESSION_TTL = dt.timedelta(hours=12)
+TERMINAL_TTL = dt.timedelta(days=3650)  # a TV holds its token until it is revoked
+PAIRING_TTL = dt.timedelta(minutes=15)
+# no 0/O/1/I: read off a TV across a room
+_PAIRING_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+
+
+class AuthError(Exception):
+    """A credential that admits nobody; `code` is stable for clients and tests."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+_hasher = PasswordHasher()  # stateless and thread-safe: argon2id with library defaults
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def check_password(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class IssuedCredential:
+    token: str
+    jti: str
+    expires_at: dt.datetime
+
+
+class TokenService:
+    """Signs account and terminal tokens and checks them against the issued-token table."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret
+
+    async def issue(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        subject: str,
+        name: str,
+        role: Role,
+        org: OrgUnit,
+        ttl: dt.timedelta,
+        account_id: int | None = None,
+        terminal_id: int | None = None,
+    ) -> IssuedCredential:
+        jti = secrets.token_urlsafe(16)
+        now = utcnow()
+        expires = now + ttl
+        session.add(
+            IssuedToken(
+                jti=jti,
+                kind=kind,
+                account_id=account_id,
+                terminal_id=terminal_id,
+                role=role,
+                org_id=org.id,
+                issued_at=now,
+                expires_at=expires,
+            )
+        )
+        claims = {
+            "typ": kind,
+            "sub": subject,
+            "name": name,
+            "role": role.value,
+            "org": org.id,
+            "org_path": org.path,
+            "jti": jti,
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        return IssuedCredential(
+            jwt.encode(claims, self._secret, algorithm=_ALGORITHM), jti, expires
+        )
+
+    async def verify(self, session: AsyncSession, token: str | None) -> Principal:
+        if not token:
+            raise AuthError("missing_token", "sign in first (no token was sent)")
+        try:
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=[_ALGORITHM],
+                options={"require": ["exp", "jti", "sub", "role", "org"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise AuthError("token_expired", "the sign-in has expired; sign in again") from exc
+        except jwt.InvalidTokenError as exc:
+            raise AuthError("invalid_token", f"the token is not valid: {exc}") from exc
+        if claims.get("typ") not in ("session", "terminal"):
+            raise AuthError("invalid_token", "this token is not for the API")
+        issued = await session.get(IssuedToken, claims["jti"])
+        if issued is None:
+            raise AuthError("invalid_token", "the token was not issued by this server")
+        if issued.revoked_at is not None:
+            raise AuthError("token_revoked", "the token has been revoked")
+        try:
+            role = Role(claims["role"])
+        except ValueError as exc:
+            raise AuthError("invalid_token", "the token's role is unknown") from exc
+        if role != issued.role or claims["org"] != issued.org_id:
+            raise AuthError("invalid_token", "the token does not match its record")
+        return Principal(
+            subject=claims["sub"],
+            name=claims.get("name", claims["sub"]),
+            role=role,
+            org_id=claims["org"],
+            org_path=claims["org_path"],
+            token_id=claims["jti"],
+        )
+
+    async def revoke(self, session: AsyncSession, jti: str) -> bool:
+        issued = await session.get(IssuedToken, jti)
+        if issued is None or issued.revoked_at is not None:
+            return False
+        issued.revoked_at = utcnow()
+        return True
+
+
+async def login(
+    session: AsyncSession, tokens: TokenService, username: str, password: str
+) -> tuple[StaffAccount, IssuedCredential]:
+    account = (
+        await session.execute(select(StaffAccount).where(StaffAccount.username == username))
+    ).scalar_one_or_none()
+    # hash even for an unknown user, so timing does not tell which usernames exist
+    password_hash = account.password_hash if account else _DUMMY_HASH
+    if not check_password(password_hash, password) or account is None or not account.active:
+        raise AuthError("bad_credentials", "wrong username or password")
+    org = await session.get(OrgUnit, account.org_id)
+    assert org is not None
+    credential = await tokens.issue(
+        session,
+        kind="session",
+        subject=f"account:{account.id}",
+        name=account.display_name,
+        role=account.role,
+        org=org,
+        ttl=SESSION_TTL,
+        account_id=account.id,
+    )
+    return account, credential
+
+
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(12))
+
+
+# -- terminal pairing ---------------------------------------------------------------------
+
+
+def _secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def start_pairing(session: AsyncSession) -> tuple[Terminal, str]:
+    """A new unpaired terminal with a short code to show and a secret only the TV keeps."""
+    for _ in range(10):
+        code = "".join(secrets.choice(_PAIRING_ALPHABET) for _ in range(6))
+        taken = (
+            await session.execute(select(Terminal.id).where(Terminal.pairing_code == code))
+        ).first()
+        if not taken:
+            break
+    else:  # pragma: no cover - 32^6 codes
+        raise RuntimeError("no free pairing code")
+    secret = secrets.token_urlsafe(24)
+    terminal = Terminal(
+        pairing_code=code,
+        pairing_secret_hash=_secret_digest(secret),
+        pairing_expires_at=utcnow() + PAIRING_TTL,
+    )
+    session.add(terminal)
+    await session.flush()
+    return terminal, secret
+
+
+def pairing_secret_matches(terminal: Terminal, secret: str) -> bool:
+    return terminal.pairing_secret_hash is not None and hmac.compare_digest(
+        terminal.pairing_secret_hash, _secret_digest(secret)
+    )

@@ -1,0 +1,331 @@
+"""SQLAlchemy models: the org tree, members, terminals, staff, tokens, meetings, audit log.
+
+The org tree is stored as an adjacency list plus a materialised path ("/1/5/77/"): "is
+this object inside the caller's subtree?" is one string-prefix test, and "everything in
+this subtree" is one indexed LIKE query, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: DateTime(timezone=True)}  # noqa: RUF012 - SQLAlchemy API
+
+
+def _enum(cls: type[enum.Enum]) -> Enum:
+    # stored as the value strings, with a CHECK constraint, on both databases
+    return Enum(
+        cls,
+        native_enum=False,
+        values_callable=lambda e: [m.value for m in e],
+        length=32,
+        validate_strings=True,
+    )
+
+
+class OrgKind(enum.StrEnum):
+    COUNTY = "county"
+    TOWN = "town"  # town or street (乡镇/街道)
+    VILLAGE = "village"  # village or community (村/社区)
+    BRANCH = "branch"  # party branch (党支部)
+    GROUP = "group"  # party group (党小组)
+
+
+# what each kind may hold below it
+CHILD_KINDS: dict[OrgKind, tuple[OrgKind, ...]] = {
+    OrgKind.COUNTY: (OrgKind.TOWN,),
+    OrgKind.TOWN: (OrgKind.VILLAGE, OrgKind.BRANCH),
+    OrgKind.VILLAGE: (OrgKind.BRANCH,),
+    OrgKind.BRANCH: (OrgKind.GROUP,),
+    OrgKind.GROUP: (),
+}
+
+
+class OrgUnit(Base):
+    __tablename__ = "org_units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[OrgKind] = mapped_column(_enum(OrgKind))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("org_units.id", ondelete="RESTRICT"))
+    path: Mapped[str] = mapped_column(String(255), index=True)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    parent: Mapped[OrgUnit | None] = relationship(remote_side=[id])
+
+    def contains(self, other_path: str) -> bool:
+        return other_path.startswith(self.path)
+
+
+class Gender(enum.StrEnum):
+    MALE = "male"
+    FEMALE = "female"
+
+
+class MemberStatus(enum.StrEnum):
+    FORMAL = "formal"  # 正式党员
+    PROBATIONARY = "probationary"  # 预备党员
+
+
+class ExemptReason(enum.StrEnum):
+    """Why a member is not counted in a meeting's expected head count."""
+
+    SERIOUSLY_ILL = "seriously_ill"  # 重病
+    WORKING_AWAY = "working_away"  # 外出务工（已请假）
+    ABROAD = "abroad"  # 出国（境）
+    ELDERLY_INFIRM = "elderly_infirm"  # 年老体弱
+    OTHER = "other"
+
+
+class Post(enum.StrEnum):
+    SECRETARY = "secretary"  # 书记
+    DEPUTY_SECRETARY = "deputy_secretary"  # 副书记
+    COMMITTEE_MEMBER = "committee_member"  # 支委委员
+    VILLAGE_CADRE = "village_cadre"  # 村干部
+    GROUP_LEADER = "group_leader"  # 党小组长
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (Index("ix_members_org_path_name", "org_path", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(
+        ForeignKey("org_units.id", ondelete="RESTRICT"), index=True
+    )
+    # copy of the branch's path: subtree queries need no join
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(50))
+    gender: Mapped[Gender] = mapped_column(_enum(Gender))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    education: Mapped[str | None] = mapped_column(String(32))
+    joined_date: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[MemberStatus] = mapped_column(_enum(MemberStatus), default=MemberStatus.FORMAL)
+    exempt_reason: Mapped[ExemptReason | None] = mapped_column(_enum(ExemptReason))
+    exempt_note: Mapped[str | None] = mapped_column(String(200))
+    posts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    phone: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    branch: Mapped[OrgUnit] = relationship()
+
+
+class TerminalKind(enum.StrEnum):
+    TV = "tv"
+    DUTY_CAMERA = "duty_camera"
+    PHONE_PC = "phone_pc"
+
+
+class Terminal(Base):
+    __tablename__ = "terminals"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int | None] = mapped_column(
+        ForeignKey("org_units.id", ondelete="RESTRICT"), index=True
+    )
+    org_path: Mapped[str | None] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    kind: Mapped[TerminalKind] = mapped_column(_enum(TerminalKind), default=TerminalKind.TV)
+    # pairing: a TV shows the code; an admin binds it; the TV fetches its token once
+    pairing_code: Mapped[str | None] = mapped_column(String(12), unique=True)
+    pairing_secret_hash: Mapped[str | None] = mapped_column(String(128))
+    pairing_expires_at: Mapped[dt.datetime | None]
+    token_jti: Mapped[str | None] = mapped_column(String(64))
+    token_collected: Mapped[bool] = mapped_column(Boolean, default=False)
+    paired_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+    last_seen_at: Mapped[dt.datetime | None]
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    org: Mapped[OrgUnit | None] = relationship()
+
+
+class Role(enum.StrEnum):
+    COUNTY_ADMIN = "county_admin"
+    TOWN_ADMIN = "town_admin"
+    VILLAGE_SECRETARY = "village_secretary"
+    SUPERVISOR = "supervisor"
+    VIEWER = "viewer"
+    TERMINAL = "terminal"
+
+
+class StaffAccount(Base):
+    __tablename__ = "staff_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    org_id: Mapped[int] = mapped_column(ForeignKey("org_units.id", ondelete="RESTRICT"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    org: Mapped[OrgUnit] = relationship()
+
+
+class IssuedToken(Base):
+    """Every signed token the server hands out, so that any of them can be revoked."""
+
+    __tablename__ = "issued_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # session | terminal
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("staff_accounts.id"))
+    terminal_id: Mapped[int | None] = mapped_column(ForeignKey("terminals.id"))
+    role: Mapped[Role] = mapped_column(_enum(Role))
+    org_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class MeetingType(enum.StrEnum):
+    PARTY_CONGRESS = "party_congress"  # 党员大会
+    BRANCH_COMMITTEE = "branch_committee"  # 支委会
+    GROUP_MEETING = "group_meeting"  # 党小组会
+    PARTY_LECTURE = "party_lecture"  # 党课
+    THEME_DAY = "theme_day"  # 主题党日
+    ORG_LIFE = "org_life"  # 组织生活会
+    COUNTY_WORK = "county_work"  # 县级工作会议
+    TOWN_WORK = "town_work"  # 乡镇工作会议
+    OTHER = "other"
+
+
+class MeetingStatus(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+class Meeting(Base):
+    __tablename__ = "meetings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    type: Mapped[MeetingType] = mapped_column(_enum(MeetingType))
+    topic: Mapped[str] = mapped_column(String(200))
+    organiser_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[MeetingStatus] = mapped_column(
+        _enum(MeetingStatus), default=MeetingStatus.SCHEDULED
+    )
+    host: Mapped[str | None] = mapped_column(String(50))
+    recorder: Mapped[str | None] = mapped_column(String(50))
+    venue: Mapped[str | None] = mapped_column(String(200))
+    scheduled_start: Mapped[dt.datetime | None]
+    scheduled_end: Mapped[dt.datetime | None]
+    actual_start: Mapped[dt.datetime | None]
+    actual_end: Mapped[dt.datetime | None]
+    expected_count: Mapped[int | None] = mapped_column(Integer)
+    actual_count: Mapped[int | None] = mapped_column(Integer)
+    absent_count: Mapped[int | None] = mapped_column(Integer)
+    content: Mapped[str | None] = mapped_column(Text)
+    resolutions: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("staff_accounts.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    organiser: Mapped[OrgUnit] = relationship()
+    sites: Mapped[list[MeetingSite]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    attendance: Mapped[list[Attendance]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+    guests: Mapped[list[MeetingGuest]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    attachments: Mapped[list[MeetingAttachment]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class MeetingSite(Base):
+    __tablename__ = "meeting_sites"
+    __table_args__ = (UniqueConstraint("meeting_id", "org_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    org_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+
+
+class AttendanceStatus(enum.StrEnum):
+    PRESENT = "present"
+    ABSENT = "absent"
+
+
+class SignInMethod(enum.StrEnum):
+    FACE = "face"
+    MANUAL = "manual"
+
+
+class Attendance(Base):
+    __tablename__ = "attendance"
+    __table_args__ = (UniqueConstraint("meeting_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    status: Mapped[AttendanceStatus] = mapped_column(_enum(AttendanceStatus))
+    absence_reason: Mapped[str | None] = mapped_column(String(200))
+    method: Mapped[SignInMethod | None] = mapped_column(_enum(SignInMethod))
+    signed_in_at: Mapped[dt.datetime | None]
+
+
+class MeetingGuest(Base):
+    """A non-member attendee (列席人员)."""
+
+    __tablename__ = "meeting_guests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(50))
+    note: Mapped[str | None] = mapped_column(String(200))
+
+
+class MeetingAttachment(Base):
+    __tablename__ = "meeting_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))  # snapshot | recording | file
+    path: Mapped[str] = mapped_column(String(500))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(100))  # "account:7 zhangsan", "terminal:12"
+    actor_role: Mapped[str | None] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target_type: Mapped[str | None] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    org_path: Mapped[str | None] = mapped_column(String(255), index=True)
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict | None] = mapped_column(JSON)
