@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from aiohttp import web
 
+from db.accounts import TokenService
+from db.database import Database
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
 from signaling.server import SignalingService
@@ -20,6 +23,7 @@ CONFIG_KEY = web.AppKey("config", Config)
 TOKENS_KEY = web.AppKey("tokens", TokenIssuer)
 ROOMS_KEY = web.AppKey("rooms", dict)
 SIGNALING_KEY = web.AppKey("signaling", SignalingService)
+DATABASE_KEY = web.AppKey("database_handle", Database)
 
 
 def build_rooms(config: Config) -> dict[str, Room]:
@@ -43,6 +47,7 @@ def build_rooms(config: Config) -> dict[str, Room]:
 def create_app(config: Config) -> web.Application:
     # Fail at start-up, not mid-meeting, if aiortc is not the version the SFU hooks.
     check_seam()
+    from web.api import add_api_routes
     from web.pages import add_page_routes
 
     tokens = TokenIssuer(config.secret)
@@ -56,6 +61,9 @@ def create_app(config: Config) -> web.Application:
     app[SIGNALING_KEY] = signaling
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/healthz", _healthz)
+    database = Database(config.database_url)
+    app[DATABASE_KEY] = database
+    add_api_routes(app, database, TokenService(config.secret))
     add_page_routes(app, ice_servers=[s.to_browser() for s in config.ice_servers])
 
     async def shutdown(_: web.Application) -> None:
@@ -63,8 +71,20 @@ def create_app(config: Config) -> web.Application:
         for room in rooms.values():
             await room.close()
 
+    async def database_lifetime(_: web.Application):
+        _ensure_sqlite_dir(config.database_url)
+        await database.migrate()
+        yield
+        await database.close()
+
+    app.cleanup_ctx.append(database_lifetime)
     app.on_shutdown.append(shutdown)
     return app
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
 
 
 async def _healthz(request: web.Request) -> web.Response:

@@ -37,6 +37,8 @@ class Config:
     demo: bool = False
     idle_timeout_s: float = 30.0
     log_level: str = "INFO"
+    # SQLite by default (embedded); postgresql://user@host/db in production
+    database_url: str = "sqlite:///var/lighthouse.db"
     # False when the secret was generated for this start (tokens die with the process)
     secret_configured: bool = True
 
@@ -103,6 +105,7 @@ def load_config(
         "secret": server.get("secret", ""),
         "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
         "log_level": server.get("log_level", "INFO"),
+        "database_url": data.get("database", {}).get("url", "sqlite:///var/lighthouse.db"),
         "ice_servers": _ice_servers(data.get("ice_servers", [])),
         "rooms": tuple(_room(r) for r in data.get("rooms", [])),
     }
@@ -112,6 +115,7 @@ def load_config(
         "LIGHTHOUSE_PUBLIC_URL": "public_url",
         "LIGHTHOUSE_SECRET": "secret",
         "LIGHTHOUSE_LOG_LEVEL": "log_level",
+        "LIGHTHOUSE_DATABASE_URL": "database_url",
     }
     for var, key in env_map.items():
         if env.get(var):

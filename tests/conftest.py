@@ -44,7 +44,7 @@ class RunningServer:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[RunningServer]:
+async def server(tmp_path) -> AsyncIterator[RunningServer]:
     config = load_config(
         env={},
         host="127.0.0.1",
@@ -55,6 +55,7 @@ async def server() -> AsyncIterator[RunningServer]:
             RoomConfig("vp8room", "VP8 会议", "vp8"),
         ),
         idle_timeout_s=30.0,
+        database_url=f"sqlite:///{tmp_path}/server.db",
     )
     app = create_app(config)
     runner = web.AppRunner(app)
@@ -110,3 +111,41 @@ async def database(request, tmp_path):
             yield db
         finally:
             await db.close()
+
+
+@dataclass
+class ApiWorld:
+    base_url: str
+    orgs: dict
+    anonymous: object  # tests.apiclient.ApiClient without a token
+    database: object
+    app: web.Application
+
+    async def as_user(self, username: str):
+        return await self.anonymous.login(username)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def api(request, tmp_path) -> AsyncIterator[ApiWorld]:
+    """The real app on a fresh SQLite or PostgreSQL database with a small seeded county."""
+    import aiohttp
+    from apiclient import ApiClient, seed_small_county, start_app
+
+    from db.database import Database
+
+    async with fresh_database(request.param, tmp_path) as url:
+        port = free_port()
+        config = load_config(
+            env={}, host="127.0.0.1", port=port, secret=TEST_SECRET, database_url=url
+        )
+        app = create_app(config)
+        runner = await start_app(app, port)  # migrates on start-up
+        seeding = Database(url)
+        orgs = await seed_small_county(seeding)
+        await seeding.close()
+        async with aiohttp.ClientSession() as session:
+            base = f"http://127.0.0.1:{port}"
+            try:
+                yield ApiWorld(base, orgs, ApiClient(base, session), None, app)
+            finally:
+                await runner.cleanup()

@@ -25,21 +25,38 @@ async def test_tree_and_member_round_trip(database):
         session.add(county)
         await session.flush()
         county.path = f"/{county.id}/"
-        branch = OrgUnit(code="360000-01", name="红星村党支部", kind=OrgKind.BRANCH,
-                         parent_id=county.id, path="", depth=1)
+        branch = OrgUnit(
+            code="360000-01",
+            name="红星村党支部",
+            kind=OrgKind.BRANCH,
+            parent_id=county.id,
+            path="",
+            depth=1,
+        )
         session.add(branch)
         await session.flush()
         branch.path = f"{county.path}{branch.id}/"
-        session.add(Member(branch_id=branch.id, org_path=branch.path, name="张秀英",
-                           gender=Gender.FEMALE, birth_date=dt.date(1956, 3, 8),
-                           status=MemberStatus.FORMAL, posts=["secretary"]))
+        session.add(
+            Member(
+                branch_id=branch.id,
+                org_path=branch.path,
+                name="张秀英",
+                gender=Gender.FEMALE,
+                birth_date=dt.date(1956, 3, 8),
+                status=MemberStatus.FORMAL,
+                posts=["secretary"],
+            )
+        )
         await session.commit()
     async with database.session() as session:
         member = (await session.execute(select(Member))).scalar_one()
         assert member.name == "张秀英" and member.posts == ["secretary"]
         assert member.gender is Gender.FEMALE
-        in_county = (await session.execute(
-            select(Member).where(Member.org_path.like(f"{county.path}%")))).scalars().all()
+        in_county = (
+            (await session.execute(select(Member).where(Member.org_path.like(f"{county.path}%"))))
+            .scalars()
+            .all()
+        )
         assert [m.id for m in in_county] == [member.id]
         session.add(OrgUnit(code="360000", name="dup", kind=OrgKind.TOWN, path="/x/", depth=1))
         with pytest.raises(IntegrityError):

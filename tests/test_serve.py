@@ -16,7 +16,11 @@ from conftest import free_port
 
 async def test_demo_server_prints_links_that_work(tmp_path):
     port = free_port()
-    env = {**os.environ, "LIGHTHOUSE_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    env = {
+        **os.environ,
+        "LIGHTHOUSE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "LIGHTHOUSE_DATABASE_URL": f"sqlite:///{tmp_path}/demo.db",
+    }
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -1,0 +1,100 @@
+"""A small org tree with one account per role, served by the real app, for API tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from db.accounts import hash_password
+from db.database import Database
+from db.models import OrgKind, OrgUnit, Role, StaffAccount
+from db.tree import add_org
+
+PASSWORD = "correct horse battery"
+
+# town A holds villages A1, A2; town B holds B1. Each village has one branch.
+ACCOUNTS = {
+    "county_admin": (Role.COUNTY_ADMIN, "county"),
+    "town_a_admin": (Role.TOWN_ADMIN, "town_a"),
+    "town_b_admin": (Role.TOWN_ADMIN, "town_b"),
+    "a1_secretary": (Role.VILLAGE_SECRETARY, "village_a1"),
+    "town_a_supervisor": (Role.SUPERVISOR, "town_a"),
+    "a1_viewer": (Role.VIEWER, "village_a1"),
+}
+
+
+async def seed_small_county(database: Database) -> dict[str, OrgUnit]:
+    async with database.session() as session:
+        orgs: dict[str, OrgUnit] = {}
+        orgs["county"] = await add_org(
+            session, parent=None, code="C", name="示范县", kind=OrgKind.COUNTY
+        )
+        for town in ("a", "b"):
+            orgs[f"town_{town}"] = await add_org(
+                session,
+                parent=orgs["county"],
+                code=f"T{town.upper()}",
+                name=f"{town.upper()}镇",
+                kind=OrgKind.TOWN,
+            )
+        for village, town in (("a1", "a"), ("a2", "a"), ("b1", "b")):
+            orgs[f"village_{village}"] = await add_org(
+                session,
+                parent=orgs[f"town_{town}"],
+                code=f"V{village.upper()}",
+                name=f"{village.upper()}村",
+                kind=OrgKind.VILLAGE,
+            )
+            orgs[f"branch_{village}"] = await add_org(
+                session,
+                parent=orgs[f"village_{village}"],
+                code=f"B{village.upper()}",
+                name=f"{village.upper()}村党支部",
+                kind=OrgKind.BRANCH,
+            )
+        password_hash = hash_password(PASSWORD)
+        for username, (role, org_key) in ACCOUNTS.items():
+            session.add(
+                StaffAccount(
+                    username=username,
+                    display_name=username,
+                    password_hash=password_hash,
+                    role=role,
+                    org_id=orgs[org_key].id,
+                )
+            )
+        await session.commit()
+        return orgs
+
+
+@dataclass
+class ApiClient:
+    base_url: str
+    session: aiohttp.ClientSession
+    token: str | None = None
+    last_status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+
+    async def call(self, method: str, path: str, json: object = None, **kwargs) -> dict:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        async with self.session.request(
+            method, self.base_url + path, json=json, headers=headers, **kwargs
+        ) as response:
+            self.last_status = response.status
+            if response.content_type == "application/json":
+                return await response.json()
+            return {"_body": await response.read(), "_type": response.content_type}
+
+    async def login(self, username: str, password: str = PASSWORD) -> ApiClient:
+        reply = await self.call("POST", "/api/login", {"username": username, "password": password})
+        assert self.last_status == 200, reply
+        return ApiClient(self.base_url, self.session, token=reply["token"])
+
+
+async def start_app(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner

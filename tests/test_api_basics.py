@@ -1,0 +1,94 @@
+"""Sign-in, the tree, members and meetings through the HTTP API, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+
+async def test_login_me_and_tree(api):
+    wrong = await api.anonymous.call(
+        "POST", "/api/login", {"username": "county_admin", "password": "nope"}
+    )
+    assert api.anonymous.last_status == 401 and wrong["error"]["code"] == "bad_credentials"
+    admin = await api.as_user("town_a_admin")
+    me = await admin.call("GET", "/api/me")
+    assert me["role"] == "town_admin" and me["org"]["name"] == "A镇"
+    tree = await admin.call("GET", "/api/org")
+    assert [c["name"] for c in tree["children"]] == ["A1村", "A2村"]
+    village = await admin.call("GET", f"/api/org/{api.orgs['village_a1'].id}")
+    assert [a["name"] for a in village["ancestors"]] == ["A镇"]  # nothing above the caller
+
+
+async def test_member_life_cycle_and_field_errors(api):
+    secretary = await api.as_user("a1_secretary")
+    branch_id = api.orgs["branch_a1"].id
+    bad = await secretary.call(
+        "POST",
+        "/api/members",
+        {"branch_id": branch_id, "name": " ", "gender": "robot", "birth_date": "2999-01-01"},
+    )
+    assert secretary.last_status == 422
+    assert set(bad["error"]["fields"]) == {"name", "gender", "birth_date"}
+    created = await secretary.call(
+        "POST",
+        "/api/members",
+        {
+            "branch_id": branch_id,
+            "name": "李建国",
+            "gender": "male",
+            "birth_date": "1950-07-01",
+            "status": "formal",
+            "posts": ["secretary"],
+            "exempt_reason": None,
+        },
+    )
+    assert secretary.last_status == 201, created
+    found = await secretary.call("GET", "/api/members?q=建国")
+    assert [m["name"] for m in found["members"]] == ["李建国"] and found["total"] == 1
+    await secretary.call(
+        "PATCH",
+        f"/api/members/{created['id']}",
+        {"exempt_reason": "working_away", "exempt_note": "在外务工，已请假"},
+    )
+    again = await secretary.call("GET", f"/api/members/{created['id']}")
+    assert again["exempt_reason"] == "working_away"
+    await secretary.call("DELETE", f"/api/members/{created['id']}")
+    assert (await secretary.call("GET", f"/api/members/{created['id']}"))["error"][
+        "code"
+    ] == "not_found"
+
+
+async def test_meeting_record(api):
+    secretary = await api.as_user("a1_secretary")
+    member = await secretary.call(
+        "POST",
+        "/api/members",
+        {"branch_id": api.orgs["branch_a1"].id, "name": "王芳", "gender": "female"},
+    )
+    meeting = await secretary.call(
+        "POST",
+        "/api/meetings",
+        {
+            "type": "theme_day",
+            "topic": "学习党的二十届四中全会精神",
+            "organiser_id": api.orgs["branch_a1"].id,
+            "scheduled_start": "2026-11-20T09:00:00+08:00",
+            "scheduled_end": "2026-11-20T08:00:00+08:00",
+        },
+    )
+    assert secretary.last_status == 422 and "scheduled_end" in meeting["error"]["message"]
+    meeting = await secretary.call(
+        "POST",
+        "/api/meetings",
+        {
+            "type": "theme_day",
+            "topic": "学习党的二十届四中全会精神",
+            "organiser_id": api.orgs["branch_a1"].id,
+            "host": "王芳",
+            "venue": "村委会议室",
+            "attendance": [{"member_id": member["id"], "status": "present"}],
+            "guests": [{"name": "驻村第一书记"}],
+        },
+    )
+    assert secretary.last_status == 201, meeting
+    assert meeting["actual_count"] == 1 and meeting["guests"][0]["name"] == "驻村第一书记"
+    listed = await secretary.call("GET", "/api/meetings")
+    assert [m["id"] for m in listed["meetings"]] == [meeting["id"]]

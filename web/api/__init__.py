@@ -1,0 +1,42 @@
+"""The JSON API (documented in docs/api.md). Every endpoint but sign-in and TV pairing
+checks a signed token and the caller's place in the org tree (db/access.py)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from db.accounts import TokenService
+from db.database import Database
+
+from . import audit_log, meetings, members, terminals, tree
+from .common import DATABASE_KEY, TOKEN_SERVICE_KEY
+
+
+def add_api_routes(app: web.Application, database: Database, tokens: TokenService) -> None:
+    app[DATABASE_KEY] = database
+    app[TOKEN_SERVICE_KEY] = tokens
+    app[terminals.PAIRING_LIMIT_KEY] = terminals.PairingRateLimit()
+    r = app.router
+    r.add_post("/api/login", tree.post_login)
+    r.add_post("/api/logout", tree.post_logout)
+    r.add_get("/api/me", tree.get_me)
+    r.add_get("/api/org", tree.get_org)
+    r.add_get("/api/org/{org_id:\\d+}", tree.get_org)
+    r.add_post("/api/org", tree.post_org)
+    r.add_patch("/api/org/{org_id:\\d+}", tree.patch_org)
+    r.add_post("/api/accounts", tree.post_account)
+    r.add_get("/api/members", members.list_members)
+    r.add_post("/api/members", members.post_member)
+    r.add_get("/api/members/{member_id:\\d+}", members.get_member)
+    r.add_patch("/api/members/{member_id:\\d+}", members.patch_member)
+    r.add_delete("/api/members/{member_id:\\d+}", members.delete_member)
+    r.add_get("/api/terminals", terminals.list_terminals)
+    r.add_post("/api/terminals/pairing", terminals.post_pairing)
+    r.add_post("/api/terminals/pairing/claim", terminals.post_claim)
+    r.add_post("/api/terminals/bind", terminals.post_bind)
+    r.add_post("/api/terminals/{terminal_id:\\d+}/revoke", terminals.post_revoke)
+    r.add_get("/api/meetings", meetings.list_meetings)
+    r.add_post("/api/meetings", meetings.post_meeting)
+    r.add_get("/api/meetings/{meeting_id:\\d+}", meetings.get_meeting)
+    r.add_patch("/api/meetings/{meeting_id:\\d+}", meetings.patch_meeting)
+    r.add_get("/api/audit", audit_log.list_audit)

@@ -1,0 +1,197 @@
+"""What every API handler shares: the caller, errors that name the field, JSON helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import audit
+from db.access import AccessDenied, Capability, Principal
+from db.accounts import AuthError, TokenService
+from db.database import Database
+from db.models import OrgUnit
+
+DATABASE_KEY = web.AppKey("database", Database)
+TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
+SESSION_COOKIE = "lh_session"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    def __init__(
+        self, status: int, code: str, message: str, fields: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields
+
+
+def not_found(what: str) -> ApiError:
+    # the same answer for "does not exist" and "outside your subtree": no existence leaks
+    return ApiError(404, "not_found", f"no such {what} in your part of the org tree")
+
+
+def _default(value: object) -> object:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(
+        data,
+        status=status,
+        dumps=lambda v: json.dumps(v, ensure_ascii=False, default=_default),
+    )
+
+
+def error_response(error: ApiError) -> web.Response:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.fields:
+        body["fields"] = error.fields
+    return json_response({"error": body}, status=error.status)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The request's JSON body as `model`; a 422 naming each bad field otherwise."""
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from exc
+    if not isinstance(raw, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        fields = {}
+        for error in exc.errors():
+            name = ".".join(str(p) for p in error["loc"]) or "body"
+            fields[name] = error["msg"]
+        raise ApiError(
+            422, "validation_failed", "invalid fields: " + ", ".join(sorted(fields)), fields
+        ) from exc
+
+
+def query_int(
+    request: web.Request,
+    name: str,
+    default: int | None = None,
+    minimum: int = 0,
+    maximum: int = 1_000_000_000,
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            422, "validation_failed", f"{name} must be an integer", {name: "must be an integer"}
+        ) from None
+    if not minimum <= value <= maximum:
+        raise ApiError(
+            422,
+            "validation_failed",
+            f"{name} is out of range",
+            {name: f"must be between {minimum} and {maximum}"},
+        )
+    return value
+
+
+def bearer_token(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return request.cookies.get(SESSION_COOKIE)
+
+
+async def authenticate(request: web.Request, session: AsyncSession) -> Principal:
+    try:
+        return await request.app[TOKEN_SERVICE_KEY].verify(session, bearer_token(request))
+    except AuthError as exc:
+        raise ApiError(401, exc.code, exc.message) from exc
+
+
+def check(principal: Principal, capability: Capability, org_path: str | None, what: str) -> None:
+    """Raise 403 when the role lacks the capability, 404 when the object is out of scope."""
+    if not principal.allows(capability):
+        raise ApiError(403, "forbidden", f"your role ({principal.role}) may not {capability}")
+    if not principal.covers(org_path):
+        raise not_found(what)
+
+
+async def scoped_org(
+    session: AsyncSession, principal: Principal, org_id: int | None, capability: Capability
+) -> OrgUnit:
+    """The org unit asked for (default: the caller's own), checked against the caller."""
+    org = await session.get(OrgUnit, org_id if org_id is not None else principal.org_id)
+    if org is None:
+        raise not_found("org unit")
+    check(principal, capability, org.path, "org unit")
+    return org
+
+
+Handler = Callable[[web.Request, AsyncSession, Principal], Awaitable[web.StreamResponse]]
+
+
+def authed(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a handler: one DB session per request, the caller authenticated, errors as JSON.
+
+    Refusals (403) are audited, since a caller probing outside its role is worth knowing.
+    """
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        database = request.app[DATABASE_KEY]
+        async with database.session() as session:
+            principal: Principal | None = None
+            try:
+                principal = await authenticate(request, session)
+                return await handler(request, session, principal)
+            except ApiError as error:
+                await session.rollback()
+                if error.status == 403 and principal is not None:
+                    audit.record(
+                        session,
+                        principal,
+                        "access_denied",
+                        target_type="endpoint",
+                        target_id=request.path,
+                        org_path=principal.org_path,
+                        remote_addr=request.remote,
+                        detail={"method": request.method, "reason": error.message},
+                    )
+                    await session.commit()
+                return error_response(error)
+            except AccessDenied as denied:
+                await session.rollback()
+                return error_response(ApiError(403, "forbidden", denied.reason))
+
+    return wrapper
+
+
+def public(
+    handler: Callable[[web.Request, AsyncSession], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Like `authed`, for the few endpoints open without a token (login, TV pairing)."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        async with request.app[DATABASE_KEY].session() as session:
+            try:
+                return await handler(request, session)
+            except ApiError as error:
+                await session.rollback()
+                return error_response(error)
+
+    return wrapper

@@ -1,0 +1,276 @@
+"""Meetings and the 三会一课 record: /api/meetings."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import audit
+from db.access import Capability, Principal
+from db.models import (
+    Attendance,
+    AttendanceStatus,
+    Meeting,
+    MeetingGuest,
+    MeetingSite,
+    MeetingStatus,
+    MeetingType,
+    Member,
+    OrgUnit,
+)
+
+from .common import (
+    ApiError,
+    authed,
+    check,
+    json_response,
+    not_found,
+    parse_body,
+    query_int,
+    scoped_org,
+)
+
+
+def meeting_json(meeting: Meeting, full: bool = False) -> dict:
+    data = {
+        "id": meeting.id,
+        "type": meeting.type,
+        "topic": meeting.topic,
+        "organiser_id": meeting.organiser_id,
+        "status": meeting.status,
+        "scheduled_start": meeting.scheduled_start,
+        "scheduled_end": meeting.scheduled_end,
+        "actual_start": meeting.actual_start,
+        "actual_end": meeting.actual_end,
+        "venue": meeting.venue,
+        "expected_count": meeting.expected_count,
+        "actual_count": meeting.actual_count,
+        "absent_count": meeting.absent_count,
+    }
+    if full:
+        data.update(
+            {
+                "host": meeting.host,
+                "recorder": meeting.recorder,
+                "content": meeting.content,
+                "resolutions": meeting.resolutions,
+                "site_ids": [s.org_id for s in meeting.sites],
+                "attendance": [
+                    {
+                        "member_id": a.member_id,
+                        "status": a.status,
+                        "absence_reason": a.absence_reason,
+                        "method": a.method,
+                        "signed_in_at": a.signed_in_at,
+                    }
+                    for a in meeting.attendance
+                ],
+                "guests": [{"name": g.name, "note": g.note} for g in meeting.guests],
+                "attachments": [{"kind": a.kind, "path": a.path} for a in meeting.attachments],
+            }
+        )
+    return data
+
+
+class AttendanceItem(BaseModel):
+    member_id: int
+    status: AttendanceStatus
+    absence_reason: str | None = Field(default=None, max_length=200)
+
+
+class GuestItem(BaseModel):
+    name: str = Field(min_length=1, max_length=50)
+    note: str | None = Field(default=None, max_length=200)
+
+
+class MeetingFields(BaseModel):
+    host: str | None = Field(default=None, max_length=50)
+    recorder: str | None = Field(default=None, max_length=50)
+    venue: str | None = Field(default=None, max_length=200)
+    scheduled_start: dt.datetime | None = None
+    scheduled_end: dt.datetime | None = None
+    actual_start: dt.datetime | None = None
+    actual_end: dt.datetime | None = None
+    content: str | None = Field(default=None, max_length=20000)
+    resolutions: str | None = Field(default=None, max_length=20000)
+    site_ids: list[int] | None = None
+    attendance: list[AttendanceItem] | None = None
+    guests: list[GuestItem] | None = None
+
+    @field_validator("scheduled_end", "actual_end")
+    @classmethod
+    def end_after_start(cls, end: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        start = info.data.get(info.field_name.replace("_end", "_start"))
+        if start is not None and end is not None and end < start:
+            raise ValueError("is before the start")
+        return end
+
+
+class MeetingBody(MeetingFields):
+    type: MeetingType
+    topic: str = Field(min_length=1, max_length=200)
+    organiser_id: int
+
+
+class MeetingPatch(MeetingFields):
+    type: MeetingType | None = None
+    topic: str | None = Field(default=None, min_length=1, max_length=200)
+    status: MeetingStatus | None = None
+
+
+async def _apply(
+    session: AsyncSession, principal: Principal, meeting: Meeting, fields: dict
+) -> None:
+    site_ids = fields.pop("site_ids", None)
+    attendance = fields.pop("attendance", None)
+    guests = fields.pop("guests", None)
+    for name, value in fields.items():
+        setattr(meeting, name, value)
+    # every lookup first: a query may autoflush, and no IO may run between loading a
+    # collection and replacing it
+    sites: list[MeetingSite] = []
+    for org_id in dict.fromkeys(site_ids or []):
+        org = await session.get(OrgUnit, org_id)
+        if org is None or not principal.covers(org.path):
+            raise ApiError(
+                422,
+                "validation_failed",
+                "unknown site",
+                {"site_ids": f"{org_id} is not in your part of the tree"},
+            )
+        sites.append(MeetingSite(org_id=org.id))
+    rows: list[Attendance] = []
+    for item in attendance or []:
+        member = await session.get(Member, item["member_id"])
+        if member is None or not principal.covers(member.org_path):
+            raise ApiError(
+                422,
+                "validation_failed",
+                "unknown member",
+                {"attendance": f"member {item['member_id']} is not yours"},
+            )
+        rows.append(
+            Attendance(
+                member_id=member.id,
+                status=item["status"],
+                absence_reason=item.get("absence_reason"),
+            )
+        )
+    await session.flush()
+    for collection in ("sites", "attendance", "guests"):
+        await getattr(meeting.awaitable_attrs, collection)
+    if site_ids is not None:
+        meeting.sites = sites
+    if attendance is not None:
+        meeting.attendance = rows
+        meeting.actual_count = sum(r.status == AttendanceStatus.PRESENT for r in rows)
+        meeting.absent_count = sum(r.status == AttendanceStatus.ABSENT for r in rows)
+    if guests is not None:
+        meeting.guests = [MeetingGuest(**g) for g in guests]
+
+
+@authed
+async def list_meetings(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    org = await scoped_org(session, principal, query_int(request, "org"), Capability.MEETINGS_READ)
+    limit = query_int(request, "limit", 50, 1, 500)
+    query = select(Meeting).where(Meeting.org_path.like(f"{org.path}%"))
+    status = request.query.get("status")
+    if status:
+        try:
+            query = query.where(Meeting.status == MeetingStatus(status))
+        except ValueError:
+            raise ApiError(
+                422,
+                "validation_failed",
+                "unknown status",
+                {"status": f"one of {', '.join(MeetingStatus)}"},
+            ) from None
+    rows = await session.execute(query.order_by(Meeting.id.desc()).limit(limit))
+    return json_response({"meetings": [meeting_json(m) for m in rows.scalars()]})
+
+
+async def _meeting(
+    session: AsyncSession, principal: Principal, capability: Capability, meeting_id: int
+) -> Meeting:
+    meeting = await session.get(Meeting, meeting_id)
+    if meeting is None:
+        raise not_found("meeting")
+    check(principal, capability, meeting.org_path, "meeting")
+    return meeting
+
+
+@authed
+async def get_meeting(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    meeting = await _meeting(
+        session, principal, Capability.MEETINGS_READ, int(request.match_info["meeting_id"])
+    )
+    return json_response(meeting_json(meeting, full=True))
+
+
+@authed
+async def post_meeting(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    body = await parse_body(request, MeetingBody)
+    organiser = await scoped_org(session, principal, body.organiser_id, Capability.MEETINGS_WRITE)
+    meeting = Meeting(
+        type=body.type,
+        topic=body.topic,
+        organiser_id=organiser.id,
+        org_path=organiser.path,
+        created_by=principal.account_id,
+    )
+    session.add(meeting)
+    await _apply(
+        session,
+        principal,
+        meeting,
+        body.model_dump(exclude={"type", "topic", "organiser_id"}, exclude_unset=True),
+    )
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        "meeting_created",
+        target_type="meeting",
+        target_id=meeting.id,
+        org_path=organiser.path,
+        remote_addr=request.remote,
+        detail={"topic": meeting.topic, "type": meeting.type.value},
+    )
+    await session.commit()
+    await session.refresh(meeting)
+    return json_response(meeting_json(meeting, full=True), status=201)
+
+
+@authed
+async def patch_meeting(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    body = await parse_body(request, MeetingPatch)
+    meeting = await _meeting(
+        session, principal, Capability.MEETINGS_WRITE, int(request.match_info["meeting_id"])
+    )
+    changes = body.model_dump(exclude_unset=True)
+    await _apply(session, principal, meeting, dict(changes))
+    audit.record(
+        session,
+        principal,
+        "meeting_changed",
+        target_type="meeting",
+        target_id=meeting.id,
+        org_path=meeting.org_path,
+        remote_addr=request.remote,
+        detail={"fields": sorted(changes)},
+    )
+    await session.commit()
+    await session.refresh(meeting)
+    return json_response(meeting_json(meeting, full=True))

@@ -1,0 +1,270 @@
+"""The org tree, staff accounts and sign-in: /api/login, /api/me, /api/org, /api/accounts."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import audit
+from db.access import Capability, Principal
+from db.accounts import SESSION_TTL, AuthError, hash_password, login
+from db.models import OrgKind, OrgUnit, Role, StaffAccount
+from db.tree import TreeError, add_org, children, subtree_counts
+
+from .common import (
+    SESSION_COOKIE,
+    TOKEN_SERVICE_KEY,
+    ApiError,
+    authed,
+    json_response,
+    parse_body,
+    public,
+    scoped_org,
+)
+
+
+def org_json(org: OrgUnit) -> dict:
+    return {
+        "id": org.id,
+        "code": org.code,
+        "name": org.name,
+        "kind": org.kind,
+        "parent_id": org.parent_id,
+        "path": org.path,
+        "depth": org.depth,
+    }
+
+
+class LoginBody(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=256)
+
+
+@public
+async def post_login(request: web.Request, session: AsyncSession) -> web.Response:
+    body = await parse_body(request, LoginBody)
+    try:
+        account, credential = await login(
+            session, request.app[TOKEN_SERVICE_KEY], body.username, body.password
+        )
+    except AuthError as exc:
+        audit.record(
+            session,
+            None,
+            "login_failed",
+            target_type="account",
+            target_id=body.username,
+            remote_addr=request.remote,
+        )
+        await session.commit()
+        raise ApiError(401, exc.code, exc.message) from exc
+    org = await session.get(OrgUnit, account.org_id)
+    assert org is not None
+    audit.record(
+        session,
+        None,
+        "login",
+        target_type="account",
+        target_id=account.id,
+        org_path=org.path,
+        remote_addr=request.remote,
+        detail={"username": account.username},
+    )
+    await session.commit()
+    response = json_response(
+        {
+            "token": credential.token,
+            "expires_at": credential.expires_at,
+            "role": account.role,
+            "name": account.display_name,
+            "org": org_json(org),
+        }
+    )
+    response.set_cookie(
+        SESSION_COOKIE,
+        credential.token,
+        httponly=True,
+        samesite="Strict",
+        max_age=int(SESSION_TTL.total_seconds()),
+        path="/",
+    )
+    return response
+
+
+@authed
+async def post_logout(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    await request.app[TOKEN_SERVICE_KEY].revoke(session, principal.token_id)
+    audit.record(
+        session, principal, "logout", org_path=principal.org_path, remote_addr=request.remote
+    )
+    await session.commit()
+    response = json_response({"ok": True})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@authed
+async def get_me(request: web.Request, session: AsyncSession, principal: Principal) -> web.Response:
+    org = await session.get(OrgUnit, principal.org_id)
+    return json_response(
+        {
+            "subject": principal.subject,
+            "name": principal.name,
+            "role": principal.role,
+            "org": org_json(org) if org else None,
+        }
+    )
+
+
+@authed
+async def get_org(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    raw = request.match_info.get("org_id")
+    org = await scoped_org(session, principal, int(raw) if raw else None, Capability.TREE_READ)
+    kids = await children(session, org)
+    ancestors = []
+    parent_id = org.parent_id
+    while parent_id is not None and org.id != principal.org_id:
+        parent = await session.get(OrgUnit, parent_id)
+        if parent is None or not principal.covers(parent.path):
+            break
+        ancestors.insert(0, org_json(parent))
+        parent_id = parent.parent_id
+    return json_response(
+        {
+            **org_json(org),
+            "ancestors": ancestors,
+            "counts": await subtree_counts(session, org),
+            "children": [org_json(k) for k in kids],
+        }
+    )
+
+
+class OrgBody(BaseModel):
+    parent_id: int
+    code: str = Field(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z-]+$")
+    name: str = Field(min_length=1, max_length=100)
+    kind: OrgKind
+
+
+@authed
+async def post_org(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    body = await parse_body(request, OrgBody)
+    parent = await scoped_org(session, principal, body.parent_id, Capability.TREE_WRITE)
+    try:
+        org = await add_org(session, parent=parent, code=body.code, name=body.name, kind=body.kind)
+        await session.flush()
+    except TreeError as exc:
+        raise ApiError(422, "validation_failed", exc.message, {exc.field: exc.message}) from exc
+    except IntegrityError as exc:
+        raise ApiError(
+            409, "conflict", f"the code {body.code} is taken", {"code": "already used"}
+        ) from exc
+    audit.record(
+        session,
+        principal,
+        "org_created",
+        target_type="org",
+        target_id=org.id,
+        org_path=org.path,
+        remote_addr=request.remote,
+        detail={"name": org.name},
+    )
+    await session.commit()
+    return json_response(org_json(org), status=201)
+
+
+class OrgPatch(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+@authed
+async def patch_org(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    body = await parse_body(request, OrgPatch)
+    org = await scoped_org(
+        session, principal, int(request.match_info["org_id"]), Capability.TREE_WRITE
+    )
+    old = org.name
+    org.name = body.name
+    audit.record(
+        session,
+        principal,
+        "org_renamed",
+        target_type="org",
+        target_id=org.id,
+        org_path=org.path,
+        remote_addr=request.remote,
+        detail={"from": old, "to": body.name},
+    )
+    await session.commit()
+    return json_response(org_json(org))
+
+
+# roles an account may create: never above its own
+_GRANTABLE: dict[Role, set[Role]] = {
+    Role.COUNTY_ADMIN: {
+        Role.COUNTY_ADMIN,
+        Role.TOWN_ADMIN,
+        Role.VILLAGE_SECRETARY,
+        Role.SUPERVISOR,
+        Role.VIEWER,
+    },
+    Role.TOWN_ADMIN: {Role.TOWN_ADMIN, Role.VILLAGE_SECRETARY, Role.SUPERVISOR, Role.VIEWER},
+}
+
+
+class AccountBody(BaseModel):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    display_name: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=10, max_length=256)
+    role: Role
+    org_id: int
+
+
+@authed
+async def post_account(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    body = await parse_body(request, AccountBody)
+    org = await scoped_org(session, principal, body.org_id, Capability.ACCOUNTS_WRITE)
+    if body.role not in _GRANTABLE.get(principal.role, set()):
+        raise ApiError(403, "forbidden", f"you may not create {body.role} accounts")
+    taken = (
+        await session.execute(select(StaffAccount.id).where(StaffAccount.username == body.username))
+    ).first()
+    if taken:
+        raise ApiError(409, "conflict", "that username is taken", {"username": "already used"})
+    account = StaffAccount(
+        username=body.username,
+        display_name=body.display_name,
+        password_hash=hash_password(body.password),
+        role=body.role,
+        org_id=org.id,
+    )
+    session.add(account)
+    await session.flush()
+    audit.record(
+        session,
+        principal,
+        "account_created",
+        target_type="account",
+        target_id=account.id,
+        org_path=org.path,
+        remote_addr=request.remote,
+        detail={"username": account.username, "role": account.role.value},
+    )
+    await session.commit()
+    return json_response(
+        {"id": account.id, "username": account.username, "role": account.role, "org_id": org.id},
+        status=201,
+    )
