@@ -140,6 +140,13 @@ class TokenService:
             token_id=claims["jti"],
         )
 
+    async def is_revoked(self, session: AsyncSession, jti: str) -> bool:
+        """True unless the token was issued here and is neither revoked nor expired."""
+        issued = await session.get(IssuedToken, jti)
+        if issued is None or issued.revoked_at is not None:
+            return True
+        return issued.expires_at < utcnow()
+
     async def revoke(self, session: AsyncSession, jti: str) -> bool:
         issued = await session.get(IssuedToken, jti)
         if issued is None or issued.revoked_at is not None:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
@@ -31,8 +32,25 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class UtcDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every database (SQLite hands back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware (UTC) one")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
 class Base(AsyncAttrs, DeclarativeBase):
-    type_annotation_map = {dt.datetime: DateTime(timezone=True)}  # noqa: RUF012 - SQLAlchemy API
+    type_annotation_map = {dt.datetime: UtcDateTime}  # noqa: RUF012 - SQLAlchemy API
 
 
 def _enum(cls: type[enum.Enum]) -> Enum:

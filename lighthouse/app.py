@@ -37,6 +37,7 @@ def build_rooms(config: Config) -> dict[str, Room]:
                 name=r.name,
                 video_codec=r.video_codec,
                 max_video_kbps=r.max_video_kbps,
+                org_code=r.org_code,
             ),
             ice_servers=list(config.ice_servers),
         )
@@ -52,7 +53,16 @@ def create_app(config: Config) -> web.Application:
 
     tokens = TokenIssuer(config.secret)
     rooms = build_rooms(config)
-    signaling = SignalingService(rooms, tokens, idle_timeout_s=config.idle_timeout_s)
+    database = Database(config.database_url)
+    api_tokens = TokenService(config.secret)
+
+    async def is_revoked(token_id: str) -> bool:
+        async with database.session() as session:
+            return await api_tokens.is_revoked(session, token_id)
+
+    signaling = SignalingService(
+        rooms, tokens, idle_timeout_s=config.idle_timeout_s, is_revoked=is_revoked
+    )
 
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG_KEY] = config
@@ -61,9 +71,8 @@ def create_app(config: Config) -> web.Application:
     app[SIGNALING_KEY] = signaling
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/healthz", _healthz)
-    database = Database(config.database_url)
     app[DATABASE_KEY] = database
-    add_api_routes(app, database, TokenService(config.secret))
+    add_api_routes(app, database, api_tokens, rooms, tokens)
     add_page_routes(app, ice_servers=[s.to_browser() for s in config.ice_servers])
 
     async def shutdown(_: web.Application) -> None:

@@ -22,6 +22,8 @@ class RoomConfig:
     name: str
     video_codec: str = "h264"
     max_video_kbps: int = 1000
+    # the organising org unit (its code); callers in its subtree or above it may join
+    org_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,7 @@ def _room(entry: dict) -> RoomConfig:
             name=str(entry.get("name", entry["id"])),
             video_codec=str(entry.get("video_codec", "h264")).lower(),
             max_video_kbps=int(entry.get("max_video_kbps", 1000)),
+            org_code=str(entry["org_code"]) if entry.get("org_code") else None,
         )
     except KeyError as exc:
         raise ConfigError(f"a [[rooms]] entry lacks {exc.args[0]!r}") from None

@@ -45,6 +45,8 @@ class RoomSettings:
     max_video_kbps: int = 1000
     # a subscription offer not answered by then is withdrawn (its connection freed)
     answer_timeout_s: float = 30.0
+    # the organising org unit's code: who may be given a token for this room
+    org_code: str | None = None
     # how long a publication waits for its first packet before `publication_added` anyway
     media_wait_s: float = 5.0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -52,10 +52,16 @@ class SignalingService:
     """Serves `GET /ws`. Rooms are looked up by the id in the client's token."""
 
     def __init__(
-        self, rooms: Mapping[str, Room], tokens: TokenIssuer, idle_timeout_s: float = 30.0
+        self,
+        rooms: Mapping[str, Room],
+        tokens: TokenIssuer,
+        idle_timeout_s: float = 30.0,
+        is_revoked: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         self.rooms = rooms
         self.tokens = tokens
+        # asks the database whether the API token a meeting token came from was revoked
+        self.is_revoked = is_revoked
         self.idle_timeout_s = idle_timeout_s
         self._by_participant: dict[tuple[str, str], Connection] = {}
         self.connections: set[Connection] = set()
@@ -191,6 +197,11 @@ class SignalingService:
             grant = self.tokens.verify(message["token"])
         except TokenError as exc:
             raise MessageError(exc.code, exc.message, request_id) from exc
+        if grant.source_token_id and self.is_revoked is not None:
+            if await self.is_revoked(grant.source_token_id):
+                raise MessageError(
+                    "invalid_token", "this device's or account's access was revoked", request_id
+                )
         room = self.rooms.get(grant.room_id)
         if room is None:
             raise MessageError("unknown_room", f"there is no room {grant.room_id!r}", request_id)

@@ -28,6 +28,8 @@ class Grant:
     room_id: str
     role: str
     expires_at: int
+    # the API token (jti) this meeting token was minted from, checked for revocation at join
+    source_token_id: str | None = None
 
 
 class TokenIssuer:
@@ -39,17 +41,26 @@ class TokenIssuer:
         self._secret = secret
 
     def mint(
-        self, participant_id: str, name: str, room_id: str, role: str, ttl_s: int = 12 * 3600
+        self,
+        participant_id: str,
+        name: str,
+        room_id: str,
+        role: str,
+        ttl_s: int = 12 * 3600,
+        source_token_id: str | None = None,
     ) -> str:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         claims = {
+            "typ": "meeting",
             "sub": participant_id,
             "name": name,
             "room": room_id,
             "role": role,
             "exp": int(time.time()) + ttl_s,
         }
+        if source_token_id:
+            claims["src"] = source_token_id
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: object) -> Grant:
@@ -66,6 +77,8 @@ class TokenIssuer:
             raise TokenError("token_expired", "the token has expired; ask for a new link") from exc
         except jwt.InvalidTokenError as exc:
             raise TokenError("invalid_token", f"the token is not valid: {exc}") from exc
+        if claims.get("typ") != "meeting":
+            raise TokenError("invalid_token", "this is not a meeting token")
         role = claims.get("role")
         if role not in ROLES:
             raise TokenError("invalid_token", f"the token's role {role!r} is not known")
@@ -79,4 +92,5 @@ class TokenIssuer:
             room_id=claims["room"],
             role=role,
             expires_at=int(claims["exp"]),
+            source_token_id=claims.get("src") if isinstance(claims.get("src"), str) else None,
         )

@@ -125,6 +125,7 @@ async def test_oversized_frame_closes_only_that_socket(server, raw):
 
 def _token(claims: dict, secret: str = TEST_SECRET) -> str:
     base = {
+        "typ": "meeting",
         "sub": "x",
         "name": "X",
         "room": "h264room",
@@ -142,6 +143,8 @@ def _token(claims: dict, secret: str = TEST_SECRET) -> str:
         (_token({}, secret="another-secret-that-is-long-enough-0123456789"), "invalid_token"),
         (_token({"exp": int(time.time()) - 5}), "token_expired"),
         (_token({"exp": None}), "invalid_token"),
+        (_token({"typ": None}), "invalid_token"),
+        (_token({"typ": "session"}), "invalid_token"),  # an API token is not a meeting token
         (_token({"role": "admin"}), "invalid_token"),
         (_token({"room": "no-such-room"}), "unknown_room"),
     ],

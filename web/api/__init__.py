@@ -3,18 +3,30 @@ checks a signed token and the caller's place in the org tree (db/access.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 
 from db.accounts import TokenService
 from db.database import Database
+from sfu.room import Room
+from signaling.tokens import TokenIssuer
 
-from . import audit_log, meetings, members, terminals, tree
+from . import audit_log, meeting_tokens, meetings, members, terminals, tree
 from .common import DATABASE_KEY, TOKEN_SERVICE_KEY
 
 
-def add_api_routes(app: web.Application, database: Database, tokens: TokenService) -> None:
+def add_api_routes(
+    app: web.Application,
+    database: Database,
+    tokens: TokenService,
+    rooms: Mapping[str, Room],
+    meeting_tokens_issuer: TokenIssuer,
+) -> None:
     app[DATABASE_KEY] = database
     app[TOKEN_SERVICE_KEY] = tokens
+    app[meeting_tokens.ROOMS_KEY] = rooms
+    app[meeting_tokens.MEETING_TOKENS_KEY] = meeting_tokens_issuer
     app[terminals.PAIRING_LIMIT_KEY] = terminals.PairingRateLimit()
     r = app.router
     r.add_post("/api/login", tree.post_login)
@@ -40,3 +52,4 @@ def add_api_routes(app: web.Application, database: Database, tokens: TokenServic
     r.add_get("/api/meetings/{meeting_id:\\d+}", meetings.get_meeting)
     r.add_patch("/api/meetings/{meeting_id:\\d+}", meetings.patch_meeting)
     r.add_get("/api/audit", audit_log.list_audit)
+    r.add_post("/api/meeting-token", meeting_tokens.post_meeting_token)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from aiohttp import web
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -91,10 +91,10 @@ class MeetingFields(BaseModel):
     host: str | None = Field(default=None, max_length=50)
     recorder: str | None = Field(default=None, max_length=50)
     venue: str | None = Field(default=None, max_length=200)
-    scheduled_start: dt.datetime | None = None
-    scheduled_end: dt.datetime | None = None
-    actual_start: dt.datetime | None = None
-    actual_end: dt.datetime | None = None
+    scheduled_start: AwareDatetime | None = None
+    scheduled_end: AwareDatetime | None = None
+    actual_start: AwareDatetime | None = None
+    actual_end: AwareDatetime | None = None
     content: str | None = Field(default=None, max_length=20000)
     resolutions: str | None = Field(default=None, max_length=20000)
     site_ids: list[int] | None = None
