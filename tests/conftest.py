@@ -136,7 +136,15 @@ async def api(request, tmp_path) -> AsyncIterator[ApiWorld]:
     async with fresh_database(request.param, tmp_path) as url:
         port = free_port()
         config = load_config(
-            env={}, host="127.0.0.1", port=port, secret=TEST_SECRET, database_url=url
+            env={},
+            host="127.0.0.1",
+            port=port,
+            secret=TEST_SECRET,
+            database_url=url,
+            rooms=(
+                RoomConfig("town-a-meeting", "A镇会议", org_code="TA"),
+                RoomConfig("town-b-meeting", "B镇会议", org_code="TB"),
+            ),
         )
         app = create_app(config)
         runner = await start_app(app, port)  # migrates on start-up

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Capability, Principal
@@ -18,7 +18,7 @@ async def list_audit(
 ) -> web.Response:
     check(principal, Capability.AUDIT_READ, principal.org_path, "audit log")
     limit = query_int(request, "limit", 100, 1, 1000)
-    query = select(AuditEntry).where(or_(AuditEntry.org_path.like(f"{principal.org_path}%")))
+    query = select(AuditEntry).where(AuditEntry.org_path.like(f"{principal.org_path}%"))
     action = request.query.get("action")
     if action:
         query = query.where(AuditEntry.action == action)
@@ -34,6 +34,7 @@ async def list_audit(
                     "action": e.action,
                     "target_type": e.target_type,
                     "target_id": e.target_id,
+                    "org_path": e.org_path,
                     "remote_addr": e.remote_addr,
                     "detail": e.detail,
                 }

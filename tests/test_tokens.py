@@ -1,0 +1,108 @@
+"""API and meeting tokens: expired, tampered, revoked, wrong scope, wrong kind — all refused."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import aiohttp
+from apiclient import ApiClient
+from test_access_matrix import pair_terminal
+
+from db.accounts import TokenService
+from db.models import OrgUnit, Role
+from signaling.tokens import TokenIssuer
+from web.api.common import DATABASE_KEY
+
+from conftest import TEST_SECRET
+
+
+def with_token(api, token: str) -> ApiClient:
+    return ApiClient(api.base_url, api.anonymous.session, token=token)
+
+
+async def test_expired_token_is_refused(api):
+    database = api.app[DATABASE_KEY]
+    async with database.session() as session:
+        org = await session.get(OrgUnit, api.orgs["town_a"].id)
+        credential = await TokenService(TEST_SECRET).issue(
+            session,
+            kind="session",
+            subject="account:2",
+            name="x",
+            role=Role.TOWN_ADMIN,
+            org=org,
+            ttl=dt.timedelta(seconds=-5),
+            account_id=2,
+        )
+        await session.commit()
+    client = with_token(api, credential.token)
+    reply = await client.call("GET", "/api/me")
+    assert (client.last_status, reply["error"]["code"]) == (401, "token_expired")
+
+
+async def test_tampered_token_is_refused(api):
+    admin = await api.as_user("town_a_admin")
+    header, payload, signature = admin.token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(
+        role="county_admin", org=api.orgs["county"].id, org_path=api.orgs["county"].path
+    )  # promote itself to the county
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    client = with_token(api, f"{header}.{forged}.{signature}")
+    reply = await client.call("GET", f"/api/org/{api.orgs['town_b'].id}")
+    assert (client.last_status, reply["error"]["code"]) == (401, "invalid_token")
+
+
+async def test_token_signed_with_another_secret_or_not_issued_here(api):
+    other = TokenIssuer("some-other-secret-that-is-long-enough-000000")
+    client = with_token(api, other.mint("account:1", "x", "demo", "main"))
+    assert (await client.call("GET", "/api/me"))["error"]["code"] == "invalid_token"
+    # a meeting token, even from this server, is not an API token
+    meeting_token = TokenIssuer(TEST_SECRET).mint("account:1", "x", "town-a-meeting", "main")
+    client = with_token(api, meeting_token)
+    assert (await client.call("GET", "/api/me"))["error"]["code"] == "invalid_token"
+
+
+async def test_logout_revokes_the_session(api):
+    admin = await api.as_user("town_a_admin")
+    assert (await admin.call("GET", "/api/me"))["role"] == "town_admin"
+    await admin.call("POST", "/api/logout")
+    reply = await admin.call("GET", "/api/me")
+    assert (admin.last_status, reply["error"]["code"]) == (401, "token_revoked")
+
+
+async def test_meeting_tokens_follow_the_org_tree(api):
+    town_a = await api.as_user("town_a_admin")
+    own = await town_a.call("POST", "/api/meeting-token", {"room_id": "town-a-meeting"})
+    assert town_a.last_status == 200 and own["role"] == "main"
+    other = await town_a.call("POST", "/api/meeting-token", {"room_id": "town-b-meeting"})
+    assert (town_a.last_status, other["error"]["code"]) == (404, "no_meeting")
+    county = await api.as_user("county_admin")  # above both towns: may join either
+    await county.call("POST", "/api/meeting-token", {"room_id": "town-b-meeting"})
+    assert county.last_status == 200
+    secretary = await api.as_user("a1_secretary")  # inside town A: its room is the default
+    mine = await secretary.call("POST", "/api/meeting-token", {})
+    assert (mine["room_id"], mine["role"]) == ("town-a-meeting", "viewer")
+
+
+async def test_revoked_terminal_can_neither_call_the_api_nor_join(api):
+    admin = await api.as_user("county_admin")
+    terminal_id, token = await pair_terminal(api, admin, api.orgs["village_a1"].id)
+    terminal = with_token(api, token)
+    granted = await terminal.call("POST", "/api/meeting-token", {})
+    assert granted["room_id"] == "town-a-meeting" and granted["role"] == "terminal"
+
+    async def join(meeting_token: str) -> dict:
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(api.base_url.replace("http", "ws") + "/ws") as ws:
+                await ws.send_json({"type": "join", "id": 1, "token": meeting_token})
+                return await ws.receive_json(timeout=10)
+
+    assert (await join(granted["token"]))["type"] == "joined"
+    await admin.call("POST", f"/api/terminals/{terminal_id}/revoke")
+    reply = await terminal.call("POST", "/api/meeting-token", {})
+    assert (terminal.last_status, reply["error"]["code"]) == (401, "token_revoked")
+    refused = await join(granted["token"])  # the meeting token it got before is dead too
+    assert (refused["type"], refused["code"]) == ("error", "invalid_token")
