@@ -216,3 +216,14 @@ def pairing_secret_matches(terminal: Terminal, secret: str) -> bool:
     return terminal.pairing_secret_hash is not None and hmac.compare_digest(
         terminal.pairing_secret_hash, _secret_digest(secret)
     )
+
+
+async def mark_terminal_presence(session: AsyncSession, participant_id: str, online: bool) -> None:
+    """Record a terminal joining or leaving a meeting (`participant_id` "terminal:<id>")."""
+    kind, _, ident = participant_id.partition(":")
+    if kind != "terminal" or not ident.isdigit():
+        return
+    terminal = await session.get(Terminal, int(ident))
+    if terminal is not None:
+        terminal.online = online
+        terminal.last_seen_at = utcnow()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from db.accounts import TokenService
+from db.accounts import TokenService, mark_terminal_presence
 from db.database import Database
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
@@ -60,8 +60,17 @@ def create_app(config: Config) -> web.Application:
         async with database.session() as session:
             return await api_tokens.is_revoked(session, token_id)
 
+    async def on_presence(participant_id: str, online: bool) -> None:
+        async with database.session() as session:
+            await mark_terminal_presence(session, participant_id, online)
+            await session.commit()
+
     signaling = SignalingService(
-        rooms, tokens, idle_timeout_s=config.idle_timeout_s, is_revoked=is_revoked
+        rooms,
+        tokens,
+        idle_timeout_s=config.idle_timeout_s,
+        is_revoked=is_revoked,
+        on_presence=on_presence,
     )
 
     app = web.Application(client_max_size=1024 * 1024)

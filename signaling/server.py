@@ -57,11 +57,15 @@ class SignalingService:
         tokens: TokenIssuer,
         idle_timeout_s: float = 30.0,
         is_revoked: Callable[[str], Awaitable[bool]] | None = None,
+        on_presence: Callable[[str, bool], Awaitable[None]] | None = None,
     ) -> None:
         self.rooms = rooms
         self.tokens = tokens
         # asks the database whether the API token a meeting token came from was revoked
         self.is_revoked = is_revoked
+        # told (participant id, online) when a participant joins or leaves: terminals'
+        # online state in the database follows it
+        self.on_presence = on_presence
         self.idle_timeout_s = idle_timeout_s
         self._by_participant: dict[tuple[str, str], Connection] = {}
         self.connections: set[Connection] = set()
@@ -214,6 +218,7 @@ class SignalingService:
         peer = await room.add_peer(grant.participant_id, grant.name, grant.role, connection.send)
         connection.peer = peer
         self._by_participant[key] = connection
+        await self._presence(grant.participant_id, True)
         others = [p.describe() for p in room.peers.values() if p is not peer]
         await connection.send(
             _reply(
@@ -235,7 +240,16 @@ class SignalingService:
         key = (peer.room.id, peer.participant_id)
         if self._by_participant.get(key) is connection:
             del self._by_participant[key]
+            await self._presence(peer.participant_id, False)
         await peer.close()
+
+    async def _presence(self, participant_id: str, online: bool) -> None:
+        if self.on_presence is None:
+            return
+        try:
+            await self.on_presence(participant_id, online)
+        except Exception:  # presence is bookkeeping: never fail a join or a leave over it
+            logger.exception("presence update failed for %s", participant_id)
 
     async def close(self) -> None:
         for connection in tuple(self.connections):

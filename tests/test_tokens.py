@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -101,6 +102,14 @@ async def test_revoked_terminal_can_neither_call_the_api_nor_join(api):
                 return await ws.receive_json(timeout=10)
 
     assert (await join(granted["token"]))["type"] == "joined"
+    # the join, and the leave as the socket closed, reached the terminal's record
+    for _ in range(30):
+        listed = await admin.call("GET", f"/api/terminals?org={api.orgs['village_a1'].id}")
+        record = next(t for t in listed["terminals"] if t["id"] == terminal_id)
+        if record["last_seen_at"] is not None and record["online"] is False:
+            break
+        await asyncio.sleep(0.1)
+    assert record["last_seen_at"] is not None and record["online"] is False
     await admin.call("POST", f"/api/terminals/{terminal_id}/revoke")
     reply = await terminal.call("POST", "/api/meeting-token", {})
     assert (terminal.last_status, reply["error"]["code"]) == (401, "token_revoked")
