@@ -52,4 +52,13 @@ def add_api_routes(
     r.add_get("/api/meetings/{meeting_id:\\d+}", meetings.get_meeting)
     r.add_patch("/api/meetings/{meeting_id:\\d+}", meetings.patch_meeting)
     r.add_get("/api/audit", audit_log.list_audit)
+    from . import members_io  # spreadsheet import/export
+
+    app[members_io.IMPORT_JOBS_KEY] = members_io.ImportJobs(database)
+    app.on_shutdown.append(members_io.stop_imports)
+    r.add_post("/api/members/import", members_io.post_import)
+    r.add_get("/api/imports/{job_id:[A-Za-z0-9_-]+}", members_io.get_import)
+    r.add_get("/api/members/export.xlsx", members_io.export_members)
+    r.add_get("/api/meetings/export.xlsx", members_io.export_meetings)
+    r.add_get("/api/meetings/{meeting_id:\\d+}/export.xlsx", members_io.export_meeting)
     r.add_post("/api/meeting-token", meeting_tokens.post_meeting_token)
