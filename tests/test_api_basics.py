@@ -50,6 +50,14 @@ async def test_member_life_cycle_and_field_errors(api):
     )
     again = await secretary.call("GET", f"/api/members/{created['id']}")
     assert again["exempt_reason"] == "working_away"
+    # a change must pass the same rules as a new member
+    bad = await secretary.call(
+        "PATCH",
+        f"/api/members/{created['id']}",
+        {"name": "  ", "birth_date": "2999-01-01", "gender": None},
+    )
+    assert secretary.last_status == 422
+    assert set(bad["error"]["fields"]) == {"name", "birth_date", "gender"}
     await secretary.call("DELETE", f"/api/members/{created['id']}")
     assert (await secretary.call("GET", f"/api/members/{created['id']}"))["error"][
         "code"
@@ -90,5 +98,17 @@ async def test_meeting_record(api):
     )
     assert secretary.last_status == 201, meeting
     assert meeting["actual_count"] == 1 and meeting["guests"][0]["name"] == "驻村第一书记"
+    assert meeting["expected_count"] == 1  # the branch's one member, not excused
+    twice = await secretary.call(
+        "PATCH",
+        f"/api/meetings/{meeting['id']}",
+        {
+            "attendance": [
+                {"member_id": member["id"], "status": "present"},
+                {"member_id": member["id"], "status": "absent"},
+            ]
+        },
+    )
+    assert secretary.last_status == 422 and "attendance" in twice["error"]["fields"]
     listed = await secretary.call("GET", "/api/meetings")
     assert [m["id"] for m in listed["meetings"]] == [meeting["id"]]

@@ -12,7 +12,7 @@ from db.database import Database
 from sfu.room import Room
 from signaling.tokens import TokenIssuer
 
-from . import audit_log, meeting_tokens, meetings, members, terminals, tree
+from . import audit_log, meeting_tokens, meetings, members, members_io, terminals, tree
 from .common import DATABASE_KEY, TOKEN_SERVICE_KEY
 
 
@@ -52,8 +52,6 @@ def add_api_routes(
     r.add_get("/api/meetings/{meeting_id:\\d+}", meetings.get_meeting)
     r.add_patch("/api/meetings/{meeting_id:\\d+}", meetings.patch_meeting)
     r.add_get("/api/audit", audit_log.list_audit)
-    from . import members_io  # spreadsheet import/export
-
     app[members_io.IMPORT_JOBS_KEY] = members_io.ImportJobs(database)
     app.on_shutdown.append(members_io.stop_imports)
     r.add_post("/api/members/import", members_io.post_import)

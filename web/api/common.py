@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,6 +18,8 @@ from db.access import AccessDenied, Capability, Principal
 from db.accounts import AuthError, TokenService
 from db.database import Database
 from db.models import OrgUnit
+
+logger = logging.getLogger(__name__)
 
 DATABASE_KEY = web.AppKey("database", Database)
 TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
@@ -177,6 +180,13 @@ def authed(handler: Handler) -> Callable[[web.Request], Awaitable[web.StreamResp
             except AccessDenied as denied:
                 await session.rollback()
                 return error_response(ApiError(403, "forbidden", denied.reason))
+            except Exception:
+                # a bug or a database fault: logged with its traceback, answered as JSON
+                logger.exception("API request failed: %s %s", request.method, request.path)
+                await session.rollback()
+                return error_response(
+                    ApiError(500, "internal_error", "the server could not do this; it is logged")
+                )
 
     return wrapper
 

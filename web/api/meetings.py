@@ -6,7 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
@@ -88,6 +88,8 @@ class GuestItem(BaseModel):
 
 
 class MeetingFields(BaseModel):
+    # 应到人数: by default the organiser's members who are not excused (see ExemptReason)
+    expected_count: int | None = Field(default=None, ge=0, le=100_000)
     host: str | None = Field(default=None, max_length=50)
     recorder: str | None = Field(default=None, max_length=50)
     venue: str | None = Field(default=None, max_length=200)
@@ -144,6 +146,14 @@ async def _apply(
             )
         sites.append(MeetingSite(org_id=org.id))
     rows: list[Attendance] = []
+    seen_members = [item["member_id"] for item in attendance or []]
+    if len(seen_members) != len(set(seen_members)):
+        raise ApiError(
+            422,
+            "validation_failed",
+            "a member is listed twice",
+            {"attendance": "each member at most once"},
+        )
     for item in attendance or []:
         member = await session.get(Member, item["member_id"])
         if member is None or not principal.covers(member.org_path):
@@ -228,6 +238,12 @@ async def post_meeting(
         org_path=organiser.path,
         created_by=principal.account_id,
     )
+    if body.expected_count is None:
+        meeting.expected_count = await session.scalar(
+            select(func.count(Member.id)).where(
+                Member.org_path.like(f"{organiser.path}%"), Member.exempt_reason.is_(None)
+            )
+        )
     session.add(meeting)
     await _apply(
         session,

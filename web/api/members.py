@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from aiohttp import web
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -174,18 +174,26 @@ async def post_member(
 async def patch_member(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    body = await parse_body(request, MemberPatch)
+    patch = await parse_body(request, MemberPatch)
     member = await _member(
         session, principal, Capability.MEMBERS_WRITE, int(request.match_info["member_id"])
     )
-    changes = body.model_dump(exclude_unset=True)
+    changes = patch.model_dump(exclude_unset=True)
+    # the changed member must pass the same rules as a new one
+    merged = {**member_json(member), **changes}
+    try:
+        body = MemberBody.model_validate({k: v for k, v in merged.items() if k != "id"})
+    except ValidationError as exc:
+        fields = {".".join(str(p) for p in e["loc"]): e["msg"] for e in exc.errors()}
+        raise ApiError(
+            422, "validation_failed", "invalid fields: " + ", ".join(fields), fields
+        ) from exc
     if "branch_id" in changes:
-        branch = await branch_for(session, principal, changes["branch_id"])
+        branch = await branch_for(session, principal, body.branch_id)
         member.org_path = branch.path
-    if "posts" in changes:
-        changes["posts"] = [Post(p).value for p in changes["posts"] or []]
-    for field, value in changes.items():
-        setattr(member, field, value)
+    for field in changes:
+        value = getattr(body, field)
+        setattr(member, field, [p.value for p in value] if field == "posts" else value)
     audit.record(
         session,
         principal,
