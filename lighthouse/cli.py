@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import logging
+import os
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -26,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--participant", required=True, help="stable id, e.g. tv-hongxing")
     token.add_argument("--name", help="display name, e.g. 红星村党支部")
     token.add_argument("--ttl-hours", type=float, default=12.0)
+    add_demo_data_parser(commands)
     args = parser.parse_args(argv)
 
     overrides: dict[str, object] = {}
@@ -35,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides["port"] = args.port
     if getattr(args, "demo", False):
         overrides["demo"] = True
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
     try:
         config = load_config(args.config, **overrides)
     except ConfigError as exc:
@@ -42,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "token":
         return mint_token(config, args)
+    if args.command == "demo-data":
+        return load_demo_data(config, args)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -71,12 +80,100 @@ def mint_token(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def add_demo_data_parser(commands: argparse._SubParsersAction) -> None:
+    from db.demo_data import (
+        DEFAULT_MEMBERS,
+        DEFAULT_SEED,
+        DEFAULT_TOWNS,
+        DEFAULT_VILLAGES_PER_TOWN,
+    )
+
+    demo = commands.add_parser(
+        "demo-data",
+        help="load the demo county into an empty database",
+        description="Migrate the database, load the demo county (org tree, members, paired "
+        "TVs, accounts admin and town01...) and print its counts as one JSON line.",
+    )
+    demo.add_argument("--config", help="TOML config file (also LIGHTHOUSE_CONFIG)")
+    demo.add_argument("--database-url", help="default: the configured database")
+    demo.add_argument("--members", type=int, default=DEFAULT_MEMBERS)
+    demo.add_argument("--towns", type=int, default=DEFAULT_TOWNS)
+    demo.add_argument(
+        "--villages-per-town",
+        type=int,
+        help=f"default: ~30 members a village, at most {DEFAULT_VILLAGES_PER_TOWN}",
+    )
+    demo.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    demo.add_argument(
+        "--admin-password", help="password of admin and the town admins (default: random, shown)"
+    )
+
+
+def load_demo_data(config: Config, args: argparse.Namespace) -> int:
+    """`lighthouse demo-data`: stdout gets only the JSON line, so scripts can read it."""
+    from db.database import Database
+    from db.demo_data import DemoDataError, create_demo_county, villages_per_town_for
+
+    from .demo import make_password
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    password = args.admin_password or make_password()
+
+    async def run() -> dict[str, int]:
+        database = Database(config.database_url)
+        try:
+            await database.migrate()
+            return await create_demo_county(
+                database,
+                admin_password=password,
+                towns=args.towns,
+                villages_per_town=args.villages_per_town
+                or villages_per_town_for(args.members, args.towns),
+                members=args.members,
+                seed=args.seed,
+                progress=progress,
+            )
+        finally:
+            await database.close()
+
+    _ensure_sqlite_dir(config.database_url)
+    try:
+        counts = asyncio.run(run())
+    except DemoDataError as exc:
+        print(f"lighthouse: {exc}", file=sys.stderr)
+        return 2
+    if not args.admin_password:
+        progress(f"console accounts admin and town01...: password {password}")
+    print(json.dumps(counts), flush=True)
+    return 0
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def serve_forever(config: Config) -> int:
+    from db.demo_data import DemoDataError
     from signaling.tokens import TokenIssuer
 
     from .app import create_app
-    from .demo import demo_links
+    from .demo import console_line, demo_links, demo_members, prepare_demo_county
 
+    county = None
+    if config.demo:
+        # before the socket is bound: the console works as soon as the links are printed
+        try:
+            county = prepare_demo_county(
+                config.database_url,
+                members=demo_members(os.environ),
+                progress=lambda message: print(message, file=sys.stderr, flush=True),
+            )
+        except DemoDataError as exc:
+            print(f"lighthouse: {exc}", file=sys.stderr)
+            return 2
     app = create_app(config)
 
     def announce(_: str) -> None:
@@ -85,6 +182,8 @@ def serve_forever(config: Config) -> int:
             print("Lighthouse demo meeting — open these links:", flush=True)
             for link in demo_links(config.base_url(), TokenIssuer(config.secret)):
                 print(f"  {link.label}: {link.url}", flush=True)
+        if county is not None:
+            print(console_line(config.base_url(), county), flush=True)
         print(f"Lighthouse listening on {config.base_url()}", flush=True)
 
     web.run_app(app, host=config.host, port=config.port, print=announce)
