@@ -82,7 +82,11 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app[DATABASE_KEY] = database
     add_api_routes(app, database, api_tokens, rooms, tokens)
-    add_page_routes(app, ice_servers=[s.to_browser() for s in config.ice_servers])
+    add_page_routes(
+        app,
+        ice_servers=[s.to_browser() for s in config.ice_servers],
+        public_url=config.public_url,
+    )
 
     async def shutdown(_: web.Application) -> None:
         await signaling.close()

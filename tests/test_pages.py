@@ -38,7 +38,7 @@ async def test_english_on_request(server):
 
 
 async def test_missing_token_is_a_friendly_400(server):
-    status, body, _ = await fetch(server, "/tv")
+    status, body, _ = await fetch(server, "/join")
     assert status == 400
     assert "请使用管理员提供的链接" in body
 

@@ -1,18 +1,24 @@
-"""HTTP routes for the pages: index, TV terminal, join (phone/PC), main venue, static files.
+"""HTTP routes for the pages: index, TV terminal and its pairing screen, join (phone/PC),
+main venue, static files; the staff console (web/console.py) is registered from here too.
 
 The pages never check tokens: the token only travels to the browser, which presents
-it on the WebSocket, where signaling verifies it. A page without any token is a
-mistyped or truncated link, so it gets a friendly explanation instead.
+it on the WebSocket (meeting tokens) or to the JSON API (terminal and staff tokens), where
+it is verified. A join or main-venue page without any token is a mistyped or truncated
+link, so it gets a friendly explanation instead; a TV page without one is a paired
+terminal, whose long-lived token sits in the TV browser's localStorage.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import segno
 from aiohttp import web
 
 from web.i18n import HTML_LANG, LOCALES, make_jinja_envs, pick_locale
@@ -31,6 +37,14 @@ _CSP = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
 
+# What a TV's pairing code looks like (db/accounts.py draws 6 characters from an
+# alphabet without 0/O/1/I); anything else is refused before it reaches a QR code.
+PAIRING_CODE = re.compile(r"^[2-9A-HJ-NP-Z]{6}$")
+# Where the QR code on the TV sends the admin's phone: the console's pairing form.
+PAIRING_FORM_PATH = "/console/terminals"
+# localStorage key under which a paired TV keeps its terminal token (read by terminal.js).
+TERMINAL_TOKEN_KEY = "lighthouse.terminalToken"
+
 
 def _static_version(static_dir: Path) -> str:
     """A short hash of the static files, appended as `?v=`: kiosk browsers cache hard."""
@@ -46,35 +60,37 @@ def _other_locale(locale: str) -> str:
     return next(other for other in LOCALES if other != locale)
 
 
-def add_page_routes(
-    app: web.Application,
-    *,
-    ice_servers: list[dict[str, Any]],
-    public_title: str = "Lighthouse",
-) -> None:
-    """Register `/`, `/tv`, `/join`, `/main` and `/static/` on `app`.
+def kept_lang(request: web.Request) -> str | None:
+    """The locale to carry on to the next page: only one the address asked for, so that
+    addresses without `?lang=` stay short (the default needs none)."""
+    return pick_locale(request) if "lang" in request.query else None
 
-    `ice_servers` is handed to the browsers as RTCConfiguration.iceServers, e.g.
-    `[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}]`.
+
+class PageRenderer:
+    """Renders a template in the request's language, with the headers every page carries.
+
+    Built once per application: the Jinja environments and the static files' hash are
+    computed at start-up, never per request.
     """
-    envs: Mapping[str, jinja2.Environment] = make_jinja_envs()
-    static_version = _static_version(STATIC_DIR)
-    # Copied so that a caller mutating its list later cannot change what pages show.
-    ice = [dict(server) for server in ice_servers]
+
+    def __init__(self, *, public_title: str = "Lighthouse") -> None:
+        self.envs: Mapping[str, jinja2.Environment] = make_jinja_envs()
+        self.static_version = _static_version(STATIC_DIR)
+        self.public_title = public_title
 
     def render(
-        request: web.Request, template: str, *, status: int = 200, **context: Any
+        self, request: web.Request, template: str, *, status: int = 200, **context: Any
     ) -> web.Response:
         locale = pick_locale(request)
         other = _other_locale(locale)
         body = (
-            envs[locale]
+            self.envs[locale]
             .get_template(template)
             .render(
                 lang=locale,
                 html_lang=HTML_LANG[locale],
-                public_title=public_title,
-                static_version=static_version,
+                public_title=self.public_title,
+                static_version=self.static_version,
                 # Keeps the token (and any other parameter) when switching language.
                 switch_lang_url=str(request.rel_url.update_query(lang=other)),
                 switch_lang_label="English" if other == "en" else "中文",
@@ -90,28 +106,127 @@ def add_page_routes(
         response.headers["Content-Language"] = HTML_LANG[locale]
         return response
 
+
+def qr_svg(text: str) -> bytes:
+    """`text` as a QR code in a scalable SVG (no width/height: the page sizes it).
+
+    Error correction M and a 4-module quiet zone: phones read it off a TV from a few metres.
+    """
+    buffer = io.BytesIO()
+    segno.make(text, error="m").save(
+        buffer,
+        kind="svg",
+        scale=1,
+        border=4,
+        xmldecl=False,
+        omitsize=True,
+        dark="#000",
+        light="#fff",
+        svgclass="qr",
+    )
+    return buffer.getvalue()
+
+
+def pairing_url(origin: str, code: str) -> str:
+    """The console address an admin's phone opens from the TV's QR code."""
+    return f"{origin.rstrip('/')}{PAIRING_FORM_PATH}?code={code}"
+
+
+def add_page_routes(
+    app: web.Application,
+    *,
+    ice_servers: list[dict[str, Any]],
+    public_title: str = "Lighthouse",
+    public_url: str | None = None,
+) -> None:
+    """Register `/`, `/tv`, `/tv/pair`, `/join`, `/main`, `/static/` and the `/console` pages.
+
+    `ice_servers` is handed to the browsers as RTCConfiguration.iceServers, e.g.
+    `[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}]`.
+    `public_url` (e.g. "https://dangjian.example.gov.cn") is the origin the TV's QR code
+    points at; without it, the origin the TV itself used to reach the server.
+    """
+    # Imported here: web.console builds on this module's PageRenderer.
+    from web.console import add_console_routes
+
+    renderer = PageRenderer(public_title=public_title)
+    render = renderer.render
+    # Copied so that a caller mutating its list later cannot change what pages show.
+    ice = [dict(server) for server in ice_servers]
+
     async def index(request: web.Request) -> web.Response:
         return render(request, "index.html")
+
+    def meeting_config(request: web.Request, mode: str, token: str | None) -> dict[str, Any]:
+        return {
+            "mode": mode,
+            "token": token,
+            "iceServers": ice,
+            "lang": pick_locale(request),
+            "wsPath": "/ws",
+            "keepLang": kept_lang(request),
+        }
 
     def meeting_page(template: str, mode: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
             token = request.query.get("token", "").strip()
             if not token:
                 return render(request, "error.html", status=400, reason="missing_token")
-            locale = pick_locale(request)
-            config = {
-                "mode": mode,
-                "token": token,
-                "iceServers": ice,
-                "lang": locale,
-                "wsPath": "/ws",
-            }
+            config = meeting_config(request, mode, token)
             return render(request, template, token=token, ice_servers=ice, config=config)
 
         return handler
 
+    tv_with_token = meeting_page("tv.html", "tv")
+
+    async def tv(request: web.Request) -> web.StreamResponse:
+        if request.query.get("token", "").strip():
+            return await tv_with_token(request)
+        # Terminal mode: terminal.js trades the stored terminal token for a meeting token
+        # (POST /api/meeting-token) and only then starts the meeting client.
+        config = meeting_config(request, "tv", None)
+        config.update(
+            terminal=True,
+            terminalTokenKey=TERMINAL_TOKEN_KEY,
+            meetingTokenPath="/api/meeting-token",
+            pairPath="/tv/pair",
+            idleRetryMs=15_000,
+        )
+        return render(request, "tv.html", token="", ice_servers=ice, config=config)
+
+    async def tv_pair(request: web.Request) -> web.Response:
+        config = {
+            "lang": pick_locale(request),
+            "keepLang": kept_lang(request),
+            "terminalTokenKey": TERMINAL_TOKEN_KEY,
+            "pairingKey": "lighthouse.pairing",
+            "pairingPath": "/api/terminals/pairing",
+            "claimPath": "/api/terminals/pairing/claim",
+            "qrPath": "/tv/pair/qr.svg",
+            "tvPath": "/tv",
+            "pollMs": 2000,
+        }
+        origin = public_url.rstrip("/") if public_url else str(request.url.origin())
+        return render(request, "tv_pair.html", config=config, console_url=f"{origin}/console")
+
+    async def tv_pair_qr(request: web.Request) -> web.Response:
+        code = request.query.get("code", "").strip().upper()
+        if not PAIRING_CODE.match(code):
+            raise web.HTTPBadRequest(text="code must be a 6-character pairing code")
+        origin = public_url if public_url else str(request.url.origin())
+        response = web.Response(
+            body=qr_svg(pairing_url(origin, code)), content_type="image/svg+xml"
+        )
+        response.headers["Cache-Control"] = "private, max-age=900"  # a code lives 15 minutes
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = "default-src 'none'"
+        return response
+
     app.router.add_get("/", index)
-    app.router.add_get("/tv", meeting_page("tv.html", "tv"))
+    app.router.add_get("/tv", tv)
+    app.router.add_get("/tv/pair", tv_pair)
+    app.router.add_get("/tv/pair/qr.svg", tv_pair_qr)
     app.router.add_get("/join", meeting_page("join.html", "join"))
     app.router.add_get("/main", meeting_page("main.html", "main"))
     app.router.add_static("/static/", STATIC_DIR)
+    add_console_routes(app, renderer=renderer)

@@ -4,7 +4,9 @@
  * The page's settings and translated strings arrive as JSON in #lh-config and
  * #lh-strings (no inline script, so the page's CSP can forbid them).
  *
- * Exposes the client as window.lighthouse (tests read its state from there).
+ * Exposes the client as window.lighthouse (tests read its state from there), and
+ * window.LighthousePage.start(overrides) for terminal mode (terminal.js), where the page
+ * has no meeting token until the TV's terminal token has been traded for one.
  */
 (function (global) {
   'use strict';
@@ -21,8 +23,8 @@
       (Object.prototype.hasOwnProperty.call(values, key) ? String(values[key]) : whole));
   }
 
-  function start() {
-    const config = readJson('lh-config');
+  function start(overrides) {
+    const config = Object.assign(readJson('lh-config'), overrides || {});
     const strings = readJson('lh-strings');
     const t = (key, values) => format(strings[key] || key, values || {});
     const mode = config.mode || 'join';
@@ -337,8 +339,13 @@
     layoutStage();
     // TVs start on the first button; on phones a focus ring at load would only confuse.
     if (isTv) global.LighthouseRemote.focusFirst();
+    return client;
   }
 
-  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', start);
-  else start();
+  global.LighthousePage = { start };
+  // A terminal-mode TV page starts only once terminal.js holds a meeting token.
+  if (!readJson('lh-config').terminal) {
+    if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', () => start());
+    else start();
+  }
 })(window);

@@ -1,0 +1,121 @@
+"""The staff console under /console: login, org tree, members, terminals (pairing), meetings.
+
+Each page is a translated shell; console.js fills it from the JSON API (web/api) with the
+httponly `lh_session` cookie that POST /api/login sets. The server only checks that the
+cookie is present, to send a signed-out browser straight to the login page; the API
+verifies it on every call, and the page goes to the login page when /api/me says 401.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from yarl import URL
+
+from web.api.common import SESSION_COOKIE
+from web.i18n import pick_locale
+from web.pages import Handler, PageRenderer, kept_lang
+
+LOGIN_PATH = "/console/login"
+# A new terminal's default name is "<site>党群服务中心". It is data, not UI: the name is shown
+# on the main venue's Chinese screen whatever language the admin reads, so it is not translated.
+TERMINAL_NAME_SUFFIX = "党群服务中心"
+
+
+def _safe_next(value: str) -> str:
+    """Where to go after signing in: only a console page of this site (no open redirect)."""
+    if value.startswith("/console") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/console"
+
+
+def _query_id(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name, "")
+    return int(raw) if raw.isdigit() and len(raw) < 12 else None
+
+
+def _signed_in(handler: Handler) -> Handler:
+    """Without a session cookie, go to the login page and come back here afterwards."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        if not request.cookies.get(SESSION_COOKIE):
+            query = {"next": str(request.rel_url)}
+            if "lang" in request.query:
+                query["lang"] = request.query["lang"]
+            raise web.HTTPFound(str(URL(LOGIN_PATH).with_query(query)))
+        return await handler(request)
+
+    return wrapper
+
+
+def add_console_routes(app: web.Application, *, renderer: PageRenderer | None = None) -> None:
+    """Register /console, /console/login, /console/members, /console/terminals,
+    /console/meetings and /console/meetings/{id}."""
+    pages = renderer if renderer is not None else PageRenderer()
+
+    def page(request: web.Request, template: str, name: str, **config: Any) -> web.Response:
+        config.update(
+            page=name,
+            lang=pick_locale(request),
+            keepLang=kept_lang(request),
+            loginPath=LOGIN_PATH,
+            # The org unit the caller is looking at; absent means "my own".
+            org=_query_id(request, "org"),
+        )
+        return pages.render(request, template, page_name=name, config=config)
+
+    async def login(request: web.Request) -> web.Response:
+        return page(
+            request,
+            "console_login.html",
+            "login",
+            next=_safe_next(request.query.get("next", "")),
+        )
+
+    @_signed_in
+    async def tree(request: web.Request) -> web.Response:
+        return page(request, "console_tree.html", "tree")
+
+    @_signed_in
+    async def members(request: web.Request) -> web.Response:
+        return page(
+            request,
+            "console_members.html",
+            "members",
+            q=request.query.get("q", "")[:50],
+            pageNumber=_query_id(request, "page") or 1,
+            pageSize=20,
+        )
+
+    @_signed_in
+    async def terminals(request: web.Request) -> web.Response:
+        code = request.query.get("code", "").strip().upper()[:12]
+        return page(
+            request,
+            "console_terminals.html",
+            "terminals",
+            code=code,
+            nameSuffix=TERMINAL_NAME_SUFFIX,
+        )
+
+    @_signed_in
+    async def meetings(request: web.Request) -> web.Response:
+        return page(request, "console_meetings.html", "meetings")
+
+    @_signed_in
+    async def meeting(request: web.Request) -> web.Response:
+        return page(
+            request,
+            "console_meeting.html",
+            "meeting",
+            meetingId=int(request.match_info["meeting_id"]),
+        )
+
+    router = app.router
+    router.add_get(LOGIN_PATH, login)
+    router.add_get("/console", tree)
+    router.add_get("/console/members", members)
+    router.add_get("/console/terminals", terminals)
+    router.add_get("/console/meetings", meetings)
+    router.add_get("/console/meetings/{meeting_id:\\d{1,11}}", meeting)

@@ -1,0 +1,779 @@
+/*
+ * The staff console (/console/...): each page is a translated shell that this script
+ * fills from the JSON API with the httponly session cookie (POST /api/login sets it).
+ * Settings, strings and enum labels arrive as JSON in #con-config, #con-strings and
+ * #con-labels (no inline script: the pages' CSP forbids them). Text from the API is only
+ * ever set as textContent, never parsed as HTML.
+ *
+ * Exposes window.lighthouseConsole = {page, ready, me} for tests; `ready` turns true
+ * once the page has shown its data (or its error).
+ */
+(function (global) {
+  'use strict';
+
+  const document = global.document;
+
+  function readJson(id) {
+    const element = document.getElementById(id);
+    return element ? JSON.parse(element.textContent) : {};
+  }
+
+  const config = readJson('con-config');
+  const strings = readJson('con-strings');
+  const labels = readJson('con-labels');
+  const view = { page: config.page, ready: false, me: null };
+  global.lighthouseConsole = view;
+
+  const DASH = '—';
+  // Pairing codes as db/accounts.py makes them: no 0/O/1/I.
+  const CODE_PATTERN = /^[2-9A-HJ-NP-Z]{6}$/;
+  const SESSION_ERRORS = new Set(['missing_token', 'invalid_token', 'token_expired', 'token_revoked']);
+  const ERROR_TEXT = {
+    network: 'errorNetwork',
+    bad_credentials: 'errorBadCredentials',
+    forbidden: 'errorForbidden',
+    not_found: 'errorNotFound',
+    validation_failed: 'errorValidation',
+    invalid_json: 'errorValidation',
+    unknown_pairing: 'errorUnknownPairing',
+    pairing_expired: 'errorPairingExpired',
+    too_many_requests: 'errorRateLimited',
+  };
+  const SITE_KINDS = new Set(['county', 'town', 'village', 'branch']);
+
+  // ---- text ----------------------------------------------------------------------
+
+  function t(key, values) {
+    const template = strings[key] || key;
+    const data = values || {};
+    return String(template).replace(/\{(\w+)\}/g, (whole, name) =>
+      (Object.prototype.hasOwnProperty.call(data, name) ? String(data[name]) : whole));
+  }
+
+  function label(group, value) {
+    if (value === null || value === undefined || value === '') return DASH;
+    return (labels[group] && labels[group][value]) || String(value);
+  }
+
+  function orDash(value) {
+    return value === null || value === undefined || value === '' ? DASH : String(value);
+  }
+
+  function pad(n) {
+    return (n < 10 ? '0' : '') + n;
+  }
+
+  /** "2026-11-23 14:05" in the browser's time zone (county PCs run on China time). */
+  function dateTime(iso) {
+    if (!iso) return DASH;
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return String(iso);
+    return when.getFullYear() + '-' + pad(when.getMonth() + 1) + '-' + pad(when.getDate()) +
+      ' ' + pad(when.getHours()) + ':' + pad(when.getMinutes());
+  }
+
+  function timeRange(start, end) {
+    if (!start && !end) return DASH;
+    if (start && end && dateTime(start).slice(0, 10) === dateTime(end).slice(0, 10)) {
+      return dateTime(start) + ' – ' + dateTime(end).slice(11);
+    }
+    return dateTime(start) + ' – ' + dateTime(end);
+  }
+
+  // ---- DOM -----------------------------------------------------------------------
+
+  function $(id) {
+    return document.getElementById(id);
+  }
+
+  /** el('a', {href: '/x', className: 'y'}, 'text' | node | [children]) */
+  function el(tag, props, children) {
+    const element = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === null || value === undefined) continue;
+      if (key === 'className') element.className = value;
+      else if (key === 'dataset') Object.assign(element.dataset, value);
+      else if (key in element && typeof value !== 'string') element[key] = value;
+      else element.setAttribute(key, value);
+    }
+    const list = Array.isArray(children) ? children : [children];
+    for (const child of list) {
+      if (child === null || child === undefined || child === false) continue;
+      element.appendChild(typeof child === 'string' ? document.createTextNode(child) : child);
+    }
+    return element;
+  }
+
+  function showAlert(element, text, kind) {
+    if (!element) return;
+    element.textContent = text || '';
+    element.hidden = !text;
+    element.classList.toggle('con-alert-error', kind === 'error');
+    element.classList.toggle('con-alert-ok', kind === 'ok');
+  }
+
+  /** The page-wide alert: an API error, a script error, or nothing (null hides it). */
+  function showPageError(error) {
+    if (!error) showAlert($('con-error'), '');
+    else if (error instanceof ApiError) showAlert($('con-error'), errorText(error), 'error');
+    else showAlert($('con-error'), t('errorGeneric', { code: error.name || 'Error' }), 'error');
+  }
+
+  // ---- addresses -----------------------------------------------------------------
+
+  /** A console address keeping the language (when not the default) and the given params. */
+  function url(path, params) {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(params || {})) {
+      if (value !== null && value !== undefined && value !== '') query.set(key, String(value));
+    }
+    if (config.keepLang) query.set('lang', config.keepLang);
+    const text = query.toString();
+    return text ? path + '?' + text : path;
+  }
+
+  const SECTION_PATHS = {
+    tree: '/console',
+    members: '/console/members',
+    terminals: '/console/terminals',
+    meetings: '/console/meetings',
+  };
+
+  function goToLogin() {
+    const here = global.location.pathname + global.location.search;
+    global.location.replace(url(config.loginPath || '/console/login', { next: here }));
+  }
+
+  // ---- the API -------------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, code, message, fields) {
+      super(message || code);
+      this.status = status;
+      this.code = code;
+      this.fields = fields || null;
+    }
+  }
+
+  async function api(method, path, body) {
+    const options = { method, credentials: 'same-origin', cache: 'no-store', headers: {} };
+    if (body !== undefined) {
+      options.headers['Content-Type'] = 'application/json';
+      options.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await global.fetch(path, options);
+    } catch (error) {
+      throw new ApiError(0, 'network', String(error));
+    }
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = null;
+    }
+    if (!response.ok) {
+      const problem = (data && data.error) || {};
+      const code = problem.code || 'http_' + response.status;
+      // Signed out or expired: every page but the login page goes there.
+      if (response.status === 401 && config.page !== 'login') goToLogin();
+      throw new ApiError(response.status, code, problem.message, problem.fields);
+    }
+    return data;
+  }
+
+  function errorText(error) {
+    const code = error && error.code ? error.code : 'network';
+    if (SESSION_ERRORS.has(code)) return t('errorSession');
+    if (ERROR_TEXT[code]) return t(ERROR_TEXT[code]);
+    return t('errorGeneric', { code });
+  }
+
+  // Org units met on this page, by id (GET /api/org/{id} carries counts and children).
+  const orgs = new Map();
+
+  function getOrg(id) {
+    const key = id === null || id === undefined ? 'me' : String(id);
+    if (!orgs.has(key)) {
+      const request = api('GET', key === 'me' ? '/api/org' : '/api/org/' + key);
+      // A failed look-up is not remembered: the next call may succeed.
+      request.catch(() => orgs.delete(key));
+      orgs.set(key, request);
+    }
+    return orgs.get(key);
+  }
+
+  async function orgName(id) {
+    try {
+      return (await getOrg(id)).name;
+    } catch (error) {
+      return t('unknownOrg', { id });
+    }
+  }
+
+  /** Run `task` over `items`, at most `limit` at a time (browsers queue beyond ~6). */
+  async function eachLimited(items, limit, task) {
+    let next = 0;
+    async function worker() {
+      while (next < items.length) {
+        const index = next++;
+        await task(items[index], index);
+      }
+    }
+    const workers = [];
+    for (let i = 0; i < Math.min(limit, items.length); i++) workers.push(worker());
+    await Promise.all(workers);
+  }
+
+  // ---- the frame: header, navigation, breadcrumbs ----------------------------------
+
+  async function loadFrame() {
+    const me = await api('GET', '/api/me');
+    view.me = me;
+    $('con-user-name').textContent = me.name || DASH;
+    const org = me.org ? me.org.name : '';
+    $('con-user-detail').textContent = label('role', me.role) + (org ? ' · ' + org : '');
+    for (const link of document.querySelectorAll('[data-nav-link]')) {
+      const section = link.dataset.navLink;
+      link.href = url(SECTION_PATHS[section], { org: config.org });
+      const current = section === config.page || (section === 'meetings' && config.page === 'meeting');
+      if (current && !link.classList.contains('con-brand')) link.setAttribute('aria-current', 'page');
+    }
+    $('con-logout').addEventListener('click', logout);
+    return me;
+  }
+
+  async function logout() {
+    try {
+      await api('POST', '/api/logout', {});
+    } catch (error) {
+      /* signed out either way: the cookie is gone or was never valid */
+    }
+    global.location.replace(url(config.loginPath || '/console/login'));
+  }
+
+  function sectionLinks(orgId) {
+    for (const link of document.querySelectorAll('[data-section-link]')) {
+      link.href = url(SECTION_PATHS[link.dataset.sectionLink], { org: orgId });
+    }
+  }
+
+  /** "示范县 › A镇 › A1村": each ancestor the caller may see links to the same section. */
+  function breadcrumbs(org, section) {
+    const nav = $('con-breadcrumbs');
+    if (!nav) return;
+    nav.textContent = '';
+    const trail = (org.ancestors || []).concat([org]);
+    trail.forEach((unit, index) => {
+      if (index > 0) nav.appendChild(el('span', { className: 'con-crumb-sep', 'aria-hidden': 'true' }, '›'));
+      const last = index === trail.length - 1;
+      nav.appendChild(last
+        ? el('span', { className: 'con-crumb', 'aria-current': 'location' }, unit.name)
+        : el('a', { className: 'con-crumb', href: url(SECTION_PATHS[section], { org: unit.id }) }, unit.name));
+    });
+  }
+
+  function setHeading(key, org) {
+    const heading = $('con-heading');
+    if (heading) heading.textContent = t(key, { org: org.name });
+  }
+
+  function clickableRow(row, href) {
+    row.addEventListener('click', (event) => {
+      if (event.target.closest('a, button')) return; // the link or button does it
+      global.location.href = href;
+    });
+  }
+
+  function fillTable(table, rows, emptyId) {
+    const body = table.tBodies[0];
+    body.textContent = '';
+    for (const row of rows) body.appendChild(row);
+    const empty = $(emptyId);
+    if (empty) empty.hidden = rows.length > 0;
+    table.hidden = rows.length === 0;
+  }
+
+  // ---- pages -----------------------------------------------------------------------
+
+  async function loginPage() {
+    const form = $('con-login-form');
+    const errorBox = $('con-login-error');
+    const button = $('con-login-submit');
+    const buttonText = button.textContent;
+    let next = config.next || '/console';
+    if (config.keepLang && !/[?&]lang=/.test(next)) {
+      next += (next.includes('?') ? '&' : '?') + 'lang=' + encodeURIComponent(config.keepLang);
+    }
+    // Already signed in (a QR code opened the console on a phone that was): go on.
+    try {
+      const reply = await global.fetch('/api/me', { credentials: 'same-origin', cache: 'no-store' });
+      if (reply.ok) {
+        global.location.replace(next);
+        return;
+      }
+    } catch (error) {
+      /* the form below will say so if the server cannot be reached */
+    }
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const username = form.elements.username.value.trim();
+      const password = form.elements.password.value;
+      if (!username || !password) {
+        showAlert(errorBox, t('usernameRequired'), 'error');
+        return;
+      }
+      showAlert(errorBox, '');
+      button.disabled = true;
+      button.textContent = t('signingIn');
+      try {
+        await api('POST', '/api/login', { username, password });
+        global.location.replace(next);
+      } catch (error) {
+        showAlert(errorBox, errorText(error), 'error');
+        button.disabled = false;
+        button.textContent = buttonText;
+        form.elements.password.select();
+      }
+    });
+  }
+
+  async function treePage() {
+    const org = await getOrg(config.org);
+    breadcrumbs(org, 'tree');
+    sectionLinks(org.id);
+    $('con-node-name').textContent = org.name;
+    $('con-node-kind').textContent = label('kind', org.kind);
+    $('con-node-members').textContent = String(org.counts.members);
+    $('con-node-terminals').textContent = String(org.counts.terminals);
+    $('con-node-children').textContent = String(org.children.length);
+    const cells = new Map();
+    const rows = org.children.map((child) => {
+      const href = url('/console', { org: child.id });
+      const members = el('td', { className: 'num' }, '…');
+      const terminals = el('td', { className: 'num' }, '…');
+      cells.set(child.id, { members, terminals });
+      const row = el('tr', {}, [
+        el('td', {}, el('a', { href, className: 'con-row-link' }, child.name)),
+        el('td', {}, el('span', { className: 'con-tag con-tag-' + child.kind }, label('kind', child.kind))),
+        members,
+        terminals,
+      ]);
+      clickableRow(row, href);
+      return row;
+    });
+    fillTable($('con-children'), rows, 'con-children-empty');
+    // The reply counts only the unit itself: each child's counts take one more request.
+    await eachLimited(org.children, 6, async (child) => {
+      const target = cells.get(child.id);
+      try {
+        const detail = await getOrg(child.id);
+        target.members.textContent = String(detail.counts.members);
+        target.terminals.textContent = String(detail.counts.terminals);
+      } catch (error) {
+        target.members.textContent = target.terminals.textContent = DASH;
+      }
+    });
+  }
+
+  async function membersPage() {
+    const org = await getOrg(config.org);
+    breadcrumbs(org, 'members');
+    setHeading('membersOf', org);
+    const size = config.pageSize || 20;
+    let page = config.pageNumber || 1;
+    let query = config.q || '';
+    const input = $('member-q');
+    input.value = query;
+
+    function remember() {
+      const address = url('/console/members', { org: config.org, q: query, page: page > 1 ? page : null });
+      global.history.replaceState(null, '', address);
+    }
+
+    async function load() {
+      showPageError(null);
+      const path = '/api/members?' + new URLSearchParams({
+        org: String(org.id), q: query, limit: String(size), offset: String((page - 1) * size),
+      }).toString();
+      const reply = await api('GET', path);
+      const branchIds = [...new Set(reply.members.map((m) => m.branch_id))];
+      const names = new Map();
+      await eachLimited(branchIds, 6, async (id) => names.set(id, await orgName(id)));
+      const rows = reply.members.map((member) => el('tr', {}, [
+        el('td', { className: 'con-strong' }, member.name),
+        el('td', {}, label('gender', member.gender)),
+        el('td', {}, names.get(member.branch_id) || DASH),
+        el('td', {}, label('memberStatus', member.status)),
+        el('td', {}, member.posts && member.posts.length
+          ? member.posts.map((p) => label('post', p)).join('、') : DASH),
+        el('td', {}, orDash(member.joined_date)),
+        el('td', {}, orDash(member.phone)),
+        el('td', {}, member.exempt_reason
+          ? label('exemptReason', member.exempt_reason) + (member.exempt_note ? '（' + member.exempt_note + '）' : '')
+          : DASH),
+      ]));
+      fillTable($('con-members'), rows, 'con-members-empty');
+      const pages = Math.max(1, Math.ceil(reply.total / size));
+      $('con-page-info').textContent = t('pageOf', { page, pages, total: reply.total });
+      $('con-prev').disabled = page <= 1;
+      $('con-next').disabled = page >= pages;
+    }
+
+    async function reload() {
+      remember();
+      try {
+        await load();
+      } catch (error) {
+        showPageError(error);
+      }
+    }
+
+    $('con-search').addEventListener('submit', (event) => {
+      event.preventDefault();
+      query = input.value.trim();
+      page = 1;
+      reload();
+    });
+    $('con-prev').addEventListener('click', () => {
+      page = Math.max(1, page - 1);
+      reload();
+    });
+    $('con-next').addEventListener('click', () => {
+      page += 1;
+      reload();
+    });
+    await load();
+  }
+
+  /**
+   * The places a TV may stand, under the caller's own unit: the unit itself, and down
+   * through townships to their villages and branches (a village's branches share its TV).
+   */
+  async function loadSites(me) {
+    const root = await getOrg(me.org ? me.org.id : null);
+    const sites = [];
+    async function visit(unit, depth, group) {
+      if (SITE_KINDS.has(unit.kind)) sites.push({ id: unit.id, name: unit.name, kind: unit.kind, depth, group });
+      if (unit.kind !== 'county' && unit.kind !== 'town') return;
+      const detail = unit.children ? unit : await getOrg(unit.id);
+      for (const child of detail.children) {
+        const childGroup = unit.kind === 'county' ? child.name : group;
+        if (child.kind === 'town') await visit(child, depth + 1, childGroup);
+        else if (SITE_KINDS.has(child.kind)) {
+          sites.push({ id: child.id, name: child.name, kind: child.kind, depth: depth + 1, group: childGroup });
+        }
+      }
+    }
+    await visit(root, 0, null);
+    return sites;
+  }
+
+  function fillSiteSelect(select, sites, chosen) {
+    select.textContent = '';
+    select.appendChild(el('option', { value: '' }, t('choose')));
+    // One group per township (for a county admin); a township admin sees a flat list.
+    let parent = select;
+    let currentGroup = null;
+    for (const site of sites) {
+      if (site.group && site.group !== currentGroup) {
+        currentGroup = site.group;
+        parent = select.appendChild(el('optgroup', { label: site.group }));
+      } else if (!site.group) {
+        parent = select;
+        currentGroup = null;
+      }
+      const option = el('option', { value: String(site.id) }, site.name);
+      if (String(site.id) === String(chosen)) option.selected = true;
+      parent.appendChild(option);
+    }
+  }
+
+  function clearFieldErrors(form) {
+    for (const box of form.querySelectorAll('[data-error-for]')) {
+      box.hidden = true;
+      box.textContent = '';
+      const field = form.elements[box.dataset.errorFor];
+      if (field) field.removeAttribute('aria-invalid');
+    }
+  }
+
+  function fieldError(form, name, text) {
+    const box = form.querySelector('[data-error-for="' + name + '"]');
+    const field = form.elements[name];
+    if (field) field.setAttribute('aria-invalid', 'true');
+    if (box) {
+      box.textContent = text;
+      box.hidden = false;
+    }
+    return Boolean(box);
+  }
+
+  async function terminalsPage(me) {
+    const org = await getOrg(config.org);
+    breadcrumbs(org, 'terminals');
+    setHeading('terminalsOf', org);
+    const form = $('con-pair-form');
+    const code = form.elements.code;
+    const site = form.elements.org_id;
+    const name = form.elements.name;
+    const result = $('con-pair-result');
+    const submit = $('con-pair-submit');
+    const submitText = submit.textContent;
+    const suffix = config.nameSuffix || '';
+    let autoName = '';
+
+    code.value = normaliseCode(config.code || '');
+    code.addEventListener('input', () => {
+      const cleaned = normaliseCode(code.value);
+      if (cleaned !== code.value) code.value = cleaned;
+    });
+
+    function siteName() {
+      const option = site.options[site.selectedIndex];
+      return option && option.value ? option.textContent : '';
+    }
+
+    // The name follows the site until the admin types one of their own.
+    site.addEventListener('change', () => {
+      if (name.value === '' || name.value === autoName) {
+        autoName = siteName() ? siteName() + suffix : '';
+        name.value = autoName;
+      }
+    });
+
+    const siteList = await loadSites(me);
+    // Looking at a village (or branch) means pairing its TV; above that, the admin chooses.
+    const leaf = org.kind === 'village' || org.kind === 'branch';
+    const preselect = leaf && siteList.some((s) => s.id === org.id) ? org.id : '';
+    fillSiteSelect(site, siteList, preselect);
+    if (preselect) site.dispatchEvent(new Event('change'));
+    (code.value ? site : code).focus();
+
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      clearFieldErrors(form);
+      showAlert(result, '');
+      code.value = normaliseCode(code.value);
+      const problems = [];
+      if (!CODE_PATTERN.test(code.value)) problems.push(['code', t('codeFormat')]);
+      if (!site.value) problems.push(['org_id', t('chooseSite')]);
+      if (!name.value.trim()) problems.push(['name', t('nameRequired')]);
+      for (const [field, text] of problems) fieldError(form, field, text);
+      if (problems.length > 0) {
+        form.elements[problems[0][0]].focus();
+        return;
+      }
+      submit.disabled = true;
+      submit.textContent = t('pairing');
+      const chosenSite = siteName();
+      try {
+        const terminal = await api('POST', '/api/terminals/bind', {
+          code: code.value,
+          org_id: Number(site.value),
+          name: name.value.trim(),
+          kind: form.elements.kind.value,
+        });
+        showAlert(result, t('paired', { name: terminal.name, site: chosenSite }), 'ok');
+        code.value = '';
+        // The code is spent: a reload must not offer it again.
+        global.history.replaceState(null, '', url('/console/terminals', { org: config.org }));
+        await loadTerminals();
+      } catch (error) {
+        // Errors that name a field are told at the field; the banner only points there.
+        const fields = Object.entries(error.fields || {});
+        let shown = 0;
+        for (const [field, message] of fields) {
+          const text = field === 'code' && ERROR_TEXT[error.code] ? t(ERROR_TEXT[error.code]) : t('fieldInvalid');
+          if (fieldError(form, field, text)) shown += 1;
+          else console.warn('console: field', field, message);
+        }
+        showAlert(result, shown > 0 ? t('errorValidation') : errorText(error), 'error');
+      } finally {
+        submit.disabled = false;
+        submit.textContent = submitText;
+      }
+    });
+
+    const listResult = $('con-list-result');
+
+    async function revoke(terminal) {
+      if (!global.confirm(t('revokeConfirm', { name: terminal.name }))) return;
+      try {
+        await api('POST', '/api/terminals/' + terminal.id + '/revoke', {});
+        showAlert(listResult, t('revoked', { name: terminal.name }), 'ok');
+        await loadTerminals();
+      } catch (error) {
+        showAlert(listResult, errorText(error), 'error');
+      }
+    }
+
+    async function loadTerminals() {
+      const reply = await api('GET', '/api/terminals?org=' + encodeURIComponent(org.id));
+      const names = new Map(siteList.map((s) => [s.id, s.name]));
+      const missing = [...new Set(reply.terminals.map((x) => x.org_id))].filter((id) => !names.has(id));
+      await eachLimited(missing, 6, async (id) => names.set(id, await orgName(id)));
+      const rows = reply.terminals.map((terminal) => {
+        let status = 'offline';
+        if (terminal.revoked_at) status = 'revokedState';
+        else if (terminal.online) status = 'online';
+        const action = terminal.revoked_at ? '' : el('button', {
+          type: 'button', className: 'con-button con-button-danger con-button-small',
+          dataset: { revoke: String(terminal.id) },
+        }, t('revoke'));
+        if (action) action.addEventListener('click', () => revoke(terminal));
+        return el('tr', { dataset: { terminalId: String(terminal.id) }, className: terminal.revoked_at ? 'con-row-muted' : null }, [
+          el('td', { className: 'con-strong' }, orDash(terminal.name)),
+          el('td', {}, names.get(terminal.org_id) || DASH),
+          el('td', {}, label('terminalKind', terminal.kind)),
+          el('td', {}, el('span', { className: 'con-status con-status-' + status }, t(status))),
+          el('td', {}, dateTime(terminal.paired_at)),
+          el('td', {}, dateTime(terminal.last_seen_at)),
+          el('td', { className: 'con-actions' }, action),
+        ]);
+      });
+      fillTable($('con-terminals'), rows, 'con-terminals-empty');
+    }
+
+    await loadTerminals();
+  }
+
+  function normaliseCode(value) {
+    return String(value || '').toUpperCase().replace(/[^0-9A-Z]/g, '').slice(0, 6);
+  }
+
+  async function meetingsPage() {
+    const org = await getOrg(config.org);
+    breadcrumbs(org, 'meetings');
+    setHeading('meetingsOf', org);
+    const filter = $('meeting-status');
+    const params = new URLSearchParams(global.location.search);
+    filter.value = params.get('status') || '';
+
+    async function load() {
+      const query = new URLSearchParams({ org: String(org.id), limit: '200' });
+      if (filter.value) query.set('status', filter.value);
+      const reply = await api('GET', '/api/meetings?' + query.toString());
+      const organisers = new Map();
+      const ids = [...new Set(reply.meetings.map((m) => m.organiser_id))];
+      await eachLimited(ids, 6, async (id) => organisers.set(id, await orgName(id)));
+      const rows = reply.meetings.map((meeting) => {
+        const href = url('/console/meetings/' + meeting.id, { org: config.org });
+        const row = el('tr', {}, [
+          el('td', {}, label('meetingType', meeting.type)),
+          el('td', {}, el('a', { href, className: 'con-row-link' }, meeting.topic)),
+          el('td', {}, organisers.get(meeting.organiser_id) || DASH),
+          el('td', {}, el('span', { className: 'con-status con-status-' + meeting.status },
+            label('meetingStatus', meeting.status))),
+          el('td', {}, dateTime(meeting.actual_start || meeting.scheduled_start)),
+          el('td', {}, orDash(meeting.venue)),
+          el('td', { className: 'num' }, orDash(meeting.expected_count)),
+          el('td', { className: 'num' }, orDash(meeting.actual_count)),
+          el('td', { className: 'num' }, orDash(meeting.absent_count)),
+        ]);
+        clickableRow(row, href);
+        return row;
+      });
+      fillTable($('con-meetings'), rows, 'con-meetings-empty');
+    }
+
+    filter.addEventListener('change', async () => {
+      global.history.replaceState(null, '', url('/console/meetings', { org: config.org, status: filter.value }));
+      try {
+        await load();
+      } catch (error) {
+        showPageError(error);
+      }
+    });
+    await load();
+  }
+
+  /** Member names for a meeting's attendance rows: one list call, then one call per straggler. */
+  async function memberNames(meeting) {
+    const names = new Map();
+    const wanted = [...new Set((meeting.attendance || []).map((a) => a.member_id))];
+    if (wanted.length === 0) return names;
+    try {
+      const query = new URLSearchParams({ org: String(meeting.organiser_id), limit: '500' });
+      const reply = await api('GET', '/api/members?' + query.toString());
+      for (const member of reply.members) names.set(member.id, member.name);
+    } catch (error) {
+      /* fall back to one request per member below */
+    }
+    const missing = wanted.filter((id) => !names.has(id));
+    await eachLimited(missing, 6, async (id) => {
+      try {
+        names.set(id, (await api('GET', '/api/members/' + id)).name);
+      } catch (error) {
+        names.set(id, t('unknownMember', { id }));
+      }
+    });
+    return names;
+  }
+
+  async function meetingPage() {
+    $('con-print').addEventListener('click', () => global.print());
+    const meeting = await api('GET', '/api/meetings/' + config.meetingId);
+    const [organiser, names, sites] = await Promise.all([
+      orgName(meeting.organiser_id),
+      memberNames(meeting),
+      Promise.all((meeting.site_ids || []).map(orgName)),
+    ]);
+    const typeName = label('meetingType', meeting.type);
+    document.title = meeting.topic + ' · ' + document.title;
+    $('rec-title').textContent = t('recordTitle', { type: typeName });
+    $('rec-organiser').textContent = organiser;
+    const set = (id, text) => {
+      $(id).textContent = text === null || text === undefined || text === '' ? DASH : String(text);
+    };
+    set('rec-topic', meeting.topic);
+    set('rec-type', typeName);
+    set('rec-status', label('meetingStatus', meeting.status));
+    set('rec-venue', meeting.venue);
+    set('rec-scheduled', timeRange(meeting.scheduled_start, meeting.scheduled_end));
+    set('rec-actual', timeRange(meeting.actual_start, meeting.actual_end));
+    set('rec-host', meeting.host);
+    set('rec-recorder', meeting.recorder);
+    set('rec-expected', meeting.expected_count);
+    set('rec-present', meeting.actual_count);
+    set('rec-absent', meeting.absent_count);
+    const present = meeting.attendance.filter((a) => a.status === 'present');
+    const absent = meeting.attendance.filter((a) => a.status === 'absent');
+    set('rec-attendees', present.map((a) => names.get(a.member_id) +
+      (a.method === 'face' ? '（' + t('signedInFace') + '）' : '')).join('、'));
+    set('rec-absentees', absent.map((a) => names.get(a.member_id) + '（' +
+      (a.absence_reason || t('noReason')) + '）').join('、'));
+    set('rec-guests', meeting.guests.map((g) => g.name + (g.note ? '（' + g.note + '）' : '')).join('、'));
+    set('rec-sites', sites.join('、'));
+    set('rec-content', meeting.content);
+    set('rec-resolutions', meeting.resolutions);
+  }
+
+  const PAGES = {
+    tree: treePage,
+    members: membersPage,
+    terminals: terminalsPage,
+    meetings: meetingsPage,
+    meeting: meetingPage,
+  };
+
+  async function start() {
+    try {
+      if (config.page === 'login') {
+        await loginPage();
+      } else {
+        const me = await loadFrame();
+        await PAGES[config.page](me);
+      }
+    } catch (error) {
+      if (!(error instanceof ApiError)) console.error(error);
+      // A 401 is already on its way to the login page.
+      if (!(error instanceof ApiError && error.status === 401)) showPageError(error);
+    } finally {
+      view.ready = true;
+    }
+  }
+
+  start();
+})(window);
