@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .access import Principal
@@ -192,6 +192,12 @@ def _secret_digest(secret: str) -> str:
 
 async def start_pairing(session: AsyncSession) -> tuple[Terminal, str]:
     """A new unpaired terminal with a short code to show and a secret only the TV keeps."""
+    # a TV left on the pairing screen asks again every 15 min: forget codes that expired
+    await session.execute(
+        delete(Terminal).where(
+            Terminal.org_id.is_(None), Terminal.pairing_expires_at < utcnow() - PAIRING_TTL
+        )
+    )
     for _ in range(10):
         code = "".join(secrets.choice(_PAIRING_ALPHABET) for _ in range(6))
         taken = (

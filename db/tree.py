@@ -48,7 +48,9 @@ async def subtree_counts(session: AsyncSession, org: OrgUnit) -> dict[str, int]:
     like = f"{org.path}%"
     members = await session.scalar(select(func.count(Member.id)).where(Member.org_path.like(like)))
     terminals = await session.scalar(
-        select(func.count(Terminal.id)).where(Terminal.org_path.like(like))
+        select(func.count(Terminal.id)).where(
+            Terminal.org_path.like(like), Terminal.revoked_at.is_(None)
+        )
     )
     return {"members": int(members or 0), "terminals": int(terminals or 0)}
 

@@ -13,6 +13,7 @@ from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
 from signaling.server import SignalingService
 from signaling.tokens import TokenIssuer
+from web.api.common import DISCONNECT_KEY
 
 from .config import Config
 from .demo import DEMO_ROOM
@@ -82,6 +83,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app[DATABASE_KEY] = database
     add_api_routes(app, database, api_tokens, rooms, tokens)
+    app[DISCONNECT_KEY] = signaling.disconnect
     add_page_routes(
         app,
         ice_servers=[s.to_browser() for s in config.ice_servers],

@@ -243,6 +243,18 @@ class SignalingService:
             await self._presence(peer.participant_id, False)
         await peer.close()
 
+    async def disconnect(self, participant_id: str) -> int:
+        """End every connection of a participant whose access was revoked; return how many."""
+        dropped = 0
+        for connection in tuple(self.connections):
+            peer = connection.peer
+            if peer is not None and peer.participant_id == participant_id:
+                await connection.error("invalid_token", "this device's access was revoked")
+                await self._drop(connection)
+                await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION)
+                dropped += 1
+        return dropped
+
     async def _presence(self, participant_id: str, online: bool) -> None:
         if self.on_presence is None:
             return

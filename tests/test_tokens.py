@@ -115,3 +115,50 @@ async def test_revoked_terminal_can_neither_call_the_api_nor_join(api):
     assert (terminal.last_status, reply["error"]["code"]) == (401, "token_revoked")
     refused = await join(granted["token"])  # the meeting token it got before is dead too
     assert (refused["type"], refused["code"]) == ("error", "invalid_token")
+
+
+async def test_revoking_a_terminal_ends_its_meeting_at_once(api):
+    admin = await api.as_user("county_admin")
+    terminal_id, token = await pair_terminal(api, admin, api.orgs["village_a1"].id)
+    granted = await with_token(api, token).call("POST", "/api/meeting-token", {})
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(api.base_url.replace("http", "ws") + "/ws") as ws:
+            await ws.send_json({"type": "join", "id": 1, "token": granted["token"]})
+            assert (await ws.receive_json(timeout=10))["type"] == "joined"
+            await admin.call("POST", f"/api/terminals/{terminal_id}/revoke")
+            kicked = await ws.receive_json(timeout=10)
+            assert (kicked["type"], kicked["code"]) == ("error", "invalid_token")
+            closing = await ws.receive(timeout=10)
+            assert closing.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+
+
+async def test_failed_sign_ins_are_audited_under_the_account(api):
+    await api.anonymous.call(
+        "POST", "/api/login", {"username": "town_a_admin", "password": "guess"}
+    )
+    admin = await api.as_user("county_admin")
+    entries = (await admin.call("GET", "/api/audit?action=login_failed"))["entries"]
+    assert [e["target_id"] for e in entries] == ["town_a_admin"]
+    assert entries[0]["org_path"] == api.orgs["town_a"].path
+
+
+async def test_expired_pairings_are_forgotten(api):
+    from sqlalchemy import select, update
+
+    from db.accounts import PAIRING_TTL, start_pairing
+    from db.models import Terminal, utcnow
+
+    database = api.app[DATABASE_KEY]
+    async with database.session() as session:
+        old, _ = await start_pairing(session)
+        await session.execute(
+            update(Terminal)
+            .where(Terminal.id == old.id)
+            .values(pairing_expires_at=utcnow() - 2 * PAIRING_TTL)
+        )
+        await session.commit()
+        old_code = old.pairing_code
+        new, _ = await start_pairing(session)
+        await session.commit()
+        codes = (await session.execute(select(Terminal.pairing_code))).scalars().all()
+    assert codes == [new.pairing_code] and old_code != new.pairing_code

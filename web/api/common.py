@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 DATABASE_KEY = web.AppKey("database", Database)
 TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
 SESSION_COOKIE = "lh_session"
+# called with a participant id ("terminal:12") whose access was revoked: ends its meeting
+DISCONNECT_KEY = web.AppKey("disconnect_participant", Callable)
 
 M = TypeVar("M", bound=BaseModel)
 

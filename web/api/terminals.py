@@ -17,6 +17,7 @@ from db.accounts import TERMINAL_TTL, pairing_secret_matches, start_pairing
 from db.models import OrgKind, OrgUnit, Role, Terminal, TerminalKind, utcnow
 
 from .common import (
+    DISCONNECT_KEY,
     TOKEN_SERVICE_KEY,
     ApiError,
     authed,
@@ -220,4 +221,8 @@ async def post_revoke(
         remote_addr=request.remote,
     )
     await session.commit()
+    # a revoked TV must not stay in the meeting it is in
+    disconnect = request.app.get(DISCONNECT_KEY)
+    if disconnect is not None:
+        await disconnect(f"terminal:{terminal.id}")
     return json_response(terminal_json(terminal))

@@ -51,12 +51,21 @@ async def post_login(request: web.Request, session: AsyncSession) -> web.Respons
             session, request.app[TOKEN_SERVICE_KEY], body.username, body.password
         )
     except AuthError as exc:
+        # filed under the account's unit when it exists, so its admins see the attempts
+        known = (
+            await session.execute(
+                select(OrgUnit.path)
+                .join(StaffAccount, StaffAccount.org_id == OrgUnit.id)
+                .where(StaffAccount.username == body.username)
+            )
+        ).scalar_one_or_none()
         audit.record(
             session,
             None,
             "login_failed",
             target_type="account",
             target_id=body.username,
+            org_path=known,
             remote_addr=request.remote,
         )
         await session.commit()
