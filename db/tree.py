@@ -43,16 +43,35 @@ async def children(session: AsyncSession, org: OrgUnit) -> list[OrgUnit]:
     return list(rows.scalars())
 
 
-async def subtree_counts(session: AsyncSession, org: OrgUnit) -> dict[str, int]:
-    """How many members and terminals sit anywhere below (and at) this org unit."""
+async def subtree_counts(
+    session: AsyncSession, org: OrgUnit
+) -> tuple[dict[str, int], dict[int, dict[str, int]]]:
+    """Members and (unrevoked) terminals in this subtree, in total and per child unit.
+
+    One grouped query per table, by distinct path (a branch's members share one), then
+    summed per child in Python: the tree page needs every child's figures at once.
+    """
     like = f"{org.path}%"
-    members = await session.scalar(select(func.count(Member.id)).where(Member.org_path.like(like)))
-    terminals = await session.scalar(
-        select(func.count(Terminal.id)).where(
-            Terminal.org_path.like(like), Terminal.revoked_at.is_(None)
-        )
+    member_rows = await session.execute(
+        select(Member.org_path, func.count(Member.id))
+        .where(Member.org_path.like(like))
+        .group_by(Member.org_path)
     )
-    return {"members": int(members or 0), "terminals": int(terminals or 0)}
+    terminal_rows = await session.execute(
+        select(Terminal.org_path, func.count(Terminal.id))
+        .where(Terminal.org_path.like(like), Terminal.revoked_at.is_(None))
+        .group_by(Terminal.org_path)
+    )
+    total = {"members": 0, "terminals": 0}
+    per_child: dict[int, dict[str, int]] = {}
+    for key, rows in (("members", member_rows), ("terminals", terminal_rows)):
+        for path, count in rows:
+            total[key] += count
+            child = path[len(org.path) :].split("/", 1)[0]
+            if child.isdigit():
+                figures = per_child.setdefault(int(child), {"members": 0, "terminals": 0})
+                figures[key] += count
+    return total, per_child
 
 
 async def find_by_code(session: AsyncSession, code: str) -> OrgUnit | None:

@@ -13,6 +13,15 @@ async def test_login_me_and_tree(api):
     assert me["role"] == "town_admin" and me["org"]["name"] == "A镇"
     tree = await admin.call("GET", "/api/org")
     assert [c["name"] for c in tree["children"]] == ["A1村", "A2村"]
+    for branch, name in (("branch_a1", "甲"), ("branch_a1", "乙"), ("branch_a2", "丙")):
+        await admin.call(
+            "POST",
+            "/api/members",
+            {"branch_id": api.orgs[branch].id, "name": name, "gender": "male"},
+        )
+    tree = await admin.call("GET", "/api/org")
+    assert tree["counts"]["members"] == 3
+    assert [c["counts"]["members"] for c in tree["children"]] == [2, 1]
     village = await admin.call("GET", f"/api/org/{api.orgs['village_a1'].id}")
     assert [a["name"] for a in village["ancestors"]] == ["A镇"]  # nothing above the caller
 

@@ -145,12 +145,14 @@ async def get_org(
             break
         ancestors.insert(0, org_json(parent))
         parent_id = parent.parent_id
+    total, per_child = await subtree_counts(session, org)
+    empty = {"members": 0, "terminals": 0}
     return json_response(
         {
             **org_json(org),
             "ancestors": ancestors,
-            "counts": await subtree_counts(session, org),
-            "children": [org_json(k) for k in kids],
+            "counts": total,
+            "children": [{**org_json(k), "counts": per_child.get(k.id, empty)} for k in kids],
         }
     )
 
