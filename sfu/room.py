@@ -19,6 +19,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from .aiortc_seam import ForwardingReceiver, ForwardingSender
+from .local import LocalSink, LocalSubscription
 from .negotiation import (
     IceServer,
     NegotiationError,
@@ -68,6 +69,13 @@ class Publication:
         self.announced = False
         self.announce_task: asyncio.Future | None = None
         self.closed = False
+
+    def subscribe_locally(self, sink: LocalSink) -> LocalSubscription:
+        """Subscribe a server-side sink (recorder, recognizer) to this publication's media."""
+        subscription = LocalSubscription(self.uptracks, sink)
+        if self.closed:
+            subscription.close()
+        return subscription
 
     def describe(self) -> dict:
         return {
@@ -211,6 +219,11 @@ class Peer:
             await self.room.emit(
                 {"type": "publication_added", **publication.describe()}, exclude=self
             )
+            for listener in tuple(self.room.publication_listeners):
+                try:
+                    await listener(publication)
+                except Exception:  # one server-side subscriber must not stop the others
+                    logger.exception("publication listener failed")
 
     async def unpublish(self, publication_id: str) -> None:
         publication = self.publications.get(publication_id)
@@ -289,6 +302,10 @@ class Room:
     ice_servers: list[IceServer] = field(default_factory=list)
     peers: dict[str, Peer] = field(default_factory=dict)
     publications: dict[str, Publication] = field(default_factory=dict)
+    # told of each publication once its media flows (the recorder subscribes here)
+    publication_listeners: list[Callable[[Publication], Awaitable[None]]] = field(
+        default_factory=list
+    )
 
     @property
     def id(self) -> str:
