@@ -16,6 +16,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -348,3 +349,53 @@ class AuditEntry(Base):
     org_path: Mapped[str | None] = mapped_column(String(255), index=True)
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+class RecordingStatus(enum.StrEnum):
+    RECORDING = "recording"
+    DONE = "done"
+    STOPPED_QUOTA = "stopped_quota"  # stopped because the disk quota was reached
+    FAILED = "failed"
+
+
+class Recording(Base):
+    """One venue's recording in one room: the publication of one participant."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(64), index=True)
+    meeting_id: Mapped[int | None] = mapped_column(ForeignKey("meetings.id", ondelete="SET NULL"))
+    publication_id: Mapped[str] = mapped_column(String(64))
+    participant_id: Mapped[str] = mapped_column(String(100))
+    venue_name: Mapped[str] = mapped_column(String(100))
+    # the venue's place in the org tree, when known: who may play it back
+    org_path: Mapped[str | None] = mapped_column(String(255), index=True)
+    kinds: Mapped[list[str]] = mapped_column(JSON, default=list)
+    container: Mapped[str] = mapped_column(String(16))  # webm | mp4
+    status: Mapped[RecordingStatus] = mapped_column(
+        _enum(RecordingStatus), default=RecordingStatus.RECORDING
+    )
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    ended_at: Mapped[dt.datetime | None]
+    bytes: Mapped[int] = mapped_column(Integer, default=0)
+
+    segments: Mapped[list[RecordingSegment]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="RecordingSegment.seq"
+    )
+
+
+class RecordingSegment(Base):
+    __tablename__ = "recording_segments"
+    __table_args__ = (UniqueConstraint("recording_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(
+        ForeignKey("recordings.id", ondelete="CASCADE"), index=True
+    )
+    seq: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(500))
+    started_at: Mapped[dt.datetime]
+    ended_at: Mapped[dt.datetime]
+    duration_s: Mapped[float] = mapped_column(Float)
+    bytes: Mapped[int] = mapped_column(Integer)

@@ -61,3 +61,19 @@ async def test_tree_and_member_round_trip(database):
         session.add(OrgUnit(code="360000", name="dup", kind=OrgKind.TOWN, path="/x/", depth=1))
         with pytest.raises(IntegrityError):
             await session.commit()
+
+
+async def test_migrations_go_down_and_up_again(database):
+    from alembic import command
+
+    from db.database import alembic_config
+
+    async with database.engine.begin() as connection:
+        await connection.run_sync(lambda c: command.downgrade(alembic_config(c), "base"))
+    async with database.engine.connect() as connection:
+        tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert tables <= {"alembic_version"}
+    await database.migrate()
+    async with database.engine.connect() as connection:
+        tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+    assert set(Base.metadata.tables) <= tables
