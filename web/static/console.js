@@ -2,8 +2,9 @@
  * The staff console (/console/...): each page is a translated shell that this script
  * fills from the JSON API with the httponly session cookie (POST /api/login sets it).
  * Settings, strings and enum labels arrive as JSON in #con-config, #con-strings and
- * #con-labels (no inline script: the pages' CSP forbids them). Text from the API is only
- * ever set as textContent, never parsed as HTML.
+ * #con-labels (no inline script: the pages' CSP forbids them); a page may add strings of
+ * its own in #con-page-strings. Text from the API is only ever set as textContent, never
+ * parsed as HTML.
  *
  * Exposes window.lighthouseConsole = {page, ready, me} for tests; `ready` turns true
  * once the page has shown its data (or its error).
@@ -19,7 +20,7 @@
   }
 
   const config = readJson('con-config');
-  const strings = readJson('con-strings');
+  const strings = Object.assign(readJson('con-strings'), readJson('con-page-strings'));
   const labels = readJson('con-labels');
   const view = { page: config.page, ready: false, me: null };
   global.lighthouseConsole = view;
@@ -40,6 +41,16 @@
     too_many_requests: 'errorRateLimited',
   };
   const SITE_KINDS = new Set(['county', 'town', 'village', 'branch']);
+  // Who may import members (members:write in db/access.py); the API checks it anyway.
+  const IMPORT_ROLES = new Set(['county_admin', 'town_admin', 'village_secretary']);
+  const IMPORT_MAX_BYTES = 10 * 1024 * 1024; // web/api/members_io.py IMPORT_MAX_BYTES
+  const IMPORT_POLL_MS = 500;
+  const IMPORT_ERROR_TEXT = {
+    file_too_large: 'importTooLarge',
+    too_many_rows: 'importTooManyRows',
+    import_running: 'importRunning',
+    import_busy: 'importBusy',
+  };
 
   // ---- text ----------------------------------------------------------------------
 
@@ -110,6 +121,7 @@
     element.hidden = !text;
     element.classList.toggle('con-alert-error', kind === 'error');
     element.classList.toggle('con-alert-ok', kind === 'ok');
+    element.classList.toggle('con-alert-warn', kind === 'warn');
   }
 
   /** The page-wide alert: an API error, a script error, or nothing (null hides it). */
@@ -155,9 +167,12 @@
     }
   }
 
+  /** A JSON API call; a FormData body goes as multipart (the browser sets its boundary). */
   async function api(method, path, body) {
     const options = { method, credentials: 'same-origin', cache: 'no-store', headers: {} };
-    if (body !== undefined) {
+    if (body instanceof global.FormData) {
+      options.body = body;
+    } else if (body !== undefined) {
       options.headers['Content-Type'] = 'application/json';
       options.body = JSON.stringify(body);
     }
@@ -377,10 +392,12 @@
     });
   }
 
-  async function membersPage() {
+  async function membersPage(me) {
     const org = await getOrg(config.org);
     breadcrumbs(org, 'members');
     setHeading('membersOf', org);
+    // The roll of the unit being looked at; re-importable, so it doubles as the template.
+    const exportHref = '/api/members/export.xlsx?org=' + encodeURIComponent(org.id);
     const size = config.pageSize || 20;
     let page = config.pageNumber || 1;
     let query = config.q || '';
@@ -444,7 +461,156 @@
       page += 1;
       reload();
     });
+    memberImport(me, exportHref, reload);
     await load();
+    const exportLink = $('con-export-members');
+    exportLink.href = exportHref;
+    exportLink.hidden = false;
+  }
+
+  function delay(ms) {
+    return new Promise((resolve) => global.setTimeout(resolve, ms));
+  }
+
+  /** What to tell about a file the server refused as a whole (413, 415, 422, 429). */
+  function importErrorText(error) {
+    if (IMPORT_ERROR_TEXT[error.code]) return t(IMPORT_ERROR_TEXT[error.code]);
+    if (error.status === 413) return t('importTooLarge');
+    // 415 and 422 say what is wrong with the file (in Chinese, as the files are)
+    if ((error.status === 415 || error.status === 422) && error.message && error.message !== error.code) {
+      return t('importRefused', { reason: error.message });
+    }
+    return errorText(error);
+  }
+
+  /**
+   * The member import panel: upload a CSV/XLSX file (POST /api/members/import), follow the
+   * background job (GET /api/imports/{id}) every 500 ms with a progress bar, then tell what
+   * was added and list the rows left out. `afterImport` reloads the list below.
+   * The panel's data-state (idle, uploading, running, done, failed, refused) is for tests.
+   */
+  function memberImport(me, exportHref, afterImport) {
+    const panel = $('con-import');
+    if (!panel || !me || !IMPORT_ROLES.has(me.role)) return;
+    const form = $('con-import-form');
+    const input = $('import-file');
+    const submit = $('con-import-submit');
+    const submitText = submit.textContent;
+    const progressBox = $('con-import-progress');
+    const bar = $('import-progress');
+    const progressText = $('con-import-progress-text');
+    const result = $('con-import-result');
+    const report = $('con-import-report');
+    const table = $('con-import-errors');
+    const more = $('con-import-errors-more');
+    $('con-import-template').href = exportHref;
+    panel.dataset.state = 'idle';
+    panel.hidden = false;
+
+    function setState(state) {
+      panel.dataset.state = state;
+      const busy = state === 'uploading' || state === 'running';
+      submit.disabled = busy;
+      input.disabled = busy;
+      submit.textContent = busy ? t('importing') : submitText;
+    }
+
+    function showProgress(processed, total) {
+      bar.max = Math.max(1, total);
+      bar.value = Math.min(processed, total);
+      progressText.textContent = t('importProgress', { processed, total });
+      progressBox.hidden = false;
+    }
+
+    function showReport(job) {
+      const counts = {
+        file: job.file_name, created: job.created, duplicates: job.duplicates, rejected: job.rejected,
+      };
+      if (job.state === 'done') {
+        const clean = job.duplicates === 0 && job.rejected === 0;
+        showAlert(result, t('importDone', counts), clean ? 'ok' : 'warn');
+      } else {
+        const message = String(job.message || t('importStopped')).replace(/[。.]$/, '');
+        showAlert(result, t('importFailed', Object.assign({ message }, counts)), 'error');
+      }
+      const rows = (job.errors || []).map((problem) => el('tr', { dataset: { row: String(problem.row) } }, [
+        el('td', { className: 'num' }, String(problem.row)),
+        el('td', {}, orDash(problem.column)),
+        el('td', {}, orDash(problem.message)),
+      ]));
+      const body = table.tBodies[0];
+      body.textContent = '';
+      for (const row of rows) body.appendChild(row);
+      report.hidden = rows.length === 0;
+      more.hidden = !job.errors_truncated;
+      more.textContent = job.errors_truncated ? t('importTruncated', { shown: rows.length }) : '';
+    }
+
+    async function follow(jobId) {
+      let blips = 0;
+      for (;;) {
+        await delay(IMPORT_POLL_MS);
+        let job;
+        try {
+          job = await api('GET', '/api/imports/' + encodeURIComponent(jobId));
+          blips = 0;
+        } catch (error) {
+          // a dropped connection for a moment (a village's mobile link): keep asking a while
+          if (error.code === 'network' && ++blips < 20) continue;
+          throw error;
+        }
+        showProgress(job.processed, job.total);
+        if (job.state !== 'running') return job;
+      }
+    }
+
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      const file = input.files && input.files[0];
+      showAlert(result, '');
+      report.hidden = true;
+      progressBox.hidden = true;
+      if (!file) {
+        showAlert(result, t('importChooseFile'), 'error');
+        input.focus();
+        return;
+      }
+      if (file.size > IMPORT_MAX_BYTES) {
+        setState('refused');
+        showAlert(result, t('importTooLarge'), 'error');
+        return;
+      }
+      setState('uploading');
+      bar.removeAttribute('value'); // indeterminate while the file travels
+      progressText.textContent = t('importUploading', { name: file.name });
+      progressBox.hidden = false;
+      let started;
+      try {
+        const upload = new global.FormData();
+        upload.append('file', file, file.name);
+        started = await api('POST', '/api/members/import', upload);
+      } catch (error) {
+        progressBox.hidden = true;
+        setState('refused');
+        showAlert(result, importErrorText(error), 'error');
+        return;
+      }
+      setState('running');
+      showProgress(0, started.total_rows);
+      let job;
+      try {
+        job = await follow(started.job_id);
+      } catch (error) {
+        setState('failed');
+        showAlert(result, error.status === 404 ? t('importLost') : errorText(error), 'error');
+        return;
+      }
+      showReport(job);
+      setState(job.state === 'done' ? 'done' : 'failed');
+      // the file may be fixed and chosen again; the same name must count as a new choice
+      form.reset();
+      if (job.created > 0) await afterImport();
+    });
   }
 
   /**
@@ -678,6 +844,10 @@
       fillTable($('con-meetings'), rows, 'con-meetings-empty');
     }
 
+    // All the unit's meetings (and those below it), whatever the status filter shows.
+    const exportLink = $('con-export-meetings');
+    exportLink.href = '/api/meetings/export.xlsx?org=' + encodeURIComponent(org.id);
+
     filter.addEventListener('change', async () => {
       global.history.replaceState(null, '', url('/console/meetings', { org: config.org, status: filter.value }));
       try {
@@ -687,6 +857,7 @@
       }
     });
     await load();
+    exportLink.hidden = false;
   }
 
   /** Member names for a meeting's attendance rows: one list call, then one call per straggler. */
@@ -715,6 +886,9 @@
   async function meetingPage() {
     $('con-print').addEventListener('click', () => global.print());
     const meeting = await api('GET', '/api/meetings/' + config.meetingId);
+    const exportLink = $('con-export-meeting');
+    exportLink.href = '/api/meetings/' + encodeURIComponent(meeting.id) + '/export.xlsx';
+    exportLink.hidden = false;
     const [organiser, names, sites] = await Promise.all([
       orgName(meeting.organiser_id),
       memberNames(meeting),
