@@ -15,7 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .access import Principal
-from .models import IssuedToken, OrgUnit, Role, StaffAccount, Terminal, utcnow
+from .models import IssuedToken, OrgUnit, Role, RoomEvent, StaffAccount, Terminal, utcnow
 
 _ALGORITHM = "HS256"
 SESSION_TTL = dt.timedelta(hours=12)
@@ -224,8 +224,18 @@ def pairing_secret_matches(terminal: Terminal, secret: str) -> bool:
     )
 
 
-async def mark_terminal_presence(session: AsyncSession, participant_id: str, online: bool) -> None:
-    """Record a terminal joining or leaving a meeting (`participant_id` "terminal:<id>")."""
+async def record_presence(
+    session: AsyncSession, room_id: str, participant_id: str, name: str, online: bool
+) -> None:
+    """A participant joined or left a room: a timeline event, and a terminal's online state."""
+    session.add(
+        RoomEvent(
+            room_id=room_id,
+            kind="joined" if online else "left",
+            participant_id=participant_id,
+            name=name,
+        )
+    )
     kind, _, ident = participant_id.partition(":")
     if kind != "terminal" or not ident.isdigit():
         return

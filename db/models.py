@@ -399,3 +399,17 @@ class RecordingSegment(Base):
     ended_at: Mapped[dt.datetime]
     duration_s: Mapped[float] = mapped_column(Float)
     bytes: Mapped[int] = mapped_column(Integer)
+
+
+class RoomEvent(Base):
+    """Things a playback timeline marks: who joined and left a room, sign-ins, snapshots."""
+
+    __tablename__ = "room_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(32))  # joined | left | signin | snapshot
+    participant_id: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(100))
+    detail: Mapped[dict | None] = mapped_column(JSON)

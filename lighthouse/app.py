@@ -7,11 +7,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from db.accounts import TokenService, mark_terminal_presence
+from db.accounts import TokenService, record_presence
 from db.database import Database
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
-from signaling.server import SignalingService
+from signaling.server import Presence, SignalingService
 from signaling.tokens import TokenIssuer
 from web.api.common import DISCONNECT_KEY
 
@@ -61,9 +61,11 @@ def create_app(config: Config) -> web.Application:
         async with database.session() as session:
             return await api_tokens.is_revoked(session, token_id)
 
-    async def on_presence(participant_id: str, online: bool) -> None:
+    async def on_presence(presence: Presence) -> None:
         async with database.session() as session:
-            await mark_terminal_presence(session, participant_id, online)
+            await record_presence(
+                session, presence.room_id, presence.participant_id, presence.name, presence.online
+            )
             await session.commit()
 
     signaling = SignalingService(

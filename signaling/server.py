@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -24,6 +25,16 @@ logger = logging.getLogger(__name__)
 
 # Errors after which the server closes the socket: the client cannot fix them by retrying.
 _FATAL_CODES = {"invalid_token", "token_expired", "unknown_room"}
+
+
+@dataclass(frozen=True)
+class Presence:
+    """A participant joined (online) or left a room: for terminals' state and timelines."""
+
+    room_id: str
+    participant_id: str
+    name: str
+    online: bool
 
 
 class Connection:
@@ -57,7 +68,7 @@ class SignalingService:
         tokens: TokenIssuer,
         idle_timeout_s: float = 30.0,
         is_revoked: Callable[[str], Awaitable[bool]] | None = None,
-        on_presence: Callable[[str, bool], Awaitable[None]] | None = None,
+        on_presence: Callable[[Presence], Awaitable[None]] | None = None,
     ) -> None:
         self.rooms = rooms
         self.tokens = tokens
@@ -218,7 +229,7 @@ class SignalingService:
         peer = await room.add_peer(grant.participant_id, grant.name, grant.role, connection.send)
         connection.peer = peer
         self._by_participant[key] = connection
-        await self._presence(grant.participant_id, True)
+        await self._presence(Presence(room.id, grant.participant_id, grant.name, True))
         others = [p.describe() for p in room.peers.values() if p is not peer]
         await connection.send(
             _reply(
@@ -240,7 +251,7 @@ class SignalingService:
         key = (peer.room.id, peer.participant_id)
         if self._by_participant.get(key) is connection:
             del self._by_participant[key]
-            await self._presence(peer.participant_id, False)
+            await self._presence(Presence(peer.room.id, peer.participant_id, peer.name, False))
         await peer.close()
 
     async def disconnect(self, participant_id: str) -> int:
@@ -255,13 +266,13 @@ class SignalingService:
                 dropped += 1
         return dropped
 
-    async def _presence(self, participant_id: str, online: bool) -> None:
+    async def _presence(self, presence: Presence) -> None:
         if self.on_presence is None:
             return
         try:
-            await self.on_presence(participant_id, online)
+            await self.on_presence(presence)
         except Exception:  # presence is bookkeeping: never fail a join or a leave over it
-            logger.exception("presence update failed for %s", participant_id)
+            logger.exception("presence update failed for %s", presence.participant_id)
 
     async def close(self) -> None:
         for connection in tuple(self.connections):

@@ -162,3 +162,30 @@ async def test_expired_pairings_are_forgotten(api):
         await session.commit()
         codes = (await session.execute(select(Terminal.pairing_code))).scalars().all()
     assert codes == [new.pairing_code] and old_code != new.pairing_code
+
+
+async def test_joins_and_leaves_are_kept_for_the_timeline(api):
+    from sqlalchemy import select
+
+    from db.models import RoomEvent
+
+    admin = await api.as_user("county_admin")
+    _, token = await pair_terminal(api, admin, api.orgs["village_a1"].id)
+    granted = await with_token(api, token).call("POST", "/api/meeting-token", {})
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(api.base_url.replace("http", "ws") + "/ws") as ws:
+            await ws.send_json({"type": "join", "id": 1, "token": granted["token"]})
+            assert (await ws.receive_json(timeout=10))["type"] == "joined"
+    database = api.app[DATABASE_KEY]
+    for _ in range(30):
+        async with database.session() as db_session:
+            events = (
+                (await db_session.execute(select(RoomEvent).order_by(RoomEvent.id))).scalars().all()
+            )
+        if len(events) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert [(e.room_id, e.kind, e.name) for e in events] == [
+        ("town-a-meeting", "joined", "电视"),
+        ("town-a-meeting", "left", "电视"),
+    ]
