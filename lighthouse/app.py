@@ -84,7 +84,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/healthz", _healthz)
     app[DATABASE_KEY] = database
-    add_api_routes(app, database, api_tokens, rooms, tokens)
+    add_api_routes(app, database, api_tokens, rooms, tokens, Path(config.recording_dir))
     app[DISCONNECT_KEY] = signaling.disconnect
     add_page_routes(
         app,

@@ -41,6 +41,13 @@ class Config:
     log_level: str = "INFO"
     # SQLite by default (embedded); postgresql://user@host/db in production
     database_url: str = "sqlite:///var/lighthouse.db"
+    # recordings: where segments go, how long each is, and the limits that protect the disk
+    recording_enabled: bool = True
+    recording_dir: str = "var/recordings"
+    recording_segment_s: float = 10.0
+    recording_quota_bytes: int = 50 * 1024**3
+    recording_min_free_bytes: int = 2 * 1024**3
+    recording_retention_days: int = 180
     # False when the secret was generated for this start (tokens die with the process)
     secret_configured: bool = True
 
@@ -88,6 +95,26 @@ def _ice_servers(entries: list) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
+def _recording(section: dict) -> dict:
+    names = {
+        "enabled": ("recording_enabled", bool),
+        "dir": ("recording_dir", str),
+        "segment_s": ("recording_segment_s", float),
+        "quota_bytes": ("recording_quota_bytes", int),
+        "min_free_bytes": ("recording_min_free_bytes", int),
+        "retention_days": ("recording_retention_days", int),
+    }
+    values = {}
+    for key, value in section.items():
+        if key not in names:
+            raise ConfigError(f"unknown [recording] setting {key!r}")
+        field, kind = names[key]
+        values[field] = kind(value)
+    if values.get("recording_segment_s", 10.0) < 1:
+        raise ConfigError("[recording] segment_s must be at least 1")
+    return values
+
+
 def load_config(
     path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: object
 ) -> Config:
@@ -109,6 +136,7 @@ def load_config(
         "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
         "log_level": server.get("log_level", "INFO"),
         "database_url": data.get("database", {}).get("url", "sqlite:///var/lighthouse.db"),
+        **_recording(data.get("recording", {})),
         "ice_servers": _ice_servers(data.get("ice_servers", [])),
         "rooms": tuple(_room(r) for r in data.get("rooms", [])),
     }
@@ -119,6 +147,7 @@ def load_config(
         "LIGHTHOUSE_SECRET": "secret",
         "LIGHTHOUSE_LOG_LEVEL": "log_level",
         "LIGHTHOUSE_DATABASE_URL": "database_url",
+        "LIGHTHOUSE_RECORDING_DIR": "recording_dir",
     }
     for var, key in env_map.items():
         if env.get(var):

@@ -79,6 +79,7 @@ class ApiClient:
 
     async def call(self, method: str, path: str, json: object = None, **kwargs) -> dict:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        headers.update(kwargs.pop("headers", {}))
         async with self.session.request(
             method, self.base_url + path, json=json, headers=headers, **kwargs
         ) as response:

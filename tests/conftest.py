@@ -56,6 +56,7 @@ async def server(tmp_path) -> AsyncIterator[RunningServer]:
         ),
         idle_timeout_s=30.0,
         database_url=f"sqlite:///{tmp_path}/server.db",
+        recording_dir=str(tmp_path / "recordings"),
     )
     app = create_app(config)
     runner = web.AppRunner(app)
@@ -141,6 +142,7 @@ async def api(request, tmp_path) -> AsyncIterator[ApiWorld]:
             port=port,
             secret=TEST_SECRET,
             database_url=url,
+            recording_dir=str(tmp_path / "recordings"),
             rooms=(
                 RoomConfig("town-a-meeting", "A镇会议", org_code="TA"),
                 RoomConfig("town-b-meeting", "B镇会议", org_code="TB"),

@@ -4,6 +4,7 @@ checks a signed token and the caller's place in the org tree (db/access.py)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from aiohttp import web
 
@@ -12,7 +13,7 @@ from db.database import Database
 from sfu.room import Room
 from signaling.tokens import TokenIssuer
 
-from . import audit_log, meeting_tokens, meetings, members, members_io, terminals, tree
+from . import audit_log, meeting_tokens, meetings, members, members_io, recordings, terminals, tree
 from .common import DATABASE_KEY, TOKEN_SERVICE_KEY
 
 
@@ -22,11 +23,13 @@ def add_api_routes(
     tokens: TokenService,
     rooms: Mapping[str, Room],
     meeting_tokens_issuer: TokenIssuer,
+    recordings_dir: Path,
 ) -> None:
     app[DATABASE_KEY] = database
     app[TOKEN_SERVICE_KEY] = tokens
     app[meeting_tokens.ROOMS_KEY] = rooms
     app[meeting_tokens.MEETING_TOKENS_KEY] = meeting_tokens_issuer
+    app[recordings.RECORDINGS_DIR_KEY] = recordings_dir
     app[terminals.PAIRING_LIMIT_KEY] = terminals.PairingRateLimit()
     r = app.router
     r.add_post("/api/login", tree.post_login)
@@ -60,3 +63,6 @@ def add_api_routes(
     r.add_get("/api/meetings/export.xlsx", members_io.export_meetings)
     r.add_get("/api/meetings/{meeting_id:\\d+}/export.xlsx", members_io.export_meeting)
     r.add_post("/api/meeting-token", meeting_tokens.post_meeting_token)
+    r.add_get("/api/recordings", recordings.list_recordings)
+    r.add_get("/api/recordings/{recording_id:\\d+}", recordings.get_recording)
+    r.add_get("/api/recordings/{recording_id:\\d+}/segments/{seq:\\d+}", recordings.get_segment)

@@ -1,0 +1,132 @@
+"""Recordings for spot checks: list, one venue's segments with its timeline, and the files.
+/api/recordings. Access follows the org tree; every playback is audited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import audit
+from db.access import Capability, Principal
+from db.models import Recording, RoomEvent
+
+from .common import ApiError, authed, check, json_response, not_found, query_int
+
+RECORDINGS_DIR_KEY = web.AppKey("recordings_dir", Path)
+
+
+def recording_json(recording: Recording) -> dict:
+    return {
+        "id": recording.id,
+        "room_id": recording.room_id,
+        "meeting_id": recording.meeting_id,
+        "participant_id": recording.participant_id,
+        "venue_name": recording.venue_name,
+        "kinds": recording.kinds,
+        "container": recording.container,
+        "status": recording.status,
+        "started_at": recording.started_at,
+        "ended_at": recording.ended_at,
+        "bytes": recording.bytes,
+        "duration_s": round(sum(s.duration_s for s in recording.segments), 3),
+    }
+
+
+async def _recording(session: AsyncSession, principal: Principal, recording_id: int) -> Recording:
+    recording = await session.get(Recording, recording_id)
+    if recording is None:
+        raise not_found("recording")
+    check(principal, Capability.MEETINGS_READ, recording.org_path, "recording")
+    return recording
+
+
+@authed
+async def list_recordings(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    check(principal, Capability.MEETINGS_READ, principal.org_path, "recordings")
+    limit = query_int(request, "limit", 100, 1, 1000)
+    query = select(Recording).where(Recording.org_path.like(f"{principal.org_path}%"))
+    room = request.query.get("room")
+    if room:
+        query = query.where(Recording.room_id == room)
+    meeting = query_int(request, "meeting")
+    if meeting is not None:
+        query = query.where(Recording.meeting_id == meeting)
+    rows = await session.execute(query.order_by(Recording.started_at.desc()).limit(limit))
+    return json_response({"recordings": [recording_json(r) for r in rows.scalars()]})
+
+
+@authed
+async def get_recording(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    recording = await _recording(session, principal, int(request.match_info["recording_id"]))
+    offset = 0.0
+    segments = []
+    for segment in recording.segments:
+        segments.append(
+            {
+                "seq": segment.seq,
+                "started_at": segment.started_at,
+                "ended_at": segment.ended_at,
+                "offset_s": round(offset, 3),
+                "duration_s": segment.duration_s,
+                "bytes": segment.bytes,
+                "url": f"/api/recordings/{recording.id}/segments/{segment.seq}",
+            }
+        )
+        offset += segment.duration_s
+    end = recording.ended_at or (recording.segments[-1].ended_at if recording.segments else None)
+    events_query = select(RoomEvent).where(
+        RoomEvent.room_id == recording.room_id, RoomEvent.at >= recording.started_at
+    )
+    if end is not None:
+        events_query = events_query.where(RoomEvent.at <= end)
+    events = (await session.execute(events_query.order_by(RoomEvent.at))).scalars().all()
+    timeline = [
+        {
+            "at": event.at,
+            "offset_s": round((event.at - recording.started_at).total_seconds(), 3),
+            "kind": event.kind,
+            "participant_id": event.participant_id,
+            "name": event.name,
+            "detail": event.detail,
+        }
+        for event in events
+    ]
+    return json_response({**recording_json(recording), "segments": segments, "timeline": timeline})
+
+
+@authed
+async def get_segment(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.StreamResponse:
+    recording = await _recording(session, principal, int(request.match_info["recording_id"]))
+    seq = int(request.match_info["seq"])
+    segment = next((s for s in recording.segments if s.seq == seq), None)
+    if segment is None:
+        raise not_found("segment")
+    root = request.app[RECORDINGS_DIR_KEY].resolve()
+    path = (root / segment.path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise ApiError(410, "gone", "this part of the recording is no longer on disk")
+    if request.http_range.start in (None, 0):  # one entry per viewing, not per range request
+        audit.record(
+            session,
+            principal,
+            "recording_played",
+            target_type="recording",
+            target_id=recording.id,
+            org_path=recording.org_path,
+            remote_addr=request.remote,
+            detail={"segment": seq, "venue": recording.venue_name},
+        )
+        await session.commit()
+    content_type = "video/webm" if recording.container == "webm" else "video/mp4"
+    return web.FileResponse(
+        path, headers={"Content-Type": content_type, "Cache-Control": "private, no-store"}
+    )
