@@ -28,6 +28,7 @@ SESSION_COOKIE = "lh_session"
 DISCONNECT_KEY = web.AppKey("disconnect_participant", Callable)
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -146,6 +147,22 @@ async def scoped_org(
         raise not_found("org unit")
     check(principal, capability, org.path, "org unit")
     return org
+
+
+async def scoped_object(
+    session: AsyncSession,
+    principal: Principal,
+    model: type[T],
+    object_id: int,
+    capability: Capability,
+    what: str,
+) -> T:
+    """An object with an `org_path`, fetched by id and checked against the caller."""
+    found = await session.get(model, object_id)
+    if found is None:
+        raise not_found(what)
+    check(principal, capability, found.org_path, what)  # type: ignore[attr-defined]
+    return found
 
 
 Handler = Callable[[web.Request, AsyncSession, Principal], Awaitable[web.StreamResponse]]

@@ -26,11 +26,10 @@ from db.models import (
 from .common import (
     ApiError,
     authed,
-    check,
     json_response,
-    not_found,
     parse_body,
     query_int,
+    scoped_object,
     scoped_org,
 )
 
@@ -205,22 +204,17 @@ async def list_meetings(
     return json_response({"meetings": [meeting_json(m) for m in rows.scalars()]})
 
 
-async def _meeting(
-    session: AsyncSession, principal: Principal, capability: Capability, meeting_id: int
-) -> Meeting:
-    meeting = await session.get(Meeting, meeting_id)
-    if meeting is None:
-        raise not_found("meeting")
-    check(principal, capability, meeting.org_path, "meeting")
-    return meeting
-
-
 @authed
 async def get_meeting(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    meeting = await _meeting(
-        session, principal, Capability.MEETINGS_READ, int(request.match_info["meeting_id"])
+    meeting = await scoped_object(
+        session,
+        principal,
+        Meeting,
+        int(request.match_info["meeting_id"]),
+        Capability.MEETINGS_READ,
+        "meeting",
     )
     return json_response(meeting_json(meeting, full=True))
 
@@ -272,8 +266,13 @@ async def patch_meeting(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
     body = await parse_body(request, MeetingPatch)
-    meeting = await _meeting(
-        session, principal, Capability.MEETINGS_WRITE, int(request.match_info["meeting_id"])
+    meeting = await scoped_object(
+        session,
+        principal,
+        Meeting,
+        int(request.match_info["meeting_id"]),
+        Capability.MEETINGS_WRITE,
+        "meeting",
     )
     changes = body.model_dump(exclude_unset=True)
     await _apply(session, principal, meeting, dict(changes))

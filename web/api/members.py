@@ -16,11 +16,10 @@ from db.models import ExemptReason, Gender, Member, MemberStatus, OrgKind, OrgUn
 from .common import (
     ApiError,
     authed,
-    check,
     json_response,
-    not_found,
     parse_body,
     query_int,
+    scoped_object,
     scoped_org,
 )
 
@@ -123,22 +122,17 @@ async def list_members(
     )
 
 
-async def _member(
-    session: AsyncSession, principal: Principal, capability: Capability, member_id: int
-) -> Member:
-    member = await session.get(Member, member_id)
-    if member is None:
-        raise not_found("member")
-    check(principal, capability, member.org_path, "member")
-    return member
-
-
 @authed
 async def get_member(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    member = await _member(
-        session, principal, Capability.MEMBERS_READ, int(request.match_info["member_id"])
+    member = await scoped_object(
+        session,
+        principal,
+        Member,
+        int(request.match_info["member_id"]),
+        Capability.MEMBERS_READ,
+        "member",
     )
     return json_response(member_json(member))
 
@@ -175,8 +169,13 @@ async def patch_member(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
     patch = await parse_body(request, MemberPatch)
-    member = await _member(
-        session, principal, Capability.MEMBERS_WRITE, int(request.match_info["member_id"])
+    member = await scoped_object(
+        session,
+        principal,
+        Member,
+        int(request.match_info["member_id"]),
+        Capability.MEMBERS_WRITE,
+        "member",
     )
     changes = patch.model_dump(exclude_unset=True)
     # the changed member must pass the same rules as a new one
@@ -212,8 +211,13 @@ async def patch_member(
 async def delete_member(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    member = await _member(
-        session, principal, Capability.MEMBERS_WRITE, int(request.match_info["member_id"])
+    member = await scoped_object(
+        session,
+        principal,
+        Member,
+        int(request.match_info["member_id"]),
+        Capability.MEMBERS_WRITE,
+        "member",
     )
     audit.record(
         session,

@@ -13,7 +13,7 @@ from db import audit
 from db.access import Capability, Principal
 from db.models import Recording, RoomEvent
 
-from .common import ApiError, authed, check, json_response, not_found, query_int
+from .common import ApiError, authed, check, json_response, not_found, query_int, scoped_object
 
 RECORDINGS_DIR_KEY = web.AppKey("recordings_dir", Path)
 
@@ -33,14 +33,6 @@ def recording_json(recording: Recording) -> dict:
         "bytes": recording.bytes,
         "duration_s": round(sum(s.duration_s for s in recording.segments), 3),
     }
-
-
-async def _recording(session: AsyncSession, principal: Principal, recording_id: int) -> Recording:
-    recording = await session.get(Recording, recording_id)
-    if recording is None:
-        raise not_found("recording")
-    check(principal, Capability.MEETINGS_READ, recording.org_path, "recording")
-    return recording
 
 
 @authed
@@ -64,7 +56,14 @@ async def list_recordings(
 async def get_recording(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    recording = await _recording(session, principal, int(request.match_info["recording_id"]))
+    recording = await scoped_object(
+        session,
+        principal,
+        Recording,
+        int(request.match_info["recording_id"]),
+        Capability.MEETINGS_READ,
+        "recording",
+    )
     offset = 0.0
     segments = []
     for segment in recording.segments:
@@ -105,7 +104,14 @@ async def get_recording(
 async def get_segment(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.StreamResponse:
-    recording = await _recording(session, principal, int(request.match_info["recording_id"]))
+    recording = await scoped_object(
+        session,
+        principal,
+        Recording,
+        int(request.match_info["recording_id"]),
+        Capability.MEETINGS_READ,
+        "recording",
+    )
     seq = int(request.match_info["seq"])
     segment = next((s for s in recording.segments if s.seq == seq), None)
     if segment is None:

@@ -21,12 +21,11 @@ from .common import (
     TOKEN_SERVICE_KEY,
     ApiError,
     authed,
-    check,
     json_response,
-    not_found,
     parse_body,
     public,
     query_int,
+    scoped_object,
     scoped_org,
 )
 
@@ -203,10 +202,14 @@ async def list_terminals(
 async def post_revoke(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    terminal = await session.get(Terminal, int(request.match_info["terminal_id"]))
-    if terminal is None:
-        raise not_found("terminal")
-    check(principal, Capability.TERMINALS_WRITE, terminal.org_path, "terminal")
+    terminal = await scoped_object(
+        session,
+        principal,
+        Terminal,
+        int(request.match_info["terminal_id"]),
+        Capability.TERMINALS_WRITE,
+        "terminal",
+    )
     if terminal.token_jti:
         await request.app[TOKEN_SERVICE_KEY].revoke(session, terminal.token_jti)
     terminal.revoked_at = utcnow()
