@@ -1,4 +1,5 @@
-"""The staff console under /console: login, org tree, members, terminals (pairing), meetings.
+"""The staff console under /console: login, org tree, members, terminals (pairing), meetings,
+recordings (spot-check playback).
 
 Each page is a translated shell; console.js fills it from the JSON API (web/api) with the
 httponly `lh_session` cookie that POST /api/login sets. The server only checks that the
@@ -51,7 +52,7 @@ def _signed_in(handler: Handler) -> Handler:
 
 def add_console_routes(app: web.Application, *, renderer: PageRenderer | None = None) -> None:
     """Register /console, /console/login, /console/members, /console/terminals,
-    /console/meetings and /console/meetings/{id}."""
+    /console/meetings, /console/meetings/{id}, /console/recordings and /console/recordings/{id}."""
     pages = renderer if renderer is not None else PageRenderer()
 
     def page(request: web.Request, template: str, name: str, **config: Any) -> web.Response:
@@ -112,6 +113,25 @@ def add_console_routes(app: web.Application, *, renderer: PageRenderer | None = 
             meetingId=int(request.match_info["meeting_id"]),
         )
 
+    @_signed_in
+    async def recordings(request: web.Request) -> web.Response:
+        return page(
+            request,
+            "console_recordings.html",
+            "recordings",
+            # only this meeting's recordings (from a meeting record's link); absent: all
+            meeting=_query_id(request, "meeting"),
+        )
+
+    @_signed_in
+    async def recording(request: web.Request) -> web.Response:
+        return page(
+            request,
+            "console_recording.html",
+            "recording",
+            recordingId=int(request.match_info["recording_id"]),
+        )
+
     router = app.router
     router.add_get(LOGIN_PATH, login)
     router.add_get("/console", tree)
@@ -119,3 +139,5 @@ def add_console_routes(app: web.Application, *, renderer: PageRenderer | None = 
     router.add_get("/console/terminals", terminals)
     router.add_get("/console/meetings", meetings)
     router.add_get("/console/meetings/{meeting_id:\\d{1,11}}", meeting)
+    router.add_get("/console/recordings", recordings)
+    router.add_get("/console/recordings/{recording_id:\\d{1,11}}", recording)

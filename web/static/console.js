@@ -7,7 +7,8 @@
  * parsed as HTML.
  *
  * Exposes window.lighthouseConsole = {page, ready, me} for tests; `ready` turns true
- * once the page has shown its data (or its error).
+ * once the page has shown its data (or its error). The recording player adds
+ * window.lighthousePlayer (see recordingPlayer).
  */
 (function (global) {
   'use strict';
@@ -91,6 +92,45 @@
     return dateTime(start) + ' – ' + dateTime(end);
   }
 
+  /** "2026-11-23 14:05:09": a recording's start and end, to the second. */
+  function dateTimeSeconds(iso) {
+    if (!iso) return DASH;
+    const when = new Date(iso);
+    if (Number.isNaN(when.getTime())) return String(iso);
+    return dateTime(iso) + ':' + pad(when.getSeconds());
+  }
+
+  /** "14:05:09" of a moment (milliseconds since the epoch). */
+  function clockTime(ms) {
+    const when = new Date(ms);
+    if (Number.isNaN(when.getTime())) return DASH;
+    return pad(when.getHours()) + ':' + pad(when.getMinutes()) + ':' + pad(when.getSeconds());
+  }
+
+  /** A length of time as "mm:ss", and "h:mm:ss" from an hour on. */
+  function mmss(seconds, round) {
+    const value = Number(seconds);
+    if (!Number.isFinite(value) || value < 0) return DASH;
+    const whole = round ? Math.round(value) : Math.floor(value + 1e-6);
+    const hours = Math.floor(whole / 3600);
+    const minutes = Math.floor((whole % 3600) / 60);
+    const rest = pad(minutes) + ':' + pad(whole % 60);
+    return hours > 0 ? hours + ':' + rest : rest;
+  }
+
+  /** "12.3 MB" (binary units, as a file manager shows them); nothing written yet: a dash. */
+  function fileSize(bytes) {
+    if (!bytes || bytes < 0) return DASH;
+    const units = ['KB', 'MB', 'GB', 'TB'];
+    let value = bytes / 1024;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) {
+      value /= 1024;
+      unit += 1;
+    }
+    return (value < 10 ? value.toFixed(1) : String(Math.round(value))) + ' ' + units[unit];
+  }
+
   // ---- DOM -----------------------------------------------------------------------
 
   function $(id) {
@@ -149,7 +189,10 @@
     members: '/console/members',
     terminals: '/console/terminals',
     meetings: '/console/meetings',
+    recordings: '/console/recordings',
   };
+  // A page below a section lights that section up in the navigation.
+  const PARENT_SECTION = { meeting: 'meetings', recording: 'recordings' };
 
   function goToLogin() {
     const here = global.location.pathname + global.location.search;
@@ -252,7 +295,7 @@
     for (const link of document.querySelectorAll('[data-nav-link]')) {
       const section = link.dataset.navLink;
       link.href = url(SECTION_PATHS[section], { org: config.org });
-      const current = section === config.page || (section === 'meetings' && config.page === 'meeting');
+      const current = section === config.page || section === PARENT_SECTION[config.page];
       if (current && !link.classList.contains('con-brand')) link.setAttribute('aria-current', 'page');
     }
     $('con-logout').addEventListener('click', logout);
@@ -922,6 +965,403 @@
     set('rec-sites', sites.join('、'));
     set('rec-content', meeting.content);
     set('rec-resolutions', meeting.resolutions);
+    await meetingRecordingsLink(meeting);
+  }
+
+  /** On a meeting's record: a link to its venues' recordings, when there are any. */
+  async function meetingRecordingsLink(meeting) {
+    let reply;
+    try {
+      reply = await api('GET', '/api/recordings?' + new URLSearchParams({ meeting: String(meeting.id), limit: '1000' }));
+    } catch (error) {
+      return; // the record is what this page is for; the link is a shortcut
+    }
+    const count = reply.recordings.length;
+    const group = document.querySelector('.con-record-toolbar .con-toolbar-group');
+    if (count === 0 || !group) return;
+    group.insertBefore(el('a', {
+      id: 'con-meeting-recordings',
+      className: 'con-button con-button-quiet',
+      href: url('/console/recordings', { meeting: meeting.id }),
+    }, t('meetingRecordings', { count })), group.firstChild);
+  }
+
+  // ---- recordings ------------------------------------------------------------------
+
+  // Meeting topics by id, for the recordings' "Meeting" column (null: not visible or gone).
+  const meetingTopics = new Map();
+
+  function meetingTopic(id) {
+    if (!meetingTopics.has(id)) {
+      meetingTopics.set(id, api('GET', '/api/meetings/' + encodeURIComponent(id))
+        .then((meeting) => meeting.topic)
+        .catch(() => null));
+    }
+    return meetingTopics.get(id);
+  }
+
+  function recordingStatus(status) {
+    return el('span', { className: 'con-status con-status-rec-' + status }, label('recordingStatus', status));
+  }
+
+  async function recordingsPage(me) {
+    const heading = $('con-heading');
+    if (me && me.org) heading.textContent = t('recordingsOf', { org: me.org.name });
+    const query = new URLSearchParams({ limit: '200' });
+    if (config.meeting) query.set('meeting', String(config.meeting));
+    const reply = await api('GET', '/api/recordings?' + query.toString());
+    const ids = new Set(reply.recordings.map((r) => r.meeting_id).filter((id) => id !== null && id !== undefined));
+    if (config.meeting) ids.add(config.meeting);
+    const topics = new Map();
+    await eachLimited([...ids], 6, async (id) => topics.set(id, await meetingTopic(id)));
+    if (config.meeting) {
+      const topic = topics.get(config.meeting) || t('meetingNumber', { id: config.meeting });
+      $('con-recordings-filter-text').textContent = t('recordingsOfMeeting', { topic });
+      $('con-recordings-all').href = url('/console/recordings');
+      $('con-recordings-filter').hidden = false;
+    }
+    const rows = reply.recordings.map((recording) => {
+      const href = url('/console/recordings/' + recording.id);
+      const meeting = recording.meeting_id === null || recording.meeting_id === undefined
+        ? DASH : topics.get(recording.meeting_id) || t('meetingNumber', { id: recording.meeting_id });
+      const row = el('tr', { dataset: { recordingId: String(recording.id) } }, [
+        el('td', {}, el('a', { href, className: 'con-row-link' }, orDash(recording.venue_name))),
+        el('td', {}, meeting),
+        el('td', { className: 'con-muted' }, orDash(recording.room_id)),
+        el('td', {}, dateTime(recording.started_at)),
+        el('td', { className: 'num' }, mmss(recording.duration_s, true)),
+        el('td', {}, recordingStatus(recording.status)),
+        el('td', { className: 'num' }, fileSize(recording.bytes)),
+      ]);
+      clickableRow(row, href);
+      return row;
+    });
+    fillTable($('con-recordings'), rows, 'con-recordings-empty');
+  }
+
+  async function recordingPage() {
+    sectionLinks(null);
+    const recording = await api('GET', '/api/recordings/' + config.recordingId);
+    const venue = orDash(recording.venue_name);
+    document.title = venue + ' · ' + document.title;
+    $('rec-heading').textContent = t('recordingOf', { venue });
+    const status = $('rec-status');
+    status.className = 'con-status con-status-rec-' + recording.status;
+    status.textContent = label('recordingStatus', recording.status);
+    $('rec-room').textContent = orDash(recording.room_id);
+    $('rec-started').textContent = dateTimeSeconds(recording.started_at);
+    $('rec-ended').textContent = dateTimeSeconds(recording.ended_at);
+    $('rec-duration').textContent = mmss(recording.duration_s, true);
+    $('rec-size').textContent = fileSize(recording.bytes);
+    recordingPlayer(recording);
+    if (recording.meeting_id !== null && recording.meeting_id !== undefined) {
+      const id = recording.meeting_id;
+      const topic = await meetingTopic(id);
+      const cell = $('rec-meeting');
+      cell.textContent = '';
+      cell.appendChild(topic
+        ? el('a', { href: url('/console/meetings/' + id) }, topic)
+        : document.createTextNode(t('meetingNumber', { id })));
+    }
+  }
+
+  const EVENT_KINDS = new Set(['joined', 'left', 'signin', 'snapshot']);
+  const SEEK_STEP_S = 10;
+
+  /**
+   * The player: the venue's segment files played one after another as one timeline.
+   * Only one file is open at a time (each opening is audited, so the next part is not
+   * fetched ahead): at a part's end the <video> switches `src` to the next one and plays
+   * on; a seek anywhere loads the part whose range holds that time and sets
+   * currentTime = t - offset_s. The bar below spans the whole recording, with a mark for
+   * every event (who joined, left, signed in; snapshots).
+   *
+   * Exposes window.lighthousePlayer = {segment (index of the part loaded, -1 before),
+   * time (seconds into the whole recording), duration, playing, ready} for tests.
+   */
+  function recordingPlayer(recording) {
+    const video = $('player-video');
+    const bar = $('player-bar');
+    const toggle = $('player-toggle');
+    const message = $('player-message');
+    const segments = (recording.segments || []).map((segment, index) => ({
+      index,
+      url: segment.url,
+      offset: Number(segment.offset_s) || 0,
+      duration: Math.max(0, Number(segment.duration_s) || 0),
+      start: Date.parse(segment.started_at),
+      end: Date.parse(segment.ended_at),
+    }));
+    const last = segments[segments.length - 1];
+    const total = last ? last.offset + last.duration : 0;
+    // index: the part in the <video>; pending: a seek waiting for that part's metadata
+    const state = { index: -1, pending: null, token: 0, drag: null };
+    const player = {
+      get segment() { return state.index; },
+      get time() { return position(); },
+      get duration() { return total; },
+      get playing() { return wantsToPlay(); },
+      ready: false,
+    };
+    global.lighthousePlayer = player;
+
+    bar.setAttribute('aria-valuemax', String(Math.round(total)));
+    if (segments.length === 0) {
+      $('player-empty').hidden = false;
+      video.hidden = true;
+      drawEvents(recording.timeline || []);
+      render();
+      player.ready = true;
+      return;
+    }
+    toggle.disabled = false;
+    if (segments.length > 1) {
+      // a faint line where one part ends and the next begins
+      for (const segment of segments.slice(1)) {
+        const line = el('span', { className: 'con-player-part-line' });
+        line.style.left = percent(segment.offset);
+        $('player-parts').appendChild(line);
+      }
+    }
+
+    function percent(time) {
+      return (total > 0 ? Math.min(100, Math.max(0, (time / total) * 100)) : 0) + '%';
+    }
+
+    function clamp(time) {
+      return Math.min(Math.max(0, time), total);
+    }
+
+    function position() {
+      if (state.drag && state.drag.time !== null) return state.drag.time;
+      if (state.pending) return segments[state.pending.index].offset + state.pending.within;
+      if (state.index < 0) return 0;
+      const segment = segments[state.index];
+      const within = Math.min(video.currentTime || 0, segment.duration);
+      // the last part's end is the end, even when its file runs a frame longer or shorter
+      if (video.ended && state.index === segments.length - 1) return total;
+      return segment.offset + within;
+    }
+
+    function wantsToPlay() {
+      if (state.pending) return state.pending.play;
+      return !video.paused && !video.ended;
+    }
+
+    /** Where in the whole recording an event happened: within the part recording then. */
+    function eventTime(event) {
+      const at = Date.parse(event.at);
+      if (!Number.isNaN(at)) {
+        for (const segment of segments) {
+          if (Number.isNaN(segment.start) || Number.isNaN(segment.end)) break;
+          if (at < segment.start) return segment.offset; // between two parts: the next one
+          if (at <= segment.end) return segment.offset + Math.min(segment.duration, (at - segment.start) / 1000);
+        }
+      }
+      return clamp(Number(event.offset_s) || 0);
+    }
+
+    function play() {
+      const started = video.play();
+      if (started && started.catch) {
+        started.catch((error) => {
+          if (error && error.name !== 'AbortError') console.warn('player:', error.name);
+          render();
+        });
+      }
+    }
+
+    /** Go to `time` seconds into the whole recording; play on if `play` (default: as now). */
+    function seek(time, play) {
+      const target = clamp(time);
+      let index = segments.findIndex((segment) => target < segment.offset + segment.duration);
+      if (index < 0) index = segments.length - 1;
+      const within = Math.min(Math.max(0, target - segments[index].offset), segments[index].duration);
+      showAlert(message, '');
+      show(index, within, play === undefined ? wantsToPlay() : play);
+    }
+
+    function show(index, within, play) {
+      const token = ++state.token;
+      state.pending = { index, within, play };
+      if (index !== state.index || video.error) {
+        state.index = index;
+        video.src = segments[index].url; // resets the element: its metadata comes anew
+      }
+      if (video.readyState >= 1) {
+        settle();
+      } else {
+        video.addEventListener('loadedmetadata', () => {
+          if (token === state.token) settle();
+        }, { once: true });
+      }
+      render();
+    }
+
+    function settle() {
+      const pending = state.pending;
+      state.pending = null;
+      if (!pending) return;
+      if (Math.abs(video.currentTime - pending.within) > 0.01) video.currentTime = pending.within;
+      if (pending.play) play();
+      else if (!video.paused) video.pause();
+      player.ready = true;
+      render();
+    }
+
+    function togglePlay() {
+      if (state.pending) {
+        state.pending.play = !state.pending.play;
+      } else if (video.error) {
+        // this part cannot be played: go on with the next one, if there is one
+        if (state.index < segments.length - 1) show(state.index + 1, 0, true);
+      } else if (video.ended || (video.paused && position() >= total - 0.05)) {
+        seek(0, true); // from the start again
+      } else if (video.paused) {
+        play();
+      } else {
+        video.pause();
+      }
+      render();
+    }
+
+    function render() {
+      const time = clamp(position());
+      $('player-played').style.width = percent(time);
+      $('player-head').style.left = percent(time);
+      const atEnd = time >= total - 0.05;
+      $('player-time').textContent = mmss(time, atEnd) + ' / ' + mmss(total, true);
+      bar.setAttribute('aria-valuenow', String(Math.round(time)));
+      bar.setAttribute('aria-valuetext', mmss(time));
+      const index = state.pending ? state.pending.index : state.index;
+      const segment = segments[Math.max(0, index)];
+      $('player-clock').textContent = !segment || Number.isNaN(segment.start)
+        ? '' : t('clockAt', { time: clockTime(segment.start + (time - segment.offset) * 1000) });
+      $('player-part').textContent = segments.length > 1
+        ? t('part', { part: Math.max(0, index) + 1, parts: segments.length }) : '';
+      toggle.textContent = wantsToPlay() ? t('pause') : t('play');
+      toggle.setAttribute('aria-pressed', wantsToPlay() ? 'true' : 'false');
+    }
+
+    function drawEvents(events) {
+      const marks = $('player-marks');
+      const list = $('player-events');
+      for (const event of events) {
+        const time = eventTime(event);
+        const kind = EVENT_KINDS.has(event.kind) ? event.kind : 'other';
+        const name = event.name || t('someone');
+        const title = t('eventTitle', { time: mmss(time), kind: label('roomEvent', event.kind), name });
+        if (segments.length > 0) {
+          const mark = el('span', {
+            className: 'con-player-mark con-player-mark-' + kind,
+            title,
+            dataset: { time: String(time), kind: event.kind },
+          });
+          mark.style.left = percent(time);
+          marks.appendChild(mark);
+        }
+        const entry = el('button', {
+          type: 'button',
+          className: 'con-player-event',
+          dataset: { time: String(time), kind: event.kind },
+          disabled: segments.length === 0,
+        }, [
+          el('span', { className: 'con-player-event-time' }, mmss(time)),
+          el('span', { className: 'con-player-event-kind con-player-event-' + kind }, label('roomEvent', event.kind)),
+          el('span', { className: 'con-player-event-name', title: name }, name),
+          el('span', { className: 'con-player-event-clock' }, clockTime(Date.parse(event.at))),
+        ]);
+        entry.addEventListener('click', (click) => {
+          seek(time);
+          // clicked with the mouse: the keys (space, arrows) go to the player again
+          if (click.detail > 0) bar.focus({ preventScroll: true });
+        });
+        list.appendChild(el('li', {}, entry));
+      }
+      $('player-events-empty').hidden = events.length > 0;
+      list.hidden = events.length === 0;
+    }
+
+    // ---- the bar: click or drag to a time; a mark goes to its event -------------------
+
+    function barTime(clientX) {
+      const box = bar.getBoundingClientRect();
+      return box.width > 0 ? clamp(((clientX - box.left) / box.width) * total) : 0;
+    }
+
+    bar.addEventListener('pointerdown', (event) => {
+      if (event.button !== 0) return;
+      const mark = event.target.closest('.con-player-mark');
+      state.drag = { x: event.clientX, mark, time: mark ? null : barTime(event.clientX) };
+      bar.setPointerCapture(event.pointerId);
+      bar.focus({ preventScroll: true });
+      render();
+    });
+    bar.addEventListener('pointermove', (event) => {
+      if (!state.drag) return;
+      if (state.drag.mark && Math.abs(event.clientX - state.drag.x) < 4) return;
+      state.drag.mark = null;
+      state.drag.time = barTime(event.clientX);
+      render();
+    });
+    bar.addEventListener('pointerup', (event) => {
+      const drag = state.drag;
+      if (!drag) return;
+      state.drag = null;
+      seek(drag.mark ? Number(drag.mark.dataset.time) : barTime(event.clientX));
+    });
+    bar.addEventListener('pointercancel', () => {
+      state.drag = null;
+      render();
+    });
+
+    // ---- keys: space plays or pauses, ← → step 10 s, Home/End on the bar -------------
+
+    document.addEventListener('keydown', (event) => {
+      if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+      const target = event.target instanceof Element ? event.target : document.body;
+      if (target.closest('input, textarea, select, [contenteditable=""], [contenteditable="true"]')) return;
+      if (event.key === ' ' || event.key === 'Spacebar') {
+        // a focused control does its own thing; so does a focused <video> (its controls
+        // toggle on the key whatever a page says: handling it too would toggle twice)
+        if (target.closest('a, button') || target === video) return;
+        event.preventDefault();
+        togglePlay();
+      } else if (event.key === 'ArrowLeft' || event.key === 'ArrowRight') {
+        event.preventDefault();
+        seek(position() + (event.key === 'ArrowLeft' ? -SEEK_STEP_S : SEEK_STEP_S));
+      } else if ((event.key === 'Home' || event.key === 'End') && target === bar) {
+        event.preventDefault();
+        seek(event.key === 'Home' ? 0 : total);
+      }
+    });
+
+    toggle.addEventListener('click', togglePlay);
+
+    // ---- the <video>: one part after another -----------------------------------------
+
+    video.addEventListener('ended', () => {
+      if (state.pending) return;
+      if (state.index < segments.length - 1) show(state.index + 1, 0, true);
+      else render();
+    });
+    video.addEventListener('error', () => {
+      const failed = state.index;
+      const pending = state.pending;
+      state.pending = null;
+      state.token += 1;
+      // mostly 410, the file is gone; a <video> is not told the status, so it says "may"
+      showAlert(message, t('partFailed', { part: failed + 1 }), 'warn');
+      player.ready = true;
+      if (pending && pending.play && failed < segments.length - 1) show(failed + 1, 0, true);
+      else render();
+    });
+    for (const name of ['timeupdate', 'play', 'pause', 'seeked', 'durationchange']) {
+      video.addEventListener(name, render);
+    }
+
+    drawEvents(recording.timeline || []);
+    show(0, 0, false); // opens the first part (an audited viewing), paused on its first frame
   }
 
   const PAGES = {
@@ -930,6 +1370,8 @@
     terminals: terminalsPage,
     meetings: meetingsPage,
     meeting: meetingPage,
+    recordings: recordingsPage,
+    recording: recordingPage,
   };
 
   async function start() {
