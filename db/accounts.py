@@ -228,18 +228,22 @@ async def record_presence(
     session: AsyncSession, room_id: str, participant_id: str, name: str, online: bool
 ) -> None:
     """A participant joined or left a room: a timeline event, and a terminal's online state."""
-    session.add(
-        RoomEvent(
-            room_id=room_id,
-            kind="joined" if online else "left",
-            participant_id=participant_id,
-            name=name,
-        )
+    event = RoomEvent(
+        room_id=room_id,
+        kind="joined" if online else "left",
+        participant_id=participant_id,
+        name=name,
     )
+    session.add(event)
     kind, _, ident = participant_id.partition(":")
+    if kind == "account" and ident.isdigit():
+        account = await session.get(StaffAccount, int(ident))
+        org = await session.get(OrgUnit, account.org_id) if account else None
+        event.org_path = org.path if org else None
     if kind != "terminal" or not ident.isdigit():
         return
     terminal = await session.get(Terminal, int(ident))
     if terminal is not None:
+        event.org_path = terminal.org_path
         terminal.online = online
         terminal.last_seen_at = utcnow()

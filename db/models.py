@@ -412,4 +412,6 @@ class RoomEvent(Base):
     kind: Mapped[str] = mapped_column(String(32))  # joined | left | signin | snapshot
     participant_id: Mapped[str | None] = mapped_column(String(100))
     name: Mapped[str | None] = mapped_column(String(100))
+    # the participant's unit, when known: a timeline shows a caller only its own subtree
+    org_path: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[dict | None] = mapped_column(JSON)

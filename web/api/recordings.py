@@ -64,28 +64,31 @@ async def get_recording(
         Capability.MEETINGS_READ,
         "recording",
     )
-    offset = 0.0
-    segments = []
-    for segment in recording.segments:
-        segments.append(
-            {
-                "seq": segment.seq,
-                "started_at": segment.started_at,
-                "ended_at": segment.ended_at,
-                "offset_s": round(offset, 3),
-                "duration_s": segment.duration_s,
-                "bytes": segment.bytes,
-                "url": f"/api/recordings/{recording.id}/segments/{segment.seq}",
-            }
-        )
-        offset += segment.duration_s
+    # one time base for segments and events: seconds of wall-clock time since the start
+    segments = [
+        {
+            "seq": segment.seq,
+            "started_at": segment.started_at,
+            "ended_at": segment.ended_at,
+            "offset_s": round((segment.started_at - recording.started_at).total_seconds(), 3),
+            "duration_s": segment.duration_s,
+            "bytes": segment.bytes,
+            "url": f"/api/recordings/{recording.id}/segments/{segment.seq}",
+        }
+        for segment in recording.segments
+    ]
     end = recording.ended_at or (recording.segments[-1].ended_at if recording.segments else None)
     events_query = select(RoomEvent).where(
         RoomEvent.room_id == recording.room_id, RoomEvent.at >= recording.started_at
     )
     if end is not None:
         events_query = events_query.where(RoomEvent.at <= end)
-    events = (await session.execute(events_query.order_by(RoomEvent.at))).scalars().all()
+    events = [
+        event
+        for event in (await session.execute(events_query.order_by(RoomEvent.at))).scalars()
+        # the venue's own events, and others only from inside the caller's subtree
+        if event.participant_id == recording.participant_id or principal.covers(event.org_path)
+    ]
     timeline = [
         {
             "at": event.at,

@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(length=32), nullable=False),
         sa.Column("participant_id", sa.String(length=100), nullable=True),
         sa.Column("name", sa.String(length=100), nullable=True),
+        sa.Column("org_path", sa.String(length=255), nullable=True),
         sa.Column("detail", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
