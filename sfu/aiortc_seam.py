@@ -20,6 +20,7 @@ upgrade fails loudly instead of silently dropping media.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections.abc import Sequence
@@ -57,6 +58,8 @@ from aiortc.rtp import (
     unwrap_rtx,
 )
 from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
+
+logger = logging.getLogger(__name__)
 
 PINNED_AIORTC_VERSION = "1.16.0"
 
@@ -160,6 +163,7 @@ class ForwardingReceiver(RTCRtpReceiver):
         receiver.sink = None
         receiver.media_ssrc = None
         receiver.packets_forwarded = 0
+        receiver.sink_errors = 0
         return receiver
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
@@ -221,14 +225,25 @@ class ForwardingReceiver(RTCRtpReceiver):
         self.media_ssrc = packet.ssrc
         self.packets_forwarded += 1
         if self.sink is not None:
-            await self.sink.on_rtp(packet, codec)
+            try:
+                await self.sink.on_rtp(packet, codec)
+            except Exception:
+                # an exception here would end aiortc's receive loop: all of this
+                # publisher's media would stop, for every subscriber
+                self.sink_errors += 1
+                if self.sink_errors == 1:
+                    logger.exception("forwarding a packet failed")
 
     async def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
         """Tell the publisher how fast to send: our estimate, capped by the subscribers'."""
         rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
         if rtcp_ssrc is None:
             return
-        cap = self.sink.upstream_bitrate_cap() if self.sink is not None else None
+        try:
+            cap = self.sink.upstream_bitrate_cap() if self.sink is not None else None
+        except Exception:  # same reason as in _handle_rtp_packet
+            logger.exception("computing the upstream bitrate cap failed")
+            cap = None
         if cap is not None:
             bitrate = min(bitrate, cap)
         await self._send_rtcp(

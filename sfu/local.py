@@ -42,6 +42,9 @@ class LocalDownTrack:
         self.waiting_for_keyframe = self.kind == "video"
         self.packets_delivered = 0
         self.sink_errors = 0
+        # a server-side subscriber never limits the publisher's bitrate (see UpTrack)
+        self.remb_bitrate: int | None = None
+        self.remb_time: float | None = None
         self._closed = False
         self._waiter: asyncio.Future | None = None
         uptrack.downtracks.append(self)  # type: ignore[arg-type] - same fan-out protocol

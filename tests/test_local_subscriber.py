@@ -48,6 +48,13 @@ async def test_local_subscriber_gets_media_and_one_end_of_stream(server):
         subscription = await viewer.subscribe(publication_id)
         await asyncio.sleep(2)
         good, broken = sinks
+        # the server's REMB to the publisher (every ~1 s) walks the whole fan-out, local
+        # subscribers included: media must still flow well after it
+        uptrack = server.room("h264room").publications[publication_id].uptracks["video"]
+        assert uptrack.upstream_bitrate_cap() is None
+        before = len(good.packets["video"])
+        await asyncio.sleep(3)
+        assert len(good.packets["video"]) > before + 20, "media stopped after a REMB"
         video = good.packets["video"]
         assert len(video) > 20 and len(good.packets["audio"]) > 20
         mime, clock_rate, first, is_keyframe = video[0]
