@@ -130,9 +130,10 @@ class ApiWorld:
 async def api(request, tmp_path) -> AsyncIterator[ApiWorld]:
     """The real app on a fresh SQLite or PostgreSQL database with a small seeded county."""
     import aiohttp
-    from apiclient import ApiClient, seed_small_county, start_app
 
     from db.database import Database
+
+    from apiclient import ApiClient, seed_small_county, start_app
 
     async with fresh_database(request.param, tmp_path) as url:
         port = free_port()

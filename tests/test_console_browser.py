@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import aiohttp
 import numpy as np
 import pytest
-from apiclient import PASSWORD, seed_small_county
 
 from web.api.common import DATABASE_KEY
 
+from apiclient import PASSWORD, seed_small_county
 from browser import CHROMIUM, chromium_args, chromium_env, write_y4m
 
 pytestmark = pytest.mark.browser

@@ -14,10 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 import pytest
-from apiclient import PASSWORD, seed_small_county
 
 from web.api.common import DATABASE_KEY
 
+from apiclient import PASSWORD, seed_small_county
 from browser import CHROMIUM, chromium_env
 
 pytestmark = pytest.mark.browser

@@ -17,7 +17,6 @@ import aiohttp
 import av
 import numpy as np
 import pytest
-from apiclient import PASSWORD, seed_small_county
 
 from db.models import (
     Meeting,
@@ -31,6 +30,7 @@ from db.models import (
 from web.api.common import DATABASE_KEY
 from web.api.recordings import RECORDINGS_DIR_KEY
 
+from apiclient import PASSWORD, seed_small_county
 from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_env
 
 SIGNED_IN = {"Cookie": "lh_session=anything"}  # the pages only look for it; the API checks it

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 
 import aiohttp
-from apiclient import ApiClient
 from test_access_matrix import pair_terminal
 
 from db.accounts import TokenService
@@ -16,6 +15,7 @@ from db.models import OrgUnit, Role
 from signaling.tokens import TokenIssuer
 from web.api.common import DATABASE_KEY
 
+from apiclient import ApiClient
 from conftest import TEST_SECRET
 
 
