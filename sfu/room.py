@@ -10,6 +10,7 @@ listeners and is safe to call twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,7 @@ class Publication:
         self.announced = False
         self.announce_task: asyncio.Future | None = None
         self.closed = False
+        self._close_done = asyncio.Event()
 
     def subscribe_locally(self, sink: LocalSink) -> LocalSubscription:
         """Subscribe a server-side sink (recorder, recognizer) to this publication's media."""
@@ -87,9 +89,19 @@ class Publication:
         }
 
     async def close(self) -> None:
+        # a second caller (the peer leaving while the connection's own failure is closing
+        # it) waits for the first to finish, so events keep their order
         if self.closed:
+            with contextlib.suppress(TimeoutError):  # never hang a leaving peer
+                await asyncio.wait_for(self._close_done.wait(), 10)
             return
         self.closed = True
+        try:
+            await self._close()
+        finally:
+            self._close_done.set()
+
+    async def _close(self) -> None:
         if self.announce_task is not None:
             self.announce_task.cancel()
         for subscription in tuple(self.subscriptions):
