@@ -16,6 +16,7 @@ freeze rather than smeared pictures. `waiting_for_keyframe` tells the owner to a
 from __future__ import annotations
 
 import struct
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from aiortc.codecs.vpx import VpxPayloadDescriptor
@@ -61,7 +62,7 @@ class Frame:
     dropped: bool = False
 
 
-class Depacketizer:
+class Depacketizer(ABC):
     """Common bookkeeping; subclasses assemble one codec's frames."""
 
     codec = ""
@@ -71,8 +72,8 @@ class Depacketizer:
         self.frames_dropped = 0
         self.waiting_for_keyframe = False
 
-    def push(self, item: Ordered) -> list[Frame]:
-        raise NotImplementedError
+    @abstractmethod
+    def push(self, item: Ordered) -> list[Frame]: ...
 
     def flush(self) -> list[Frame]:
         """End of stream: a frame still in assembly never got its last packet."""
@@ -158,15 +159,15 @@ class _VideoDepacketizer(Depacketizer):
     def _reset(self) -> None:
         self._timestamp = None
 
-    def _starts_frame(self, payload: bytes) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def _starts_frame(self, payload: bytes) -> bool: ...
 
+    @abstractmethod
     def _add(self, payload: bytes) -> bool:
         """Take one packet's payload; False if it cannot belong to a whole frame."""
-        raise NotImplementedError
 
-    def _assemble(self) -> Frame | None:
-        raise NotImplementedError
+    @abstractmethod
+    def _assemble(self) -> Frame | None: ...
 
 
 class Vp8Depacketizer(_VideoDepacketizer):
