@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 CHROMIUM = "/usr/lib/chromium/chromium"
 
@@ -77,3 +82,28 @@ GRAB_VIDEO_JS = """
           pixels: Array.from(data)};
 }
 """
+
+
+@asynccontextmanager
+async def launched_chromium(args: list[str]) -> AsyncIterator:
+    """Debian's Chromium under Playwright, with a throwaway home; fails (never skips) if it is
+    not installed: CI installs it (.ci/run), and a skipped browser suite hides failures."""
+    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - a one-off check before launch
+        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.async_api import async_playwright
+
+    # a short home: Chromium's singleton socket path must fit in 108 bytes
+    home = Path(tempfile.mkdtemp(prefix="lh-chromium-"))
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=args,
+            ignore_default_args=["--mute-audio"],
+            env=chromium_env(home),
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+            shutil.rmtree(home, ignore_errors=True)

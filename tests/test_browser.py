@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +10,12 @@ import pytest
 
 from lighthouse.app import SIGNALING_KEY
 
-from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_args, chromium_env, write_y4m
+from browser import (
+    GRAB_VIDEO_JS,
+    chromium_args,
+    launched_chromium,
+    write_y4m,
+)
 from media import face_picture, similarity
 
 pytestmark = pytest.mark.browser
@@ -21,28 +23,10 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 async def chromium(tmp_path: Path):
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - a one-off check before launch
-        # never skip: CI installs it (.ci/run), and a skipped browser suite hides failures
-        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
     picture = face_picture()
     camera = write_y4m(tmp_path / "face.y4m", picture)
-    # a short home: Chromium's singleton socket path must fit in 108 bytes
-    home = Path(tempfile.mkdtemp(prefix="lh-chromium-"))
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=chromium_args(camera),
-            ignore_default_args=["--mute-audio"],
-            env=chromium_env(home),
-        )
-        try:
-            yield browser, picture
-        finally:
-            await browser.close()
-            shutil.rmtree(home, ignore_errors=True)
+    async with launched_chromium(chromium_args(camera)) as browser:
+        yield browser, picture
 
 
 async def open_page(browser, url: str):

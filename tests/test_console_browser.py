@@ -4,9 +4,6 @@ console, and the TV joins the meeting by itself with the terminal token it colle
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -17,35 +14,17 @@ import pytest
 from web.api.common import DATABASE_KEY
 
 from apiclient import PASSWORD, seed_small_county
-from browser import CHROMIUM, chromium_args, chromium_env, write_y4m
+from browser import chromium_args, launched_chromium, write_y4m
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 async def chromium(tmp_path: Path):
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - a one-off check before launch
-        # never skip: CI installs it (.ci/run), and a skipped browser suite hides failures
-        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
     # the TV publishes its camera: a plain grey picture will do
     camera = write_y4m(tmp_path / "grey.y4m", np.full((360, 640, 3), 128, np.uint8), frames=2)
-    # a short home: Chromium's singleton socket path must fit in 108 bytes
-    home = Path(tempfile.mkdtemp(prefix="lh-chromium-"))
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=chromium_args(camera),
-            ignore_default_args=["--mute-audio"],
-            env=chromium_env(home),
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-            shutil.rmtree(home, ignore_errors=True)
+    async with launched_chromium(chromium_args(camera)) as browser:
+        yield browser
 
 
 async def new_page(browser, width: int = 1280, height: int = 720):

@@ -7,8 +7,6 @@ import csv
 import datetime as dt
 import io
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,7 +16,7 @@ import pytest
 from web.api.common import DATABASE_KEY
 
 from apiclient import PASSWORD, seed_small_county
-from browser import CHROMIUM, chromium_env
+from browser import launched_chromium
 
 pytestmark = pytest.mark.browser
 
@@ -44,25 +42,9 @@ def roll_csv() -> bytes:
 
 @pytest.fixture
 async def chromium():
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - a one-off check before launch
-        # never skip: CI installs it (.ci/run), and a skipped browser suite hides failures
-        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
-    # a short home: Chromium's singleton socket path must fit in 108 bytes
-    home = Path(tempfile.mkdtemp(prefix="lh-chromium-"))
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-            env=chromium_env(home),
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-            shutil.rmtree(home, ignore_errors=True)
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+    async with launched_chromium(args) as browser:
+        yield browser
 
 
 async def wait_until(page, condition: str, timeout_ms: int = 10_000) -> None:

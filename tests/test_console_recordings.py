@@ -7,8 +7,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -31,7 +29,7 @@ from web.api.common import DATABASE_KEY
 from web.api.recordings import RECORDINGS_DIR_KEY
 
 from apiclient import PASSWORD, seed_small_county
-from browser import CHROMIUM, GRAB_VIDEO_JS, chromium_env
+from browser import GRAB_VIDEO_JS, launched_chromium
 
 SIGNED_IN = {"Cookie": "lh_session=anything"}  # the pages only look for it; the API checks it
 
@@ -217,31 +215,15 @@ async def add_two_part_recording(server, orgs) -> tuple[int, int]:
 
 @pytest.fixture
 async def chromium():
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - a one-off check before launch
-        # never skip: CI installs it (.ci/run), and a skipped browser suite hides failures
-        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
-    # a short home: Chromium's singleton socket path must fit in 108 bytes
-    home = Path(tempfile.mkdtemp(prefix="lh-chromium-"))
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--autoplay-policy=no-user-gesture-required",
-            ],
-            env=chromium_env(home),
-        )
-        try:
-            yield browser
-        finally:
-            await browser.close()
-            shutil.rmtree(home, ignore_errors=True)
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--autoplay-policy=no-user-gesture-required",
+    ]
+    async with launched_chromium(args) as browser:
+        yield browser
 
 
 async def wait_until(page, condition: str, timeout_ms: int = 10_000) -> None:

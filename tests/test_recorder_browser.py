@@ -5,9 +5,6 @@ Chromium's own <video>."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +14,7 @@ import pytest
 from recorder import Recorder, SegmentInfo
 from recorder.probe import probe_segment
 
-from browser import CHROMIUM, chromium_args, chromium_env, write_y4m
+from browser import chromium_args, launched_chromium, write_y4m
 from media import face_picture, similarity
 from recorder_support import decode_all
 
@@ -47,26 +44,10 @@ GRAB_JS = """
 
 @pytest.fixture
 async def chromium(tmp_path: Path):
-    if not os.path.exists(CHROMIUM):  # noqa: ASYNC240 - a one-off check before launch
-        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.async_api import async_playwright
-
     picture = face_picture()
     camera = write_y4m(tmp_path / "face.y4m", picture)
-    home = Path(tempfile.mkdtemp(prefix="lh-chromium-"))  # a short singleton socket path
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=chromium_args(camera),
-            ignore_default_args=["--mute-audio"],
-            env=chromium_env(home),
-        )
-        try:
-            yield browser, picture
-        finally:
-            await browser.close()
-            shutil.rmtree(home, ignore_errors=True)
+    async with launched_chromium(chromium_args(camera)) as browser:
+        yield browser, picture
 
 
 async def wait_until(predicate, timeout: float, what: str) -> None:
