@@ -1,7 +1,8 @@
 """Recorder benchmark: what recording a venue costs the server, beside relaying it.
 
-A Lighthouse server runs in its own process (`python -m recorder.serve`, the recorder
-attached to no room at first). K publishers send a pre-encoded clip (VP8 640x360 25 fps
+A Lighthouse server runs in its own process (bench/recorder_server.py: the app as
+`lighthouse serve` builds it, recording service and database index included, the recorder
+detached from every room at first). K publishers send a pre-encoded clip (VP8 640x360 25 fps
 ~800 kbit/s from bench/clip.py, plus pre-encoded Opus ~32 kbit/s) so they cost almost no
 client CPU, each with one subscriber that only counts what it receives. With the same K
 venues connected throughout, recording is switched off and on in alternating windows
@@ -14,7 +15,6 @@ stall (GET /recorder/stats).
 
     python bench/recorder.py                # K = 1, 4, 8
     python bench/recorder.py --quick        # K = 1, 3 (under 45 s)
-    python bench/recorder.py --inline       # file work on the event loop, for comparison
 
 The last line of output is one JSON object with `cpu_per_stream` (at the largest K) and
 `bytes_per_s` (per stream). Exits non-zero if a subscriber got no video or the recorder
@@ -269,7 +269,7 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-async def run(ks: list[int], pairs: int, warmup_s: float, measure_s: float, inline: bool) -> dict:
+async def run(ks: list[int], pairs: int, warmup_s: float, measure_s: float) -> dict:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="lighthouse-bench-rec-") as tmp:
         workdir = Path(tmp)
@@ -279,12 +279,12 @@ async def run(ks: list[int], pairs: int, warmup_s: float, measure_s: float, inli
             f'[server]\nhost = "127.0.0.1"\nport = {port}\nsecret = "{SECRET}"\n'
             'log_level = "WARNING"\nidle_timeout_s = 120\n\n'
             f'[database]\nurl = "sqlite:///{workdir}/lighthouse.db"\n\n'
+            f'[recording]\ndir = "{workdir}/recordings"\n\n'
             f'[[rooms]]\nid = "{ROOM}"\nname = "benchmark"\nvideo_codec = "vp8"\n',
             encoding="utf-8",
         )
         root = workdir / "recordings"
-        args = ["-m", "recorder.serve", "--config", str(config), "--root", str(root)]
-        args += ["--rooms", ""] + (["--inline"] if inline else [])
+        args = [str(Path(__file__).with_name("recorder_server.py")), "--config", str(config)]
         server = await spawn("lighthouse", args, workdir, pipes=False)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -295,7 +295,7 @@ async def run(ks: list[int], pairs: int, warmup_s: float, measure_s: float, inli
             bench = Bench(url, server, root, clip, opus, warmup_s, measure_s)
             print(
                 f"clip: VP8 640x360 25 fps {clip.kbps:.0f} kbit/s + Opus; {os.cpu_count()} "
-                f"cores; file work {'inline' if inline else 'on a worker thread'}; "
+                "cores; "
                 f"{pairs} relay/record window pairs of {measure_s:g} s per K",
                 flush=True,
             )
@@ -346,7 +346,6 @@ async def run(ks: list[int], pairs: int, warmup_s: float, measure_s: float, inli
     )
     return {
         "bench": "recorder",
-        "inline": inline,
         "cores": os.cpu_count(),
         "k": ks,
         "cpu_per_stream": largest["cpu_per_stream"],
@@ -365,15 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="K = 1, 3 (under 45 s)")
     parser.add_argument("--k", type=int, nargs="+", help="numbers of recorded streams")
-    parser.add_argument("--inline", action="store_true", help="file work on the event loop")
     args = parser.parse_args(argv)
     ks = sorted(set(args.k or ([1, 3] if args.quick else [1, 4, 8])))
     pairs, warmup_s, measure_s = (2, 1.0, 2.5) if args.quick else (3, 1.5, 5.0)
     try:
         result = asyncio.run(
-            asyncio.wait_for(
-                run(ks, pairs, warmup_s, measure_s, args.inline), 120 if args.quick else 600
-            )
+            asyncio.wait_for(run(ks, pairs, warmup_s, measure_s), 120 if args.quick else 600)
         )
     except (RuntimeError, TimeoutError) as exc:
         print(f"recorder benchmark failed: {exc}", file=sys.stderr)

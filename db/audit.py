@@ -18,11 +18,15 @@ def record(
     org_path: str | None = None,
     remote_addr: str | None = None,
     detail: dict | None = None,
+    actor: str | None = None,
 ) -> None:
-    """Add an entry to the session; it commits with the change it describes."""
+    """Add an entry to the session; it commits with the change it describes. Without a
+    principal, `actor` names what did it (e.g. a background job)."""
+    if principal is not None:
+        actor = f"{principal.subject} {principal.name}"
     session.add(
         AuditEntry(
-            actor=f"{principal.subject} {principal.name}" if principal else "anonymous",
+            actor=actor or "anonymous",
             actor_role=principal.role.value if principal else None,
             action=action,
             target_type=target_type,

@@ -21,14 +21,15 @@ from .models import (
     Terminal,
     utcnow,
 )
-from .tree import find_by_code
+from .tree import find_by_code, root_path
 
 
 async def venue_org_path(
     session: AsyncSession, participant_id: str, room_org_code: str | None
 ) -> str | None:
     """Where in the org tree a venue's recording belongs: its terminal's or account's unit,
-    else the room's organiser (so the organiser's admins can always play it back)."""
+    else the room's organiser (so the organiser's admins can always play it back), else
+    the county (never nowhere: a recording no one may open could never be checked)."""
     kind, _, ident = participant_id.partition(":")
     if ident.isdigit():
         if kind == "terminal":
@@ -45,7 +46,7 @@ async def venue_org_path(
         org = await find_by_code(session, room_org_code)
         if org is not None:
             return org.path
-    return None
+    return await root_path(session)
 
 
 async def add_segment(

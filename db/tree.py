@@ -76,3 +76,10 @@ async def subtree_counts(
 
 async def find_by_code(session: AsyncSession, code: str) -> OrgUnit | None:
     return (await session.execute(select(OrgUnit).where(OrgUnit.code == code))).scalar_one_or_none()
+
+
+async def root_path(session: AsyncSession) -> str | None:
+    """The county's path: where things that belong to no smaller unit are kept."""
+    return await session.scalar(
+        select(OrgUnit.path).where(OrgUnit.parent_id.is_(None)).order_by(OrgUnit.id).limit(1)
+    )

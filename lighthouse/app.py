@@ -9,6 +9,7 @@ from aiohttp import web
 
 from db.accounts import TokenService, record_presence
 from db.database import Database
+from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
 from signaling.server import Presence, SignalingService
@@ -39,6 +40,7 @@ def build_rooms(config: Config) -> dict[str, Room]:
                 video_codec=r.video_codec,
                 max_video_kbps=r.max_video_kbps,
                 org_code=r.org_code,
+                record=r.record,
             ),
             ice_servers=list(config.ice_servers),
         )
@@ -86,6 +88,11 @@ def create_app(config: Config) -> web.Application:
     app[DATABASE_KEY] = database
     add_api_routes(app, database, api_tokens, rooms, tokens, Path(config.recording_dir))
     app[DISCONNECT_KEY] = signaling.disconnect
+    recording = build_recording(config, database)
+    if recording is not None:
+        from web.api.recordings import RECORDING_SERVICE_KEY
+
+        app[RECORDING_SERVICE_KEY] = recording
     add_page_routes(
         app,
         ice_servers=[s.to_browser() for s in config.ice_servers],
@@ -100,12 +107,32 @@ def create_app(config: Config) -> web.Application:
     async def database_lifetime(_: web.Application):
         _ensure_sqlite_dir(config.database_url)
         await database.migrate()
+        if recording is not None:
+            await recording.start(rooms.values())
         yield
+        # on_shutdown has closed the rooms by now: every recording has seen its end
+        if recording is not None:
+            await recording.close()
         await database.close()
 
     app.cleanup_ctx.append(database_lifetime)
     app.on_shutdown.append(shutdown)
     return app
+
+
+def build_recording(config: Config, database: Database) -> RecordingService | None:
+    if not config.recording_enabled:
+        return None
+    return RecordingService(
+        database,
+        config.recording_dir,
+        RecordingLimits(
+            quota_bytes=config.recording_quota_bytes,
+            min_free_bytes=config.recording_min_free_bytes,
+            retention_days=config.recording_retention_days,
+        ),
+        segment_s=config.recording_segment_s,
+    )
 
 
 def _ensure_sqlite_dir(url: str) -> None:

@@ -24,6 +24,8 @@ class RoomConfig:
     max_video_kbps: int = 1000
     # the organising org unit (its code); callers in its subtree or above it may join
     org_code: str | None = None
+    # room policy: record its venues (when recording is enabled at all)
+    record: bool = True
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,12 @@ def _room(entry: dict) -> RoomConfig:
             video_codec=str(entry.get("video_codec", "h264")).lower(),
             max_video_kbps=int(entry.get("max_video_kbps", 1000)),
             org_code=str(entry["org_code"]) if entry.get("org_code") else None,
+            record=entry.get("record", True),
         )
     except KeyError as exc:
         raise ConfigError(f"a [[rooms]] entry lacks {exc.args[0]!r}") from None
+    if not isinstance(room.record, bool):
+        raise ConfigError(f"room {room.id}: record must be true or false")
     if not 100 <= room.max_video_kbps <= 20000:
         raise ConfigError(f"room {room.id}: max_video_kbps must be between 100 and 20000")
     if room.video_codec not in SUPPORTED_VIDEO_CODECS:
@@ -109,6 +114,8 @@ def _recording(section: dict) -> dict:
         if key not in names:
             raise ConfigError(f"unknown [recording] setting {key!r}")
         field, kind = names[key]
+        if kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"[recording] {key} must be true or false")
         values[field] = kind(value)
     if values.get("recording_segment_s", 10.0) < 1:
         raise ConfigError("[recording] segment_s must be at least 1")

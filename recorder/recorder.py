@@ -78,6 +78,10 @@ class RecorderSettings:
     max_backlog_bytes: int = 64 * 1024 * 1024  # queued for the disk, all recordings
 
 
+def _nothing() -> None:
+    return None
+
+
 def safe_name(name: str) -> str:
     """A path component from an id or a name: letters (any script), digits, - _ . only."""
     cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).strip(".")
@@ -291,8 +295,9 @@ class Recorder:
     """Records every publication of the rooms it is attached to, one `VenueRecording` each.
 
     `on_segment(SegmentInfo)` is called on the event loop for every file closed whole; it
-    may be a coroutine function (its task is awaited by `close()`). `should_record`, if
-    given, decides per publication (the seam for quotas and recording policy).
+    may be a coroutine function (its task is awaited by `close()`). `on_recording_end(
+    publication_id)` follows a recording's last `on_segment`. `should_record`, if given,
+    decides per publication (the seam for quotas and recording policy).
     """
 
     def __init__(
@@ -302,6 +307,7 @@ class Recorder:
         segment_s: float | None = None,
         on_segment: OnSegment | None = None,
         should_record: Callable[[Publication], bool] | None = None,
+        on_recording_end: Callable[[str], None] | None = None,
         threaded: bool = True,
         settings: RecorderSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -313,6 +319,7 @@ class Recorder:
         self.settings = settings
         self.on_segment = on_segment
         self.should_record = should_record
+        self.on_recording_end = on_recording_end
         self.clock = clock  # arrival times (tests feed packets faster than real time)
         self.worker = FileWorker(threaded=threaded)
         self.recordings: dict[str, VenueRecording] = {}  # active, by publication id
@@ -362,20 +369,16 @@ class Recorder:
             self.clock,
         )
         self.recordings[publication.id] = recording
-        subscription = publication.subscribe_locally(recording)
-        for downtrack in subscription.downtracks.values():
-            # UpTrack.upstream_bitrate_cap() reads every fan-out member's REMB; a
-            # LocalDownTrack has none, and the AttributeError ends the publisher's DTLS
-            # receive loop. Remove once sfu/local.py defines these itself.
-            if not hasattr(downtrack, "remb_bitrate"):
-                downtrack.remb_bitrate = None  # type: ignore[attr-defined]
-                downtrack.remb_time = None  # type: ignore[attr-defined]
-        recording.subscription = subscription
+        recording.subscription = publication.subscribe_locally(recording)
         return recording
 
     def _recording_finished(self, recording: VenueRecording) -> None:
         self.recordings.pop(recording.publication_id, None)
         self._loop_finished += recording.loop_s
+        if self.on_recording_end is not None:
+            # the file thread runs jobs in order: this one comes after the last file closed
+            callback = self.on_recording_end
+            self.worker.submit(_nothing, then=lambda *_: callback(recording.publication_id))
 
     def _segment_closed(self, recording: VenueRecording, closed: ClosedSegment) -> None:
         if not closed.ok:

@@ -43,8 +43,15 @@ class RunningServer:
         return self.app[ROOMS_KEY][room_id]
 
 
+def config_overrides(request) -> dict:
+    """Settings a test asks for with @pytest.mark.server_config(...). Recording is off
+    unless asked for: the SFU's tests count packets and keyframe requests exactly."""
+    marker = request.node.get_closest_marker("server_config")
+    return {"recording_enabled": False, **(marker.kwargs if marker else {})}
+
+
 @pytest.fixture
-async def server(tmp_path) -> AsyncIterator[RunningServer]:
+async def server(request, tmp_path) -> AsyncIterator[RunningServer]:
     config = load_config(
         env={},
         host="127.0.0.1",
@@ -57,6 +64,7 @@ async def server(tmp_path) -> AsyncIterator[RunningServer]:
         idle_timeout_s=30.0,
         database_url=f"sqlite:///{tmp_path}/server.db",
         recording_dir=str(tmp_path / "recordings"),
+        **config_overrides(request),
     )
     app = create_app(config)
     runner = web.AppRunner(app)
@@ -148,6 +156,7 @@ async def api(request, tmp_path) -> AsyncIterator[ApiWorld]:
                 RoomConfig("town-a-meeting", "A镇会议", org_code="TA"),
                 RoomConfig("town-b-meeting", "B镇会议", org_code="TB"),
             ),
+            **config_overrides(request),
         )
         app = create_app(config)
         runner = await start_app(app, port)  # migrates on start-up

@@ -1,5 +1,7 @@
-"""A recording server killed with SIGKILL mid-meeting: every segment it had closed plays
-whole, and the one it was writing plays up to its last complete fragment or cluster."""
+"""A Lighthouse server (`lighthouse serve`, recording on) killed with SIGKILL mid-meeting:
+every segment it had closed plays whole, the one it was writing plays up to its last
+complete fragment or cluster, and after a restart the index holds every file that plays,
+each recording closed."""
 
 from __future__ import annotations
 
@@ -13,8 +15,12 @@ from pathlib import Path
 
 import aiohttp
 import av
+import pytest
 from aiortc import AudioStreamTrack
+from sqlalchemy import select
 
+from db.database import Database
+from db.models import Recording, RecordingStatus
 from recorder.probe import probe_segment
 from signaling.client import SignalingClient
 from signaling.tokens import TokenIssuer
@@ -36,23 +42,21 @@ async def start_server(tmp_path: Path) -> tuple[asyncio.subprocess.Process, str,
         f'[server]\nhost = "127.0.0.1"\nport = {port}\nsecret = "{TEST_SECRET}"\n'
         'log_level = "WARNING"\n\n'
         f'[database]\nurl = "sqlite:///{tmp_path}/server.db"\n\n'
+        f'[recording]\ndir = "{tmp_path}/recordings"\nsegment_s = {SEGMENT_S}\n\n'
         '[[rooms]]\nid = "h264room"\nname = "H.264"\nvideo_codec = "h264"\n\n'
         '[[rooms]]\nid = "vp8room"\nname = "VP8"\nvideo_codec = "vp8"\n',
         encoding="utf-8",
     )
     root = tmp_path / "recordings"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTHOUSE_")}
-    log = (tmp_path / "server.log").open("wb")
+    log = (tmp_path / "server.log").open("ab")
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "recorder.serve",
+        "lighthouse.cli",
+        "serve",
         "--config",
         str(config),
-        "--root",
-        str(root),
-        "--segment-s",
-        str(SEGMENT_S),
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -145,3 +149,25 @@ async def test_sigkill_keeps_every_closed_segment_and_most_of_the_open_one(tmp_p
         assert all(t > end - 1.5 for t in failures), (room, failures, end)
         lost_s = (killed_at - probed.start).total_seconds() - end
         assert lost_s < 3.0, (room, lost_s)
+
+    # a restart repairs the index: each recording closed, every file that plays indexed
+    process, url, _ = await start_server(tmp_path)
+    process.terminate()  # a clean stop this time
+    assert await asyncio.wait_for(process.wait(), 30) == 0, server_log(tmp_path)
+    database = Database(f"sqlite:///{tmp_path}/server.db")
+    try:
+        async with database.session() as session:
+            recordings = (await session.execute(select(Recording))).scalars().all()
+    finally:
+        await database.close()
+    assert sorted(r.room_id for r in recordings) == sorted(CONTAINERS)
+    for recording in recordings:
+        assert recording.status == RecordingStatus.DONE
+        files = [p for p in segment_files(root / recording.room_id) if p.stat().st_size > 0]
+        indexed = [root / s.path for s in recording.segments]
+        assert indexed == files  # all of them, in order, the cut-off one last
+        assert [s.seq for s in recording.segments] == list(range(len(files)))
+        assert recording.bytes == sum(p.stat().st_size for p in files)
+        last = recording.segments[-1]
+        assert last.duration_s == pytest.approx(probe_segment(files[-1]).duration_s)
+        assert recording.ended_at == last.ended_at

@@ -3,6 +3,7 @@ checks a signed token and the caller's place in the org tree (db/access.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def add_api_routes(
     app[meeting_tokens.ROOMS_KEY] = rooms
     app[meeting_tokens.MEETING_TOKENS_KEY] = meeting_tokens_issuer
     app[recordings.RECORDINGS_DIR_KEY] = recordings_dir
+    app[recordings.JOIN_SLOTS_KEY] = asyncio.Semaphore(2)
     app[terminals.PAIRING_LIMIT_KEY] = terminals.PairingRateLimit()
     r = app.router
     r.add_post("/api/login", tree.post_login)
@@ -64,5 +66,7 @@ def add_api_routes(
     r.add_get("/api/meetings/{meeting_id:\\d+}/export.xlsx", members_io.export_meeting)
     r.add_post("/api/meeting-token", meeting_tokens.post_meeting_token)
     r.add_get("/api/recordings", recordings.list_recordings)
+    r.add_get("/api/recordings/status", recordings.get_recording_status)
+    r.add_get("/api/recordings/{recording_id:\\d+}/download", recordings.download_recording)
     r.add_get("/api/recordings/{recording_id:\\d+}", recordings.get_recording)
     r.add_get("/api/recordings/{recording_id:\\d+}/segments/{seq:\\d+}", recordings.get_segment)

@@ -3,7 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import os
+import tempfile
 from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import select
@@ -12,10 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import audit
 from db.access import Capability, Principal
 from db.models import Recording, RoomEvent
+from recorder.remux import Part, join_segments
+from recorder.service import RecordingService
 
 from .common import ApiError, authed, check, json_response, not_found, query_int, scoped_object
 
 RECORDINGS_DIR_KEY = web.AppKey("recordings_dir", Path)
+RECORDING_SERVICE_KEY = web.AppKey("recording_service", RecordingService)
+# joining copies every byte of a venue's recording: a few at once, the rest wait their turn
+JOIN_SLOTS_KEY = web.AppKey("recording_join_slots", asyncio.Semaphore)
+CHUNK = 256 * 1024
+TIMELINE_GRACE = dt.timedelta(seconds=10)
 
 
 def recording_json(recording: Recording) -> dict:
@@ -82,12 +95,15 @@ async def get_recording(
         RoomEvent.room_id == recording.room_id, RoomEvent.at >= recording.started_at
     )
     if end is not None:
-        events_query = events_query.where(RoomEvent.at <= end)
+        # what ended the recording (the venue leaving, a stop) comes just after its last frame
+        events_query = events_query.where(RoomEvent.at <= end + TIMELINE_GRACE)
     events = [
         event
         for event in (await session.execute(events_query.order_by(RoomEvent.at))).scalars()
-        # the venue's own events, and others only from inside the caller's subtree
-        if event.participant_id == recording.participant_id or principal.covers(event.org_path)
+        # the venue's own events, the room's (recording stopped...), and others' only from
+        # inside the caller's subtree
+        if event.participant_id in (recording.participant_id, None)
+        or principal.covers(event.org_path)
     ]
     timeline = [
         {
@@ -139,3 +155,92 @@ async def get_segment(
     return web.FileResponse(
         path, headers={"Content-Type": content_type, "Cache-Control": "private, no-store"}
     )
+
+
+@authed
+async def get_recording_status(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    """Whether the server records now (or why not), and how full its disk is."""
+    check(principal, Capability.MEETINGS_READ, principal.org_path, "recordings")
+    service = request.app.get(RECORDING_SERVICE_KEY)
+    if service is None:
+        return json_response({"enabled": False, "recording": False})
+    return json_response({"enabled": True, **service.status()})
+
+
+def _joined_file(parts: list[Part], work_dir: Path, container: str) -> BinaryIO:
+    """The joined file, open for reading and already unlinked: nothing is left behind,
+    whether the download completes or not."""
+    work_dir.mkdir(exist_ok=True)  # on the recordings' own disk
+    handle, name = tempfile.mkstemp(suffix=f".{container}", dir=work_dir)
+    os.close(handle)
+    try:
+        join_segments(parts, Path(name), container)
+        return open(name, "rb")
+    finally:
+        os.unlink(name)
+
+
+def _on_disk(root: Path, recording: Recording) -> list[Part]:
+    parts = []
+    for segment in recording.segments:
+        path = (root / segment.path).resolve()
+        if path.is_relative_to(root) and path.is_file():
+            offset = (segment.started_at - recording.started_at).total_seconds()
+            parts.append(Part(path, max(0.0, offset)))
+    return parts
+
+
+@authed
+async def download_recording(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.StreamResponse:
+    """The whole venue recording as one file: its segments' packets copied into one
+    container (not re-encoded), gaps kept, so its clock is the timeline's."""
+    recording = await scoped_object(
+        session,
+        principal,
+        Recording,
+        int(request.match_info["recording_id"]),
+        Capability.MEETINGS_READ,
+        "recording",
+    )
+    root = request.app[RECORDINGS_DIR_KEY].resolve()
+    parts = _on_disk(root, recording)
+    if not parts:
+        raise ApiError(410, "gone", "this recording is no longer on disk")
+    audit.record(
+        session,
+        principal,
+        "recording_downloaded",
+        target_type="recording",
+        target_id=recording.id,
+        org_path=recording.org_path,
+        remote_addr=request.remote,
+        detail={"venue": recording.venue_name, "segments": len(parts)},
+    )
+    await session.commit()
+    container = recording.container
+    async with request.app[JOIN_SLOTS_KEY]:
+        file = await asyncio.to_thread(_joined_file, parts, root / ".joining", container)
+    with file:
+        size = os.fstat(file.fileno()).st_size
+        stamp = recording.started_at.strftime("%Y%m%d-%H%M")
+        filename = f"{recording.venue_name}-{stamp}.{container}"
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "video/webm" if container == "webm" else "video/mp4",
+                "Content-Length": str(size),
+                "Content-Disposition": (
+                    f'attachment; filename="recording-{recording.id}-{stamp}.{container}"; '
+                    f"filename*=UTF-8''{quote(filename)}"
+                ),
+                "Cache-Control": "private, no-store",
+            }
+        )
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(file.read, CHUNK):
+            await response.write(chunk)
+        await response.write_eof()
+    return response

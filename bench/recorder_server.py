@@ -1,13 +1,13 @@
-"""Run Lighthouse with its rooms recorded, until the composition root wires the recorder.
+"""The server the recorder benchmark measures: `lighthouse serve` plus two bench-only routes.
 
-    python -m recorder.serve --config lighthouse.toml --root var/recordings [--segment-s 10]
+    python bench/recorder_server.py --config lighthouse.toml
 
-Builds the app exactly as `lighthouse serve` does (`lighthouse.app.create_app`), attaches
-a `Recorder` to its rooms (all, or `--rooms a,b`) and serves it. The recorder is closed on
-shutdown, after the rooms (so every recording sees its end of stream first).
-GET /recorder/stats answers the recorder's counters and the event loop's lag since the
-last call; POST /recorder/rooms/{id} {"record": false} stops recording a room (true starts
-it again). bench/recorder.py uses both; neither is meant for production.
+Builds the app exactly as `lighthouse serve` does (`lighthouse.app.create_app`, recording
+as configured in [recording]) and adds GET /recorder/stats (the recorder's counters and
+the event loop's longest stall since the last call) and POST /recorder/rooms/{id}
+{"record": false|true} (detach the recorder from a room, or attach it again), so the
+benchmark can switch recording off and on with the same publishers connected. Every room
+starts unrecorded. Not for production: these routes check no token.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ import logging
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiohttp import web
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from lighthouse.app import ROOMS_KEY, create_app
-from lighthouse.config import Config, ConfigError, load_config
+from lighthouse.config import ConfigError, load_config
+from web.api.recordings import RECORDING_SERVICE_KEY
 
-from .recorder import Recorder
-
-RECORDER_KEY = web.AppKey("recorder", Recorder)
 LAG_KEY = web.AppKey("loop_lag", dict)
 LAG_PROBE_S = 0.01
 
@@ -44,7 +45,7 @@ async def _watch_lag(lag: dict) -> None:
 
 
 async def _stats(request: web.Request) -> web.Response:
-    recorder = request.app[RECORDER_KEY]
+    recorder = request.app[RECORDING_SERVICE_KEY].recorder
     lag = request.app[LAG_KEY]
     body = {
         **recorder.stats(),
@@ -64,7 +65,7 @@ async def _set_recording(request: web.Request) -> web.Response:
     room = request.app[ROOMS_KEY].get(request.match_info["room_id"])
     if room is None:
         raise web.HTTPNotFound()
-    recorder = request.app[RECORDER_KEY]
+    recorder = request.app[RECORDING_SERVICE_KEY].recorder
     if (await request.json()).get("record"):
         recorder.attach(room)
     else:
@@ -72,54 +73,41 @@ async def _set_recording(request: web.Request) -> web.Response:
     return web.json_response({"recordings": len(recorder.recordings)})
 
 
-def build_app(
-    config: Config, recorder: Recorder, rooms: list[str] | None = None
-) -> web.Application:
-    app = create_app(config)
-    for room_id, room in app[ROOMS_KEY].items():
-        if rooms is None or room_id in rooms:
-            recorder.attach(room)
-    app[RECORDER_KEY] = recorder
+def add_bench_routes(app: web.Application) -> None:
     app[LAG_KEY] = {"max_s": 0.0, "samples": 0, "over_5ms": 0}
     app.router.add_get("/recorder/stats", _stats)
     app.router.add_post("/recorder/rooms/{room_id}", _set_recording)
 
     async def lifetime(app: web.Application) -> AsyncIterator[None]:
+        # after the composition root's start-up: the recording service runs by now
+        for room in app[ROOMS_KEY].values():
+            app[RECORDING_SERVICE_KEY].recorder.detach(room)
         watcher = asyncio.ensure_future(_watch_lag(app[LAG_KEY]))
         yield
         watcher.cancel()
-        await recorder.close()
 
     app.cleanup_ctx.append(lifetime)
-    return app
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recorder.serve", description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="TOML config file (also LIGHTHOUSE_CONFIG)")
-    parser.add_argument("--root", required=True, help="directory the recordings go under")
-    parser.add_argument("--segment-s", type=float, default=10.0)
-    parser.add_argument(
-        "--rooms", help='comma-separated room ids to record (default: all; "" for none)'
-    )
-    parser.add_argument("--inline", action="store_true", help="file work on the event loop")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, recording_enabled=True)
     except ConfigError as exc:
-        print(f"recorder: {exc}", file=sys.stderr)
+        print(f"recorder_server: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    recorder = Recorder(args.root, segment_s=args.segment_s, threaded=not args.inline)
-    rooms = args.rooms.split(",") if args.rooms is not None else None
-    app = build_app(config, recorder, rooms)
+    app = create_app(config)
+    add_bench_routes(app)
     web.run_app(
         app,
         host=config.host,
         port=config.port,
-        print=lambda _: print(f"Lighthouse (recording) on {config.base_url()}", flush=True),
+        print=lambda _: print(f"Lighthouse (bench) on {config.base_url()}", flush=True),
     )
     return 0
 
