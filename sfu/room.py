@@ -51,6 +51,8 @@ class RoomSettings:
     org_code: str | None = None
     # how long a publication waits for its first packet before `publication_added` anyway
     media_wait_s: float = 5.0
+    # the room's policy for the recorder (the SFU itself does not record)
+    record: bool = True
 
 
 def _new_id(prefix: str) -> str:
