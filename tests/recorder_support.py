@@ -5,6 +5,7 @@ from __future__ import annotations
 import fractions
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import av
 import numpy as np
@@ -153,3 +154,54 @@ def decode_all(path: Path) -> tuple[list[av.VideoFrame], int]:
             else:
                 samples += frame.samples
     return frames, samples
+
+
+# -- a publication without a network, for feeding a Recorder packets directly ------------
+
+
+class FakeDownTrack:
+    def __init__(self) -> None:
+        self.keyframe_requests = 0
+
+    async def request_keyframe(self) -> bool:
+        self.keyframe_requests += 1
+        return True
+
+
+class FakeSubscription:
+    def __init__(self, sink, kinds) -> None:
+        self.sink = sink
+        self.downtracks = {kind: FakeDownTrack() for kind in kinds}
+        self.closed = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            for kind in self.downtracks:
+                self.sink.on_end(kind)
+
+
+class FakePublication:
+    """What the recorder reads of an sfu.room.Publication."""
+
+    def __init__(self, room_id: str, participant_id: str, name: str, kinds) -> None:
+        self.id = "pub-test"
+        self.kinds = list(kinds)
+        self.peer = SimpleNamespace(
+            room=SimpleNamespace(id=room_id), participant_id=participant_id, name=name, role="main"
+        )
+        self.announced = True
+        self.closed = False
+        self.subscription: FakeSubscription | None = None
+
+    def subscribe_locally(self, sink) -> FakeSubscription:
+        self.subscription = FakeSubscription(sink, self.kinds)
+        return self.subscription
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now

@@ -93,7 +93,10 @@ async def test_player_page_renders_in_chinese_and_english(server):
         "left": "离开",
         "signin": "签到",
         "snapshot": "抓拍",
+        "recording_stopped": "录像已停止",
+        "recording_resumed": "录像已恢复",
     }
+    assert "下载整段录像" in body
     assert json_block(body, "con-page-strings")["part"] == "第 {part} 段，共 {parts} 段"
     assert "<script>" not in body and "style=" not in body
 

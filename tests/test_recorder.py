@@ -9,7 +9,6 @@ import itertools
 import random
 import time
 from datetime import UTC, datetime
-from types import SimpleNamespace
 
 import pytest
 
@@ -18,55 +17,14 @@ from recorder.probe import probe_segment
 from recorder.segments import SegmentFile
 from sfu.room import Room, RoomSettings
 
-from recorder_support import decode_all, encode_opus, encode_video, packetize
-
-
-class FakeDownTrack:
-    def __init__(self) -> None:
-        self.keyframe_requests = 0
-
-    async def request_keyframe(self) -> bool:
-        self.keyframe_requests += 1
-        return True
-
-
-class FakeSubscription:
-    def __init__(self, sink, kinds) -> None:
-        self.sink = sink
-        self.downtracks = {kind: FakeDownTrack() for kind in kinds}
-        self.closed = False
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            for kind in self.downtracks:
-                self.sink.on_end(kind)
-
-
-class FakePublication:
-    """What the recorder reads of an sfu.room.Publication."""
-
-    def __init__(self, room_id: str, participant_id: str, name: str, kinds) -> None:
-        self.id = "pub-test"
-        self.kinds = list(kinds)
-        self.peer = SimpleNamespace(
-            room=SimpleNamespace(id=room_id), participant_id=participant_id, name=name, role="main"
-        )
-        self.announced = True
-        self.closed = False
-        self.subscription: FakeSubscription | None = None
-
-    def subscribe_locally(self, sink) -> FakeSubscription:
-        self.subscription = FakeSubscription(sink, self.kinds)
-        return self.subscription
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from recorder_support import (
+    FakeClock,
+    FakePublication,
+    decode_all,
+    encode_opus,
+    encode_video,
+    packetize,
+)
 
 
 def arrivals(seconds: float, *, loss: float, seed: int = 3):

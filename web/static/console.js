@@ -1009,7 +1009,18 @@
     if (me && me.org) heading.textContent = t('recordingsOf', { org: me.org.name });
     const query = new URLSearchParams({ limit: '200' });
     if (config.meeting) query.set('meeting', String(config.meeting));
-    const reply = await api('GET', '/api/recordings?' + query.toString());
+    const [reply, recorder] = await Promise.all([
+      api('GET', '/api/recordings?' + query.toString()),
+      api('GET', '/api/recordings/status'),
+    ]);
+    if (recorder.enabled && !recorder.recording) {
+      const alert = $('con-recording-alert');
+      alert.textContent = t('recordingStopped', {
+        time: dateTime(recorder.stopped_at),
+        reason: label('recordingStopReason', recorder.stopped_reason),
+      });
+      alert.hidden = false;
+    }
     const ids = new Set(reply.recordings.map((r) => r.meeting_id).filter((id) => id !== null && id !== undefined));
     if (config.meeting) ids.add(config.meeting);
     const topics = new Map();
@@ -1053,6 +1064,11 @@
     $('rec-ended').textContent = dateTimeSeconds(recording.ended_at);
     $('rec-duration').textContent = mmss(recording.duration_s, true);
     $('rec-size').textContent = fileSize(recording.bytes);
+    if (recording.segments.length > 0) {
+      const download = $('rec-download');
+      download.href = '/api/recordings/' + recording.id + '/download';
+      download.hidden = false;
+    }
     recordingPlayer(recording);
     if (recording.meeting_id !== null && recording.meeting_id !== undefined) {
       const id = recording.meeting_id;
@@ -1065,7 +1081,7 @@
     }
   }
 
-  const EVENT_KINDS = new Set(['joined', 'left', 'signin', 'snapshot']);
+  const EVENT_KINDS = new Set(['joined', 'left', 'signin', 'snapshot', 'recording_stopped', 'recording_resumed']);
   const SEEK_STEP_S = 10;
 
   /**
@@ -1249,7 +1265,8 @@
       for (const event of events) {
         const time = eventTime(event);
         const kind = EVENT_KINDS.has(event.kind) ? event.kind : 'other';
-        const name = event.name || t('someone');
+        const reason = event.detail && event.detail.reason;
+        const name = event.name || (reason ? label('recordingStopReason', reason) : t('someone'));
         const title = t('eventTitle', { time: mmss(time), kind: label('roomEvent', event.kind), name });
         if (segments.length > 0) {
           const mark = el('span', {
