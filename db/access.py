@@ -25,12 +25,15 @@ class Capability(enum.StrEnum):
     ACCOUNTS_WRITE = "accounts:write"
     AUDIT_READ = "audit:read"
     MEETING_JOIN = "meeting:join"
+    # watch meetings unannounced (drop-in, patrol wall); every view is in the trail
+    SUPERVISE = "meetings:supervise"
 
 
 C = Capability
 ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
     Role.COUNTY_ADMIN: frozenset(C),
-    Role.TOWN_ADMIN: frozenset(C) - {C.AUDIT_READ},
+    # supervising is the supervisors' (and the county's) job, not the town office's
+    Role.TOWN_ADMIN: frozenset(C) - {C.AUDIT_READ, C.SUPERVISE},
     Role.VILLAGE_SECRETARY: frozenset(
         {
             C.TREE_READ,
@@ -50,6 +53,7 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
             C.MEETINGS_READ,
             C.AUDIT_READ,
             C.MEETING_JOIN,
+            C.SUPERVISE,
         }
     ),
     Role.VIEWER: frozenset({C.TREE_READ, C.MEETINGS_READ, C.MEETING_JOIN}),

@@ -415,3 +415,23 @@ class RoomEvent(Base):
     # the participant's unit, when known: a timeline shows a caller only its own subtree
     org_path: Mapped[str | None] = mapped_column(String(255))
     detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+class HiddenView(Base):
+    """A supervisor watching a meeting unannounced (a drop-in, or a tile of a patrol wall):
+    who watched which room, from when to when. The participants never see it; county staff
+    read it (docs/api.md, /api/supervision/views)."""
+
+    __tablename__ = "hidden_views"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    supervisor: Mapped[str] = mapped_column(String(100), index=True)  # "account:7"
+    supervisor_name: Mapped[str] = mapped_column(String(100))
+    room_id: Mapped[str] = mapped_column(String(64), index=True)
+    room_name: Mapped[str] = mapped_column(String(100))
+    # the watched meeting's organiser: whose staff may read this entry
+    org_path: Mapped[str | None] = mapped_column(String(255), index=True)
+    mode: Mapped[str] = mapped_column(String(16))  # drop_in | patrol
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    ended_at: Mapped[dt.datetime | None]
+    duration_s: Mapped[float | None] = mapped_column(Float)

@@ -83,3 +83,12 @@ async def root_path(session: AsyncSession) -> str | None:
     return await session.scalar(
         select(OrgUnit.path).where(OrgUnit.parent_id.is_(None)).order_by(OrgUnit.id).limit(1)
     )
+
+
+async def organiser(session: AsyncSession, org_code: str | None) -> OrgUnit | None:
+    """A room's organising unit by its code; a room without one belongs to the county."""
+    if org_code:
+        return await find_by_code(session, org_code)
+    return await session.scalar(
+        select(OrgUnit).where(OrgUnit.parent_id.is_(None)).order_by(OrgUnit.id).limit(1)
+    )

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from db import supervision
 from db.accounts import TokenService, record_presence
 from db.database import Database
+from db.tree import organiser
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
@@ -65,10 +67,35 @@ def create_app(config: Config) -> web.Application:
 
     async def on_presence(presence: Presence) -> None:
         async with database.session() as session:
-            await record_presence(
-                session, presence.room_id, presence.participant_id, presence.name, presence.online
-            )
+            if presence.hidden:  # a supervisor: into the trail, never onto a timeline
+                await record_hidden_view(session, presence)
+            else:
+                await record_presence(
+                    session,
+                    presence.room_id,
+                    presence.participant_id,
+                    presence.name,
+                    presence.online,
+                )
             await session.commit()
+
+    async def record_hidden_view(session, presence: Presence) -> None:
+        if not presence.online:
+            await supervision.view_ended(
+                session, supervisor=presence.participant_id, room_id=presence.room_id
+            )
+            return
+        room = rooms.get(presence.room_id)
+        org = await organiser(session, room.settings.org_code if room else None)
+        await supervision.view_started(
+            session,
+            supervisor=presence.participant_id,
+            supervisor_name=presence.name,
+            room_id=presence.room_id,
+            room_name=presence.room_name,
+            org_path=org.path if org else None,
+            mode=presence.purpose or "drop_in",
+        )
 
     signaling = SignalingService(
         rooms,
@@ -107,6 +134,9 @@ def create_app(config: Config) -> web.Application:
     async def database_lifetime(_: web.Application):
         _ensure_sqlite_dir(config.database_url)
         await database.migrate()
+        async with database.session() as session:
+            if await supervision.close_dangling(session):  # views a crash left open
+                await session.commit()
         if recording is not None:
             await recording.start(rooms.values())
         yield

@@ -43,6 +43,7 @@ class LocalDownTrack:
         self.packets_delivered = 0
         self.sink_errors = 0
         # a server-side subscriber never limits the publisher's bitrate (see UpTrack)
+        self.limits_publisher = False
         self.remb_bitrate: int | None = None
         self.remb_time: float | None = None
         self._closed = False

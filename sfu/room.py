@@ -15,6 +15,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
@@ -35,6 +36,8 @@ from .tracks import DownTrack, UpTrack
 logger = logging.getLogger(__name__)
 
 RoomEvent = dict
+# the signaling role of a supervisor watching unannounced
+HIDDEN_ROLE = "supervisor"
 Listener = Callable[[RoomEvent, "Peer | None"], Awaitable[None]]
 
 
@@ -165,6 +168,9 @@ class Peer:
         self.participant_id = participant_id
         self.name = name
         self.role = role
+        # a supervisor watching unannounced: in no peer list or event, publishes nothing,
+        # and its bandwidth estimates never slow the publisher (see DownTrack)
+        self.hidden = role == HIDDEN_ROLE
         self._send = send
         self.publications: dict[str, Publication] = {}
         self.subscriptions: dict[str, Subscription] = {}
@@ -184,6 +190,8 @@ class Peer:
     # -- publishing ----------------------------------------------------------------------
     async def publish(self, offer_sdp: str) -> tuple[Publication, str]:
         """Accept a publisher's offer; return the publication and the SDP answer."""
+        if self.hidden:
+            raise NegotiationError("not_allowed", "a hidden viewer cannot publish")
         settings = self.room.settings
         description = parse_sdp(offer_sdp, "offer")
         kinds = check_publish_offer(description, settings.video_codec)
@@ -246,19 +254,29 @@ class Peer:
         await publication.close()
 
     # -- subscribing ---------------------------------------------------------------------
-    async def subscribe(self, publication_id: str) -> tuple[Subscription, str]:
-        """Start a downstream connection for a publication; return it and the SDP offer."""
+    async def subscribe(
+        self, publication_id: str, kinds: list[str] | None = None
+    ) -> tuple[Subscription, str]:
+        """Start a downstream connection for a publication (all its kinds, or only `kinds`,
+        e.g. a wall tile's video); return it and the SDP offer."""
         publication = self.room.publications.get(publication_id)
         if publication is None or publication.closed:
             raise LookupError(publication_id)
+        wanted = [k for k in publication.kinds if kinds is None or k in kinds]
+        if not wanted:
+            raise NegotiationError(
+                "bad_request", f"the publication has none of the kinds {', '.join(kinds or [])}"
+            )
         settings = self.room.settings
         pc = new_peer_connection(self.room.ice_servers)
         subscription = Subscription(self, publication, pc)
-        for kind in publication.kinds:
+        for kind in wanted:
             transceiver = pc.addTransceiver(kind, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind, settings.video_codec))
             sender = ForwardingSender.install(transceiver.sender)
-            subscription.downtracks[kind] = DownTrack(publication.uptracks[kind], sender)
+            subscription.downtracks[kind] = DownTrack(
+                publication.uptracks[kind], sender, limits_publisher=not self.hidden
+            )
         await pc.setLocalDescription(await pc.createOffer())
         self.subscriptions[subscription.id] = subscription
         publication.subscriptions.add(subscription)
@@ -306,16 +324,23 @@ class Peer:
             await subscription.close()
         for publication in tuple(self.publications.values()):
             await publication.close()
+        self.room.hidden_peers.pop(self.id, None)
         if self.room.peers.pop(self.id, None) is not None:
             await self.room.emit({"type": "peer_left", "peer_id": self.id}, exclude=self)
+            if not self.room.peers:
+                self.room.live_since = None
 
 
 @dataclass
 class Room:
     settings: RoomSettings
     ice_servers: list[IceServer] = field(default_factory=list)
+    # the participants everyone sees; hidden viewers are kept apart, so no list, count or
+    # event built from `peers` can include them
     peers: dict[str, Peer] = field(default_factory=dict)
+    hidden_peers: dict[str, Peer] = field(default_factory=dict)
     publications: dict[str, Publication] = field(default_factory=dict)
+    live_since: datetime | None = None  # UTC, since the first visible participant joined
     # told of each publication once its media flows (the recorder subscribes here)
     publication_listeners: list[Callable[[Publication], Awaitable[None]]] = field(
         default_factory=list
@@ -343,6 +368,11 @@ class Room:
         self, participant_id: str, name: str, role: str, send: Callable[[dict], Awaitable[None]]
     ) -> Peer:
         peer = Peer(self, participant_id, name, role, send)
+        if peer.hidden:
+            self.hidden_peers[peer.id] = peer
+            return peer
+        if not self.peers:
+            self.live_since = datetime.now(UTC)
         self.peers[peer.id] = peer
         await self.emit({"type": "peer_joined", **peer.describe()}, exclude=peer)
         return peer
@@ -351,10 +381,11 @@ class Room:
         return [p.describe() for p in self.publications.values() if not p.closed and p.announced]
 
     async def emit(self, event: RoomEvent, exclude: Peer | None) -> None:
-        for peer in tuple(self.peers.values()):
+        # hidden viewers hear of publications coming and going, like everyone else
+        for peer in (*self.peers.values(), *self.hidden_peers.values()):
             if peer is not exclude:
                 await peer.send(event)
 
     async def close(self) -> None:
-        for peer in tuple(self.peers.values()):
+        for peer in (*self.peers.values(), *self.hidden_peers.values()):
             await peer.close()

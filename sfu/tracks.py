@@ -96,7 +96,8 @@ class UpTrack:
         fresh = [
             d.remb_bitrate
             for d in self.downtracks
-            if d.remb_bitrate is not None
+            if d.limits_publisher
+            and d.remb_bitrate is not None
             and d.remb_time is not None
             and now - d.remb_time < REMB_FRESH_S
         ]
@@ -142,8 +143,13 @@ class UpTrack:
 class DownTrack:
     """One media kind of one subscription: rewrites and sends an UpTrack's packets."""
 
-    def __init__(self, uptrack: UpTrack, sender: ForwardingSender) -> None:
+    def __init__(
+        self, uptrack: UpTrack, sender: ForwardingSender, *, limits_publisher: bool = True
+    ) -> None:
         self.uptrack = uptrack
+        # whether this subscriber's REMB may lower the publisher's bitrate (a hidden viewer's
+        # must not: nobody may notice it, least of all by a worse picture)
+        self.limits_publisher = limits_publisher
         self.sender = sender
         self.kind = uptrack.kind
         self.rewriter = StreamRewriter(

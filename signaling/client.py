@@ -128,8 +128,13 @@ class SignalingClient:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
         return reply["publication_id"]
 
-    async def subscribe(self, publication_id: str) -> ClientSubscription:
-        offer = await self.request({"type": "subscribe", "publication_id": publication_id})
+    async def subscribe(
+        self, publication_id: str, kinds: list[str] | None = None
+    ) -> ClientSubscription:
+        message: dict[str, Any] = {"type": "subscribe", "publication_id": publication_id}
+        if kinds is not None:
+            message["kinds"] = kinds
+        offer = await self.request(message)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         subscription = ClientSubscription(offer["subscription_id"], publication_id, pc)
 

@@ -29,7 +29,18 @@ MESSAGE_SCHEMAS: dict[str, dict[str, Any]] = {
     "join": _message("join", {"token": {"type": "string", "minLength": 1, "maxLength": 4096}}),
     "publish": _message("publish", {"sdp": _SDP}),
     "unpublish": _message("unpublish", {"publication_id": _REF}),
-    "subscribe": _message("subscribe", {"publication_id": _REF}),
+    "subscribe": _message(
+        "subscribe",
+        {"publication_id": _REF},
+        {
+            "kinds": {
+                "type": "array",
+                "items": {"enum": ["audio", "video"]},
+                "minItems": 1,
+                "uniqueItems": True,
+            }
+        },
+    ),
     "subscription_answer": _message("subscription_answer", {"subscription_id": _REF, "sdp": _SDP}),
     "unsubscribe": _message("unsubscribe", {"subscription_id": _REF}),
     "ping": _message("ping"),

@@ -35,6 +35,11 @@ class Presence:
     participant_id: str
     name: str
     online: bool
+    role: str = "viewer"
+    # a supervisor's hidden view (and why: drop_in | patrol): audited, never a timeline event
+    hidden: bool = False
+    purpose: str | None = None
+    room_name: str = ""
 
 
 class Connection:
@@ -44,6 +49,7 @@ class Connection:
         self.ws = ws
         self.remote = remote
         self.peer: Peer | None = None
+        self.purpose: str | None = None  # a hidden viewer's, from its token
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -78,7 +84,7 @@ class SignalingService:
         # online state in the database follows it
         self.on_presence = on_presence
         self.idle_timeout_s = idle_timeout_s
-        self._by_participant: dict[tuple[str, str], Connection] = {}
+        self._by_participant: dict[tuple[str, str, bool], Connection] = {}
         self.connections: set[Connection] = set()
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
@@ -171,7 +177,7 @@ class SignalingService:
         elif kind == "subscribe":
             pub_id = message["publication_id"]
             try:
-                subscription, offer = await peer.subscribe(pub_id)
+                subscription, offer = await peer.subscribe(pub_id, message.get("kinds"))
             except LookupError:
                 raise MessageError(
                     "unknown_publication", f"no publication {pub_id} in this room", request_id
@@ -220,7 +226,8 @@ class SignalingService:
         room = self.rooms.get(grant.room_id)
         if room is None:
             raise MessageError("unknown_room", f"there is no room {grant.room_id!r}", request_id)
-        key = (room.id, grant.participant_id)
+        # a hidden view never replaces (or is replaced by) the same person's visible join
+        key = (room.id, grant.participant_id, grant.hidden)
         previous = self._by_participant.get(key)
         if previous is not None and previous is not connection:
             await previous.error("replaced", "you joined again from another connection")
@@ -228,8 +235,9 @@ class SignalingService:
             await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION)
         peer = await room.add_peer(grant.participant_id, grant.name, grant.role, connection.send)
         connection.peer = peer
+        connection.purpose = grant.purpose
         self._by_participant[key] = connection
-        await self._presence(Presence(room.id, grant.participant_id, grant.name, True))
+        await self._presence(self._presence_of(connection, peer, online=True))
         others = [p.describe() for p in room.peers.values() if p is not peer]
         await connection.send(
             _reply(
@@ -248,11 +256,24 @@ class SignalingService:
         if peer is None:
             return
         connection.peer = None
-        key = (peer.room.id, peer.participant_id)
+        key = (peer.room.id, peer.participant_id, peer.hidden)
         if self._by_participant.get(key) is connection:
             del self._by_participant[key]
-            await self._presence(Presence(peer.room.id, peer.participant_id, peer.name, False))
+            await self._presence(self._presence_of(connection, peer, online=False))
         await peer.close()
+
+    @staticmethod
+    def _presence_of(connection: Connection, peer: Peer, online: bool) -> Presence:
+        return Presence(
+            peer.room.id,
+            peer.participant_id,
+            peer.name,
+            online,
+            role=peer.role,
+            hidden=peer.hidden,
+            purpose=connection.purpose,
+            room_name=peer.room.settings.name,
+        )
 
     async def disconnect(self, participant_id: str) -> int:
         """End every connection of a participant whose access was revoked; return how many."""

@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 import jwt
 
-ROLES = ("main", "terminal", "viewer")
+# "supervisor": watches unannounced (hidden from everyone in the room; see sfu/room.py)
+ROLES = ("main", "terminal", "viewer", "supervisor")
+# why a supervisor's token was minted: one drop-in, or one tile of a patrol wall
+PURPOSES = ("drop_in", "patrol")
 _ALGORITHM = "HS256"
 _MIN_SECRET_BYTES = 32
 
@@ -30,6 +33,11 @@ class Grant:
     expires_at: int
     # the API token (jti) this meeting token was minted from, checked for revocation at join
     source_token_id: str | None = None
+    purpose: str | None = None  # a supervisor's: drop_in | patrol
+
+    @property
+    def hidden(self) -> bool:
+        return self.role == "supervisor"
 
 
 class TokenIssuer:
@@ -48,9 +56,12 @@ class TokenIssuer:
         role: str,
         ttl_s: int = 12 * 3600,
         source_token_id: str | None = None,
+        purpose: str | None = None,
     ) -> str:
         if role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
+        if purpose is not None and purpose not in PURPOSES:
+            raise ValueError(f"unknown purpose {purpose!r}")
         claims = {
             "typ": "meeting",
             "sub": participant_id,
@@ -61,6 +72,8 @@ class TokenIssuer:
         }
         if source_token_id:
             claims["src"] = source_token_id
+        if purpose:
+            claims["purpose"] = purpose
         return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
 
     def verify(self, token: object) -> Grant:
@@ -93,4 +106,5 @@ class TokenIssuer:
             role=role,
             expires_at=int(claims["exp"]),
             source_token_id=claims.get("src") if isinstance(claims.get("src"), str) else None,
+            purpose=claims.get("purpose") if claims.get("purpose") in PURPOSES else None,
         )

@@ -14,7 +14,17 @@ from db.database import Database
 from sfu.room import Room
 from signaling.tokens import TokenIssuer
 
-from . import audit_log, meeting_tokens, meetings, members, members_io, recordings, terminals, tree
+from . import (
+    audit_log,
+    meeting_tokens,
+    meetings,
+    members,
+    members_io,
+    recordings,
+    supervision,
+    terminals,
+    tree,
+)
 from .common import DATABASE_KEY, TOKEN_SERVICE_KEY
 
 
@@ -65,6 +75,9 @@ def add_api_routes(
     r.add_get("/api/meetings/export.xlsx", members_io.export_meetings)
     r.add_get("/api/meetings/{meeting_id:\\d+}/export.xlsx", members_io.export_meeting)
     r.add_post("/api/meeting-token", meeting_tokens.post_meeting_token)
+    r.add_get("/api/supervision/live", supervision.list_live)
+    r.add_post("/api/supervision/view", supervision.post_view)
+    r.add_get("/api/supervision/views", supervision.list_views)
     r.add_get("/api/recordings", recordings.list_recordings)
     r.add_get("/api/recordings/status", recordings.get_recording_status)
     r.add_get("/api/recordings/{recording_id:\\d+}/download", recordings.download_recording)

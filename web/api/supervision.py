@@ -1,0 +1,204 @@
+"""Supervision: the live meetings in a supervisor's part of the tree, hidden viewing tokens,
+and the trail of hidden views. /api/supervision/...
+
+A hidden viewer joins a room with a `supervisor` token: the SFU keeps it out of every peer
+list and event, it cannot publish, and its bandwidth estimates never slow the publisher
+(sfu/room.py). Tokens are minted only for rooms whose organiser lies inside the caller's
+subtree; a refusal is answered 403 and audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import audit
+from db.access import Capability, Principal
+from db.models import (
+    Attendance,
+    AttendanceStatus,
+    HiddenView,
+    Meeting,
+    MeetingStatus,
+    OrgUnit,
+)
+from db.tree import organiser
+from sfu.room import Room
+
+from .common import ApiError, authed, check, json_response, parse_body, query_int
+from .meeting_tokens import MEETING_TOKENS_KEY, ROOMS_KEY
+
+VIEW_TOKEN_TTL_S = 4 * 3600
+
+
+def main_publication(room: Room) -> dict | None:
+    """What a wall tile shows of a meeting: the main venue's camera, else the first one."""
+    visible = [p for p in room.publications.values() if p.announced and not p.closed]
+    visible = [p for p in visible if "video" in p.kinds] or visible
+    if not visible:
+        return None
+    visible.sort(key=lambda p: p.peer.role != "main")
+    return visible[0].describe()
+
+
+async def _live_meeting(session: AsyncSession, org: OrgUnit) -> tuple[Meeting | None, int]:
+    """The organiser's meeting that is live now, and how many have signed in to it."""
+    meeting = await session.scalar(
+        select(Meeting)
+        .where(Meeting.organiser_id == org.id, Meeting.status == MeetingStatus.LIVE)
+        .order_by(Meeting.actual_start.desc())
+        .limit(1)
+    )
+    if meeting is None:
+        return None, 0
+    signed_in = await session.scalar(
+        select(func.count())
+        .select_from(Attendance)
+        .where(
+            Attendance.meeting_id == meeting.id,
+            Attendance.status == AttendanceStatus.PRESENT,
+        )
+    )
+    return meeting, int(signed_in or 0)
+
+
+@authed
+async def list_live(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    """The meetings going on now in the caller's subtree (a room with a venue in it)."""
+    check(principal, Capability.SUPERVISE, principal.org_path, "meetings")
+    rooms: Mapping[str, Room] = request.app[ROOMS_KEY]
+    live = []
+    for room in rooms.values():
+        if not room.peers:
+            continue
+        org = await organiser(session, room.settings.org_code)
+        if org is None or not principal.covers(org.path):
+            continue
+        meeting, signed_in = await _live_meeting(session, org)
+        live.append(
+            {
+                "room_id": room.id,
+                "room_name": room.settings.name,
+                "org": {"id": org.id, "name": org.name, "path": org.path},
+                "meeting": None
+                if meeting is None
+                else {"id": meeting.id, "type": meeting.type, "topic": meeting.topic},
+                "started_at": (meeting.actual_start if meeting else None) or room.live_since,
+                "venues_online": len(room.peers),
+                "venues": [peer.name for peer in room.peers.values()],
+                "signed_in": signed_in,
+                "main_publication": main_publication(room),
+            }
+        )
+    live.sort(key=lambda m: (m["org"]["path"], m["room_id"]))
+    return json_response({"meetings": live})
+
+
+class ViewBody(BaseModel):
+    room_id: str = Field(min_length=1, max_length=64)
+    mode: str = Field(default="drop_in", pattern="^(drop_in|patrol)$")
+
+
+@authed
+async def post_view(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    """A token to watch one room unannounced."""
+    body = await parse_body(request, ViewBody)
+    if not principal.allows(Capability.SUPERVISE):
+        raise ApiError(403, "forbidden", f"your role ({principal.role}) may not supervise")
+    room = request.app[ROOMS_KEY].get(body.room_id)
+    if room is None:
+        raise ApiError(404, "unknown_room", f"there is no meeting room {body.room_id!r}")
+    org = await organiser(session, room.settings.org_code)
+    if org is None or not principal.covers(org.path):
+        audit.record(
+            session,
+            principal,
+            "supervision_denied",
+            target_type="room",
+            target_id=room.id,
+            org_path=principal.org_path,
+            remote_addr=request.remote,
+            detail={"room_org": org.path if org else None, "mode": body.mode},
+        )
+        await session.commit()
+        raise ApiError(
+            403, "out_of_scope", "this meeting is outside your part of the organisation tree"
+        )
+    token = request.app[MEETING_TOKENS_KEY].mint(
+        principal.subject,
+        principal.name,
+        room.id,
+        "supervisor",
+        ttl_s=VIEW_TOKEN_TTL_S,
+        source_token_id=principal.token_id,
+        purpose=body.mode,
+    )
+    return json_response(
+        {"room_id": room.id, "room_name": room.settings.name, "token": token, "mode": body.mode}
+    )
+
+
+def _parse_day(value: str | None, field: str) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        day = dt.date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(422, "invalid", f"{field} must be a date like 2026-11-23") from None
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+
+
+@authed
+async def list_views(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    """The hidden views of meetings in the caller's subtree, newest first."""
+    check(principal, Capability.AUDIT_READ, principal.org_path, "audit log")
+    query = select(HiddenView).where(HiddenView.org_path.like(f"{principal.org_path}%"))
+    text = request.query.get("q", "").strip()
+    if text:
+        pattern = f"%{text}%"
+        query = query.where(
+            HiddenView.supervisor_name.like(pattern)
+            | HiddenView.room_name.like(pattern)
+            | (HiddenView.supervisor == text)
+        )
+    if request.query.get("room"):
+        query = query.where(HiddenView.room_id == request.query["room"])
+    since = _parse_day(request.query.get("from"), "from")
+    if since is not None:
+        query = query.where(HiddenView.started_at >= since)
+    until = _parse_day(request.query.get("to"), "to")
+    if until is not None:
+        query = query.where(HiddenView.started_at < until + dt.timedelta(days=1))
+    limit = query_int(request, "limit", 200, 1, 1000)
+    rows = await session.execute(
+        query.order_by(HiddenView.started_at.desc(), HiddenView.id.desc()).limit(limit)
+    )
+    return json_response(
+        {
+            "views": [
+                {
+                    "id": v.id,
+                    "supervisor": v.supervisor,
+                    "supervisor_name": v.supervisor_name,
+                    "room_id": v.room_id,
+                    "room_name": v.room_name,
+                    "mode": v.mode,
+                    "started_at": v.started_at,
+                    "ended_at": v.ended_at,
+                    "duration_s": v.duration_s,
+                }
+                for v in rows.scalars()
+            ]
+        }
+    )
