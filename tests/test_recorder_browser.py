@@ -114,7 +114,11 @@ async def test_browser_publishers_are_recorded_in_both_codecs(server, chromium, 
             assert abs(probed.duration_s - segment.duration_s) < 0.1
             pictures, segment_samples = decode_all(path)
             samples += segment_samples
-            for frame in (pictures[0], pictures[-1]):
+            # a browser's very first keyframe is coarse (its encoder ramps its quality up
+            # over the first second, more slowly on a busy machine): the first part is
+            # judged from one second in
+            first = pictures[25] if segment.seq == 0 and len(pictures) > 25 else pictures[0]
+            for frame in (first, pictures[-1]):
                 score = similarity(picture, frame.to_ndarray(format="rgb24"))
                 assert score > 0.9, (segment.path, score)
         # the whole time has sound (Chromium's fake microphone beeps)
