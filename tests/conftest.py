@@ -52,19 +52,22 @@ def config_overrides(request) -> dict:
 
 @pytest.fixture
 async def server(request, tmp_path) -> AsyncIterator[RunningServer]:
+    settings = {
+        "rooms": (
+            RoomConfig("h264room", "H.264 会议", "h264"),
+            RoomConfig("vp8room", "VP8 会议", "vp8"),
+        ),
+        **config_overrides(request),
+    }
     config = load_config(
         env={},
         host="127.0.0.1",
         port=free_port(),
         secret=TEST_SECRET,
-        rooms=(
-            RoomConfig("h264room", "H.264 会议", "h264"),
-            RoomConfig("vp8room", "VP8 会议", "vp8"),
-        ),
         idle_timeout_s=30.0,
         database_url=f"sqlite:///{tmp_path}/server.db",
         recording_dir=str(tmp_path / "recordings"),
-        **config_overrides(request),
+        **settings,
     )
     app = create_app(config)
     runner = web.AppRunner(app)

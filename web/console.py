@@ -50,10 +50,17 @@ def _signed_in(handler: Handler) -> Handler:
     return wrapper
 
 
-def add_console_routes(app: web.Application, *, renderer: PageRenderer | None = None) -> None:
+def add_console_routes(
+    app: web.Application,
+    *,
+    renderer: PageRenderer | None = None,
+    ice_servers: list[dict[str, Any]] | None = None,
+) -> None:
     """Register /console, /console/login, /console/members, /console/terminals,
-    /console/meetings, /console/meetings/{id}, /console/recordings and /console/recordings/{id}."""
+    /console/meetings, /console/meetings/{id}, /console/recordings, /console/recordings/{id}
+    and the supervision pages (/console/supervision, .../watch/{room}, .../patrol, .../log)."""
     pages = renderer if renderer is not None else PageRenderer()
+    ice_servers = list(ice_servers or [])
 
     def page(request: web.Request, template: str, name: str, **config: Any) -> web.Response:
         config.update(
@@ -132,6 +139,38 @@ def add_console_routes(app: web.Application, *, renderer: PageRenderer | None = 
             recordingId=int(request.match_info["recording_id"]),
         )
 
+    @_signed_in
+    async def supervision(request: web.Request) -> web.Response:
+        return page(request, "console_supervision.html", "supervision")
+
+    @_signed_in
+    async def watch(request: web.Request) -> web.Response:
+        return page(
+            request,
+            "console_watch.html",
+            "watch",
+            roomId=request.match_info["room_id"],
+            iceServers=ice_servers,
+        )
+
+    @_signed_in
+    async def patrol(request: web.Request) -> web.Response:
+        grid = _query_id(request, "grid")
+        interval = _query_id(request, "interval")
+        return page(
+            request,
+            "console_patrol.html",
+            "patrol",
+            grid=grid if grid in (2, 3) else 2,
+            intervalS=min(max(interval or 20, 2), 600),
+            scope=_query_id(request, "scope"),
+            iceServers=ice_servers,
+        )
+
+    @_signed_in
+    async def supervision_log(request: web.Request) -> web.Response:
+        return page(request, "console_supervision_log.html", "supervisionLog")
+
     router = app.router
     router.add_get(LOGIN_PATH, login)
     router.add_get("/console", tree)
@@ -141,3 +180,7 @@ def add_console_routes(app: web.Application, *, renderer: PageRenderer | None = 
     router.add_get("/console/meetings/{meeting_id:\\d{1,11}}", meeting)
     router.add_get("/console/recordings", recordings)
     router.add_get("/console/recordings/{recording_id:\\d{1,11}}", recording)
+    router.add_get("/console/supervision", supervision)
+    router.add_get("/console/supervision/watch/{room_id:[A-Za-z0-9_.-]{1,64}}", watch)
+    router.add_get("/console/supervision/patrol", patrol)
+    router.add_get("/console/supervision/log", supervision_log)

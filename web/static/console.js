@@ -190,9 +190,16 @@
     terminals: '/console/terminals',
     meetings: '/console/meetings',
     recordings: '/console/recordings',
+    supervision: '/console/supervision',
   };
   // A page below a section lights that section up in the navigation.
-  const PARENT_SECTION = { meeting: 'meetings', recording: 'recordings' };
+  const PARENT_SECTION = {
+    meeting: 'meetings',
+    recording: 'recordings',
+    watch: 'supervision',
+    patrol: 'supervision',
+    supervisionLog: 'supervision',
+  };
 
   function goToLogin() {
     const here = global.location.pathname + global.location.search;
@@ -1391,6 +1398,14 @@
     recording: recordingPage,
   };
 
+  // Other scripts of a page (supervise.js) add their pages here before the DOM is ready,
+  // and build them with the console's own helpers.
+  view.registerPage = (name, render) => { PAGES[name] = render; };
+  view.kit = {
+    api, ApiError, config, t, label, orDash, dateTime, mmss, el, $, url, fillTable,
+    clickableRow, showAlert, showPageError,
+  };
+
   async function start() {
     try {
       if (config.page === 'login') {
@@ -1408,5 +1423,7 @@
     }
   }
 
-  start();
+  // deferred scripts after this one register their pages first
+  if (document.readyState === 'complete') start();
+  else document.addEventListener('DOMContentLoaded', start);
 })(window);

@@ -141,6 +141,9 @@
       this.wsUrl = opts.wsUrl || defaultWsUrl(opts.wsPath);
       this.policy = opts.policy || policies.all;
       this.publishMedia = opts.publish !== false;
+      // what to receive of each publication: null for everything, or e.g. ['video'] (a
+      // patrol wall's tiles, silent until one is enlarged)
+      this.kinds = opts.kinds || null;
       this.mediaConstraints = opts.mediaConstraints || DEFAULT_MEDIA;
 
       // Public state, read by the page and by tests.
@@ -228,6 +231,14 @@
       this.cameraOff = Boolean(off);
       this._applyTrackFlags();
       this._emit('mutechange', { micMuted: this.micMuted, cameraOff: this.cameraOff });
+    }
+
+    /** Receive other kinds from now on (e.g. ['audio', 'video'] for an enlarged tile):
+     * every subscription is made again with them. */
+    setKinds(kinds) {
+      this.kinds = kinds || null;
+      for (const id of Object.keys(this.subscriptions)) this._unsubscribe(id);
+      this._applyPolicy();
     }
 
     /** Retry play() on every remote video; call it from a user gesture. */
@@ -618,7 +629,9 @@
       this._subscribing.add(publicationId);
       let offer;
       try {
-        offer = await this._request({ type: 'subscribe', publication_id: publicationId });
+        const request = { type: 'subscribe', publication_id: publicationId };
+        if (this.kinds) request.kinds = this.kinds;
+        offer = await this._request(request);
       } catch (error) {
         if (generation !== this._generation) return;
         this._subscribing.delete(publicationId);
