@@ -78,17 +78,20 @@ async def find_by_code(session: AsyncSession, code: str) -> OrgUnit | None:
     return (await session.execute(select(OrgUnit).where(OrgUnit.code == code))).scalar_one_or_none()
 
 
-async def root_path(session: AsyncSession) -> str | None:
-    """The county's path: where things that belong to no smaller unit are kept."""
+async def root_org(session: AsyncSession) -> OrgUnit | None:
+    """The county: where things that belong to no smaller unit are kept."""
     return await session.scalar(
-        select(OrgUnit.path).where(OrgUnit.parent_id.is_(None)).order_by(OrgUnit.id).limit(1)
+        select(OrgUnit).where(OrgUnit.parent_id.is_(None)).order_by(OrgUnit.id).limit(1)
     )
+
+
+async def root_path(session: AsyncSession) -> str | None:
+    root = await root_org(session)
+    return root.path if root else None
 
 
 async def organiser(session: AsyncSession, org_code: str | None) -> OrgUnit | None:
     """A room's organising unit by its code; a room without one belongs to the county."""
     if org_code:
         return await find_by_code(session, org_code)
-    return await session.scalar(
-        select(OrgUnit).where(OrgUnit.parent_id.is_(None)).order_by(OrgUnit.id).limit(1)
-    )
+    return await root_org(session)

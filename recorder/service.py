@@ -142,22 +142,17 @@ class RecordingService:
             recording_id = self._recording_ids.get(info.publication_id)
             recording = await session.get(Recording, recording_id) if recording_id else None
             if recording is None:
-                recording = Recording(
+                recording = await self._new_recording(
+                    session,
                     room_id=info.room_id,
                     publication_id=info.publication_id,
                     participant_id=info.participant_id,
                     venue_name=info.venue_name,
-                    org_path=await index.venue_org_path(
-                        session, info.participant_id, self._org_codes.get(info.room_id)
-                    ),
                     kinds=list(info.kinds),
                     container=info.path.suffix.lstrip("."),
                     status=RecordingStatus.RECORDING,
                     started_at=info.start,
-                    bytes=0,
                 )
-                session.add(recording)
-                await session.flush()
                 self._recording_ids[info.publication_id] = recording.id
             elif set(info.kinds) - set(recording.kinds):
                 recording.kinds = sorted(set(recording.kinds) | set(info.kinds))
@@ -173,6 +168,21 @@ class RecordingService:
             )
             await session.commit()
         self.used_bytes += info.size_bytes
+
+    async def _new_recording(self, session, *, participant_id: str, room_id: str, **fields):
+        """A venue's index row, placed in the org tree (see `venue_org_path`)."""
+        recording = Recording(
+            room_id=room_id,
+            participant_id=participant_id,
+            org_path=await index.venue_org_path(
+                session, participant_id, self._org_codes.get(room_id)
+            ),
+            bytes=0,
+            **fields,
+        )
+        session.add(recording)
+        await session.flush()
+        return recording
 
     async def _close_recording(self, publication_id: str) -> None:
         recording_id = self._recording_ids.pop(publication_id, None)
@@ -234,22 +244,17 @@ class RecordingService:
         if recording is None:
             room_id = tags.get("lighthouse_room", "")
             participant_id = tags.get("lighthouse_participant", "")
-            recording = Recording(
+            recording = await self._new_recording(
+                session,
                 room_id=room_id,
                 publication_id=publication_id,
                 participant_id=participant_id,
                 venue_name=tags.get("title", participant_id),
-                org_path=await index.venue_org_path(
-                    session, participant_id, self._org_codes.get(room_id)
-                ),
                 kinds=sorted(probed.streams),
                 container=path.suffix.lstrip("."),
                 status=RecordingStatus.DONE,
                 started_at=start,
-                bytes=0,
             )
-            session.add(recording)
-            await session.flush()
         await index.add_segment(
             session,
             recording,

@@ -65,11 +65,11 @@ async def list_recordings(
     return json_response({"recordings": [recording_json(r) for r in rows.scalars()]})
 
 
-@authed
-async def get_recording(
+async def _requested_recording(
     request: web.Request, session: AsyncSession, principal: Principal
-) -> web.Response:
-    recording = await scoped_object(
+) -> Recording:
+    """The recording in the URL, if the caller may play it back."""
+    return await scoped_object(
         session,
         principal,
         Recording,
@@ -77,6 +77,13 @@ async def get_recording(
         Capability.MEETINGS_READ,
         "recording",
     )
+
+
+@authed
+async def get_recording(
+    request: web.Request, session: AsyncSession, principal: Principal
+) -> web.Response:
+    recording = await _requested_recording(request, session, principal)
     # one time base for segments and events: seconds of wall-clock time since the start
     segments = [
         {
@@ -123,14 +130,7 @@ async def get_recording(
 async def get_segment(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.StreamResponse:
-    recording = await scoped_object(
-        session,
-        principal,
-        Recording,
-        int(request.match_info["recording_id"]),
-        Capability.MEETINGS_READ,
-        "recording",
-    )
+    recording = await _requested_recording(request, session, principal)
     seq = int(request.match_info["seq"])
     segment = next((s for s in recording.segments if s.seq == seq), None)
     if segment is None:
@@ -198,14 +198,7 @@ async def download_recording(
 ) -> web.StreamResponse:
     """The whole venue recording as one file: its segments' packets copied into one
     container (not re-encoded), gaps kept, so its clock is the timeline's."""
-    recording = await scoped_object(
-        session,
-        principal,
-        Recording,
-        int(request.match_info["recording_id"]),
-        Capability.MEETINGS_READ,
-        "recording",
-    )
+    recording = await _requested_recording(request, session, principal)
     root = request.app[RECORDINGS_DIR_KEY].resolve()
     parts = _on_disk(root, recording)
     if not parts:
