@@ -43,6 +43,7 @@ def build_rooms(config: Config) -> dict[str, Room]:
                 max_video_kbps=r.max_video_kbps,
                 org_code=r.org_code,
                 record=r.record,
+                controlled=r.controlled,
             ),
             ice_servers=list(config.ice_servers),
         )

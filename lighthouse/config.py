@@ -26,6 +26,8 @@ class RoomConfig:
     org_code: str | None = None
     # room policy: record its venues (when recording is enabled at all)
     record: bool = True
+    # run by its main venue: villages see the main venue, content and the floor only
+    controlled: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,10 @@ class Config:
     recording_quota_bytes: int = 50 * 1024**3
     recording_min_free_bytes: int = 2 * 1024**3
     recording_retention_days: int = 180
+    # rooms opened for meetings started from the phone or console ([meetings])
+    meeting_video_codec: str = "h264"
+    meeting_max_video_kbps: int = 1000
+    meeting_record: bool = True
     # False when the secret was generated for this start (tokens die with the process)
     secret_configured: bool = True
 
@@ -69,11 +75,14 @@ def _room(entry: dict) -> RoomConfig:
             max_video_kbps=int(entry.get("max_video_kbps", 1000)),
             org_code=str(entry["org_code"]) if entry.get("org_code") else None,
             record=entry.get("record", True),
+            controlled=entry.get("controlled", False),
         )
     except KeyError as exc:
         raise ConfigError(f"a [[rooms]] entry lacks {exc.args[0]!r}") from None
     if not isinstance(room.record, bool):
         raise ConfigError(f"room {room.id}: record must be true or false")
+    if not isinstance(room.controlled, bool):
+        raise ConfigError(f"room {room.id}: controlled must be true or false")
     if not 100 <= room.max_video_kbps <= 20000:
         raise ConfigError(f"room {room.id}: max_video_kbps must be between 100 and 20000")
     if room.video_codec not in SUPPORTED_VIDEO_CODECS:
@@ -122,6 +131,29 @@ def _recording(section: dict) -> dict:
     return values
 
 
+def _meetings(section: dict) -> dict:
+    names = {
+        "video_codec": ("meeting_video_codec", str),
+        "max_video_kbps": ("meeting_max_video_kbps", int),
+        "record": ("meeting_record", bool),
+    }
+    values = {}
+    for key, value in section.items():
+        if key not in names:
+            raise ConfigError(f"unknown [meetings] setting {key!r}")
+        field, kind = names[key]
+        if kind is bool and not isinstance(value, bool):
+            raise ConfigError(f"[meetings] {key} must be true or false")
+        values[field] = kind(value)
+    codec = values.get("meeting_video_codec", "h264").lower()
+    if codec not in SUPPORTED_VIDEO_CODECS:
+        raise ConfigError(
+            f"[meetings] video_codec must be one of {', '.join(SUPPORTED_VIDEO_CODECS)}"
+        )
+    values["meeting_video_codec"] = codec
+    return values
+
+
 def load_config(
     path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: object
 ) -> Config:
@@ -144,6 +176,7 @@ def load_config(
         "log_level": server.get("log_level", "INFO"),
         "database_url": data.get("database", {}).get("url", "sqlite:///var/lighthouse.db"),
         **_recording(data.get("recording", {})),
+        **_meetings(data.get("meetings", {})),
         "ice_servers": _ice_servers(data.get("ice_servers", [])),
         "rooms": tuple(_room(r) for r in data.get("rooms", [])),
     }

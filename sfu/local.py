@@ -35,6 +35,9 @@ class LocalSink(Protocol):
 class LocalDownTrack:
     """One media kind of a server-side subscription."""
 
+    # the recorder keeps a muted venue's audio: muting is about who hears it live
+    obeys_mute = False
+
     def __init__(self, uptrack: UpTrack, sink: LocalSink) -> None:
         self.uptrack = uptrack
         self.sink = sink

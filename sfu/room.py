@@ -21,6 +21,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from .aiortc_seam import ForwardingReceiver, ForwardingSender
+from .control import CAMERA, CONTENT, FLOOR_SLOT_ID, MAIN_ROLE, FloorSlot, MeetingControl
 from .local import LocalSink, LocalSubscription
 from .negotiation import (
     IceServer,
@@ -56,6 +57,9 @@ class RoomSettings:
     media_wait_s: float = 5.0
     # the room's policy for the recorder (the SFU itself does not record)
     record: bool = True
+    # a meeting run by its main venue: villages receive only the main venue, shared
+    # content and the floor slot (sfu/control.py)
+    controlled: bool = False
 
 
 def _new_id(prefix: str) -> str:
@@ -65,9 +69,12 @@ def _new_id(prefix: str) -> str:
 class Publication:
     """One publisher's camera/microphone: an upstream peer connection and its UpTracks."""
 
-    def __init__(self, peer: Peer, pc: RTCPeerConnection, kinds: list[str]) -> None:
+    def __init__(
+        self, peer: Peer, pc: RTCPeerConnection, kinds: list[str], source: str = CAMERA
+    ) -> None:
         self.id = _new_id("pub")
         self.peer = peer
+        self.source = source  # camera | content (a shared screen, 双流)
         self.pc = pc
         self.kinds = kinds
         self.uptracks: dict[str, UpTrack] = {}
@@ -91,6 +98,7 @@ class Publication:
             "name": self.peer.name,
             "role": self.peer.role,
             "kinds": self.kinds,
+            "source": self.source,
         }
 
     async def close(self) -> None:
@@ -119,13 +127,16 @@ class Publication:
             await room.emit(
                 {"type": "publication_removed", "publication_id": self.id}, exclude=None
             )
+            await room.control.publication_closed(self)
         await self.pc.close()
 
 
 class Subscription:
     """One publication received by one peer: a downstream connection and its DownTracks."""
 
-    def __init__(self, peer: Peer, publication: Publication, pc: RTCPeerConnection) -> None:
+    def __init__(
+        self, peer: Peer, publication: Publication | FloorSlot, pc: RTCPeerConnection
+    ) -> None:
         self.id = _new_id("sub")
         self.peer = peer
         self.publication = publication
@@ -188,15 +199,24 @@ class Peer:
             logger.debug("could not send to peer %s", self.id, exc_info=True)
 
     # -- publishing ----------------------------------------------------------------------
-    async def publish(self, offer_sdp: str) -> tuple[Publication, str]:
-        """Accept a publisher's offer; return the publication and the SDP answer."""
+    async def publish(self, offer_sdp: str, source: str = CAMERA) -> tuple[Publication, str]:
+        """Accept a publisher's offer; return the publication and the SDP answer.
+
+        `source` "content" is a shared screen: only the main venue shares, one at a time
+        (a new share replaces the last)."""
         if self.hidden:
             raise NegotiationError("not_allowed", "a hidden viewer cannot publish")
+        if source == CONTENT and self.role != MAIN_ROLE:
+            raise NegotiationError("not_allowed", "only the main venue shares content")
         settings = self.room.settings
         description = parse_sdp(offer_sdp, "offer")
         kinds = check_publish_offer(description, settings.video_codec)
+        if source == CONTENT:
+            previous = self.room.control.content_publication()
+            if previous is not None:
+                await previous.close()
         pc = new_peer_connection(self.room.ice_servers)
-        publication = Publication(self, pc, kinds)
+        publication = Publication(self, pc, kinds, source)
         try:
             for kind in kinds:
                 transceiver = pc.addTransceiver(kind, direction="recvonly")
@@ -213,6 +233,7 @@ class Peer:
             ) from exc
         self.publications[publication.id] = publication
         self.room.publications[publication.id] = publication
+        self.room.control.publication_opened(publication)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -241,6 +262,7 @@ class Peer:
             await self.room.emit(
                 {"type": "publication_added", **publication.describe()}, exclude=self
             )
+            await self.room.control.publication_flowing(publication)
             for listener in tuple(self.room.publication_listeners):
                 try:
                     await listener(publication)
@@ -258,10 +280,21 @@ class Peer:
         self, publication_id: str, kinds: list[str] | None = None
     ) -> tuple[Subscription, str]:
         """Start a downstream connection for a publication (all its kinds, or only `kinds`,
-        e.g. a wall tile's video); return it and the SDP offer."""
-        publication = self.room.publications.get(publication_id)
-        if publication is None or publication.closed:
-            raise LookupError(publication_id)
+        e.g. a wall tile's video); return it and the SDP offer.
+
+        The publication id "floor" is the room's floor slot: whoever holds the floor."""
+        publication: Publication | FloorSlot | None
+        if publication_id == FLOOR_SLOT_ID:
+            publication = self.room.control.slot
+        else:
+            publication = self.room.publications.get(publication_id)
+            if publication is None or publication.closed:
+                raise LookupError(publication_id)
+            if not self.room.control.may_subscribe(self, publication):
+                raise NegotiationError(
+                    "not_allowed",
+                    "in this meeting other venues are seen through the floor slot ('floor')",
+                )
         wanted = [k for k in publication.kinds if kinds is None or k in kinds]
         if not wanted:
             raise NegotiationError(
@@ -270,12 +303,16 @@ class Peer:
         settings = self.room.settings
         pc = new_peer_connection(self.room.ice_servers)
         subscription = Subscription(self, publication, pc)
+        source = publication.source if isinstance(publication, FloorSlot) else publication
         for kind in wanted:
             transceiver = pc.addTransceiver(kind, direction="sendonly")
             transceiver.setCodecPreferences(codec_preferences(kind, settings.video_codec))
             sender = ForwardingSender.install(transceiver.sender)
             subscription.downtracks[kind] = DownTrack(
-                publication.uptracks[kind], sender, limits_publisher=not self.hidden
+                source.uptracks.get(kind) if source is not None else None,
+                sender,
+                kind=kind,
+                limits_publisher=not self.hidden,
             )
         await pc.setLocalDescription(await pc.createOffer())
         self.subscriptions[subscription.id] = subscription
@@ -327,6 +364,7 @@ class Peer:
         self.room.hidden_peers.pop(self.id, None)
         if self.room.peers.pop(self.id, None) is not None:
             await self.room.emit({"type": "peer_left", "peer_id": self.id}, exclude=self)
+            await self.room.control.peer_left(self)
             if not self.room.peers:
                 self.room.live_since = None
 
@@ -345,6 +383,10 @@ class Room:
     publication_listeners: list[Callable[[Publication], Awaitable[None]]] = field(
         default_factory=list
     )
+    control: MeetingControl = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.control = MeetingControl(self)
 
     @property
     def id(self) -> str:
@@ -356,6 +398,7 @@ class Room:
             "name": self.settings.name,
             "video_codec": self.settings.video_codec,
             "audio_codec": "opus",
+            "controlled": self.settings.controlled,
         }
 
     def peer_by_participant(self, participant_id: str) -> Peer | None:
@@ -374,6 +417,7 @@ class Room:
         if not self.peers:
             self.live_since = datetime.now(UTC)
         self.peers[peer.id] = peer
+        await self.control.peer_joined(peer)
         await self.emit({"type": "peer_joined", **peer.describe()}, exclude=peer)
         return peer
 

@@ -54,6 +54,10 @@ class UpTrack:
         self.keyframes_received = 0
         self.last_packet_time: float | None = None
         self.first_packet = asyncio.Event()
+        # meeting control: a muted venue's audio reaches no subscriber (server-side ones,
+        # the recorder, still get it: the record keeps what the venue said)
+        self.muted = False
+        self.packets_withheld = 0
         # publisher's last sender report: (local monotonic time, rtp timestamp)
         self.sender_report: tuple[float, int] | None = None
         self._is_keyframe: Callable[[bytes], bool] | None = None
@@ -81,7 +85,12 @@ class UpTrack:
         if not self.downtracks:
             return
         templates: dict[tuple, bytes] = {}
+        muted = self.muted
+        if muted:
+            self.packets_withheld += 1
         for downtrack in tuple(self.downtracks):
+            if muted and downtrack.obeys_mute:
+                continue
             await downtrack.forward(packet, is_keyframe, now, templates)
 
     def on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
@@ -141,19 +150,35 @@ class UpTrack:
 
 
 class DownTrack:
-    """One media kind of one subscription: rewrites and sends an UpTrack's packets."""
+    """One media kind of one subscription: rewrites and sends an UpTrack's packets.
+
+    Its source can change (`attach`): a floor slot's subscribers are moved from one venue's
+    UpTrack to the next without renegotiation; the rewriter keeps the outgoing stream
+    continuous and video waits for the new source's keyframe.
+    """
+
+    # a muted venue's audio is withheld from every subscriber of this kind
+    obeys_mute = True
 
     def __init__(
-        self, uptrack: UpTrack, sender: ForwardingSender, *, limits_publisher: bool = True
+        self,
+        uptrack: UpTrack | None,
+        sender: ForwardingSender,
+        *,
+        kind: str | None = None,
+        limits_publisher: bool = True,
     ) -> None:
-        self.uptrack = uptrack
+        self.uptrack: UpTrack | None = None
         # whether this subscriber's REMB may lower the publisher's bitrate (a hidden viewer's
         # must not: nobody may notice it, least of all by a worse picture)
         self.limits_publisher = limits_publisher
         self.sender = sender
-        self.kind = uptrack.kind
+        self.kind = uptrack.kind if uptrack is not None else (kind or "video")
+        clock_rate = 90000 if self.kind == "video" else 48000
         self.rewriter = StreamRewriter(
-            uptrack.clock_rate, initial_sequence=random16() % 32768, initial_timestamp=random32()
+            uptrack.clock_rate if uptrack is not None else clock_rate,
+            initial_sequence=random16() % 32768,
+            initial_timestamp=random32(),
         )
         self.waiting_for_keyframe = self.kind == "video"
         self.started = False
@@ -170,14 +195,38 @@ class DownTrack:
         self._rtx_sequence = random16()
         self._waiter: asyncio.Task | None = None
         self._closed = False
+        self.source_switches = 0
         sender.sink = self
+        if uptrack is not None:
+            self.attach(uptrack)
+
+    def attach(self, uptrack: UpTrack) -> None:
+        """Take packets from `uptrack` from now on (video from its next keyframe)."""
+        if self._closed or self.uptrack is uptrack:
+            return
+        switching = self.uptrack is not None or self.started
+        self.detach()
+        self.uptrack = uptrack
         uptrack.downtracks.append(self)
+        if switching:
+            self.source_switches += 1
+        if self.kind == "video":
+            self.waiting_for_keyframe = True
+            if self.started and (self._waiter is None or self._waiter.done()):
+                self._waiter = asyncio.ensure_future(self._ask_until_keyframe())
+
+    def detach(self) -> None:
+        """Stop taking packets (a floor slot nobody holds)."""
+        if self.uptrack is not None and self in self.uptrack.downtracks:
+            self.uptrack.downtracks.remove(self)
+        self.uptrack = None
 
     # -- forwarding ----------------------------------------------------------------------
     async def forward(
         self, packet: RtpPacket, is_keyframe: bool, now: float, templates: dict
     ) -> None:
-        if not self.started or self._closed:
+        uptrack = self.uptrack
+        if not self.started or self._closed or uptrack is None:
             return
         if self.waiting_for_keyframe:
             if not is_keyframe:
@@ -193,7 +242,7 @@ class DownTrack:
         negotiated = self.sender.negotiated
         assert negotiated is not None
         data = rewrite_header(
-            self.uptrack.template(packet, self, templates),
+            uptrack.template(packet, self, templates),
             negotiated.payload_type,
             rewritten[0],
             rewritten[1],
@@ -213,29 +262,32 @@ class DownTrack:
     async def _ask_until_keyframe(self) -> None:
         try:
             while self.waiting_for_keyframe and not self._closed:
-                if await self.uptrack.request_keyframe():
+                if self.uptrack is not None and await self.uptrack.request_keyframe():
                     self.keyframe_requests += 1
                 await asyncio.sleep(KEYFRAME_WAIT_RETRY_S)
         except asyncio.CancelledError:
             pass
 
     async def on_keyframe_request(self) -> None:
-        if await self.uptrack.request_keyframe():
+        if self.uptrack is not None and await self.uptrack.request_keyframe():
             self.keyframe_requests += 1
 
     async def on_nack(self, sequence_numbers: list[int]) -> None:
+        uptrack = self.uptrack
+        if uptrack is None:
+            return
         missing_upstream: list[int] = []
         for out_seq in sequence_numbers:
             in_seq = self.rewriter.original_sequence(out_seq)
             if in_seq is None:
                 continue
-            packet = self.uptrack.cache.get(in_seq)
+            packet = uptrack.cache.get(in_seq)
             if packet is None:
                 missing_upstream.append(in_seq)
                 continue
             await self._retransmit(packet, out_seq)
         if missing_upstream:
-            await self.uptrack.request_retransmission(missing_upstream)
+            await uptrack.request_retransmission(missing_upstream)
 
     async def _retransmit(self, packet: RtpPacket, out_seq: int) -> None:
         negotiated = self.sender.negotiated
@@ -277,7 +329,7 @@ class DownTrack:
         """
         now = time.monotonic()
         clock_rate = self.rewriter.clock_rate
-        report = self.uptrack.sender_report
+        report = self.uptrack.sender_report if self.uptrack is not None else None
         if report is not None:
             out_ts = self.rewriter.rtp_timestamp_for(report[1])
             if out_ts is not None:
@@ -295,5 +347,4 @@ class DownTrack:
         self.sender.sink = None
         if self._waiter is not None:
             self._waiter.cancel()
-        if self in self.uptrack.downtracks:
-            self.uptrack.downtracks.remove(self)
+        self.detach()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +58,9 @@ class SignalingClient:
         self.joined: dict[str, Any] | None = None
         self.publish_pcs: list[RTCPeerConnection] = []
         self.subscriptions: dict[str, ClientSubscription] = {}
+        # the meeting's control state as last heard (floor, mutes, hands, content)
+        self.meeting_state: dict[str, Any] = {}
+        self._state_changed = asyncio.Event()
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -68,6 +72,7 @@ class SignalingClient:
         self._ws = await self._session.ws_connect(self.ws_url, max_msg_size=0)
         self._reader = asyncio.ensure_future(self._read())
         self.joined = await self.request({"type": "join", "token": self.token})
+        self.meeting_state = self.joined.get("meeting_state", {})
         return self.joined
 
     async def _read(self) -> None:
@@ -76,6 +81,9 @@ class SignalingClient:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 break
             message = json.loads(msg.data)
+            if message.get("type") == "meeting_state":
+                self.meeting_state = message
+                self._state_changed.set()
             future = self._pending.pop(message.get("id"), None)
             if future is not None and not future.done():
                 future.set_result(message)
@@ -112,19 +120,35 @@ class SignalingClient:
 
         return await asyncio.wait_for(wait(), timeout)
 
+    async def state_where(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """Wait until the meeting state satisfies `predicate` (already true: at once)."""
+
+        async def wait() -> dict[str, Any]:
+            while not predicate(self.meeting_state):
+                self._state_changed.clear()
+                await self._state_changed.wait()
+            return self.meeting_state
+
+        return await asyncio.wait_for(wait(), timeout)
+
     @property
     def video_codec(self) -> str:
         assert self.joined is not None
         return self.joined["room"]["video_codec"]
 
-    async def publish(self, tracks: list[MediaStreamTrack]) -> str:
+    async def publish(self, tracks: list[MediaStreamTrack], source: str = "camera") -> str:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.publish_pcs.append(pc)
         for track in tracks:
             pc.addTransceiver(track, direction="sendonly")
         prefer_codec(pc, self.video_codec)
         await pc.setLocalDescription(await pc.createOffer())
-        reply = await self.request({"type": "publish", "sdp": pc.localDescription.sdp})
+        message = {"type": "publish", "sdp": pc.localDescription.sdp}
+        if source != "camera":
+            message["source"] = source
+        reply = await self.request(message)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
         return reply["publication_id"]
 

@@ -25,9 +25,21 @@ def _message(
     }
 
 
+# control actions, and whether each names a venue (peer_id)
+CONTROL_ACTIONS: dict[str, bool] = {
+    "roll_call": True,
+    "give_floor": True,
+    "take_floor": False,
+    "mute": True,
+    "unmute": True,
+    "mute_all": False,
+    "unmute_all": False,
+    "lower_hand": True,
+}
+
 MESSAGE_SCHEMAS: dict[str, dict[str, Any]] = {
     "join": _message("join", {"token": {"type": "string", "minLength": 1, "maxLength": 4096}}),
-    "publish": _message("publish", {"sdp": _SDP}),
+    "publish": _message("publish", {"sdp": _SDP}, {"source": {"enum": ["camera", "content"]}}),
     "unpublish": _message("unpublish", {"publication_id": _REF}),
     "subscribe": _message(
         "subscribe",
@@ -43,6 +55,13 @@ MESSAGE_SCHEMAS: dict[str, dict[str, Any]] = {
     ),
     "subscription_answer": _message("subscription_answer", {"subscription_id": _REF, "sdp": _SDP}),
     "unsubscribe": _message("unsubscribe", {"subscription_id": _REF}),
+    # the main venue runs the meeting (sfu/control.py); peer_id names a venue
+    "control": _message(
+        "control",
+        {"action": {"enum": list(CONTROL_ACTIONS)}},
+        {"peer_id": _REF},
+    ),
+    "raise_hand": _message("raise_hand", {"raised": {"type": "boolean"}}),
     "ping": _message("ping"),
     "leave": _message("leave"),
 }

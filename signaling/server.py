@@ -18,7 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sfu.negotiation import NegotiationError
 from sfu.room import Peer, Room
 
-from .schema import MAX_FRAME_BYTES, MessageError, validate_message
+from .schema import CONTROL_ACTIONS, MAX_FRAME_BYTES, MessageError, validate_message
 from .tokens import TokenError, TokenIssuer
 
 logger = logging.getLogger(__name__)
@@ -161,10 +161,24 @@ class SignalingService:
             await self._drop(connection)
             await connection.ws.close()
         elif kind == "publish":
-            publication, answer = await peer.publish(message["sdp"])
+            publication, answer = await peer.publish(
+                message["sdp"], message.get("source", "camera")
+            )
             await connection.send(
                 _reply("published", request_id, publication_id=publication.id, sdp=answer)
             )
+        elif kind == "control":
+            if peer.role != "main":
+                raise MessageError(
+                    "not_allowed", "only the main venue runs the meeting", request_id
+                )
+            await apply_control(peer.room, message["action"], message.get("peer_id"), request_id)
+            await connection.send(_reply("control_done", request_id, action=message["action"]))
+        elif kind == "raise_hand":
+            if peer.hidden or peer.role == "main":
+                raise MessageError("not_allowed", "only a venue raises its hand", request_id)
+            await peer.room.control.set_hand(peer.participant_id, message["raised"])
+            await connection.send(_reply("hand", request_id, raised=message["raised"]))
         elif kind == "unpublish":
             pub_id = message["publication_id"]
             try:
@@ -248,6 +262,7 @@ class SignalingService:
                 room=room.describe(),
                 peers=others,
                 publications=room.visible_publications(),
+                meeting_state=room.control.state(),
             )
         )
 
@@ -299,6 +314,33 @@ class SignalingService:
         for connection in tuple(self.connections):
             await self._drop(connection)
             await connection.ws.close(code=WSCloseCode.GOING_AWAY)
+
+
+async def apply_control(
+    room: Room, action: str, peer_id: str | None, request_id: object = None
+) -> None:
+    """Carry out a main venue's decision (from signaling or the HTTP API) on the room."""
+    participant_id = None
+    if CONTROL_ACTIONS[action]:
+        target = room.peers.get(peer_id) if peer_id else None
+        if target is None:
+            raise MessageError("unknown_peer", f"no venue {peer_id!r} in this meeting", request_id)
+        participant_id = target.participant_id
+    control = room.control
+    if action == "roll_call":
+        await control.give_floor(participant_id, roll_call=True)
+    elif action == "give_floor":
+        await control.give_floor(participant_id)
+    elif action == "take_floor":
+        await control.give_floor(None)
+    elif action in ("mute", "unmute"):
+        assert participant_id is not None
+        await control.set_muted(participant_id, action == "mute")
+    elif action in ("mute_all", "unmute_all"):
+        await control.set_mute_all(action == "mute_all")
+    elif action == "lower_hand":
+        assert participant_id is not None
+        await control.set_hand(participant_id, False)
 
 
 def _reply(kind: str, request_id: object, **fields: Any) -> dict[str, Any]:
