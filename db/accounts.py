@@ -225,9 +225,16 @@ def pairing_secret_matches(terminal: Terminal, secret: str) -> bool:
 
 
 async def record_presence(
-    session: AsyncSession, room_id: str, participant_id: str, name: str, online: bool
+    session: AsyncSession,
+    room_id: str,
+    participant_id: str,
+    name: str,
+    online: bool,
+    *,
+    terminal_online: bool | None = None,
 ) -> None:
-    """A participant joined or left a room: a timeline event, and a terminal's online state."""
+    """A participant joined or left a room: a timeline event, and a terminal's online state
+    (`terminal_online` when it differs from being in the room: a TV in the lobby)."""
     event = RoomEvent(
         room_id=room_id,
         kind="joined" if online else "left",
@@ -245,5 +252,5 @@ async def record_presence(
     terminal = await session.get(Terminal, int(ident))
     if terminal is not None:
         event.org_path = terminal.org_path
-        terminal.online = online
+        terminal.online = online if terminal_online is None else terminal_online
         terminal.last_seen_at = utcnow()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import CHILD_KINDS, Member, OrgKind, OrgUnit, Terminal
+from .models import CHILD_KINDS, Meeting, Member, OrgKind, OrgUnit, Terminal
 
 
 class TreeError(ValueError):
@@ -95,3 +95,21 @@ async def organiser(session: AsyncSession, org_code: str | None) -> OrgUnit | No
     if org_code:
         return await find_by_code(session, org_code)
     return await root_org(session)
+
+
+async def meeting_site_paths(session: AsyncSession, meeting: Meeting) -> list[str]:
+    """Where a meeting's TVs are: its sites' paths (the organiser's when none are listed).
+
+    TVs stand in villages; a branch meets in front of its village's TV, so a branch site
+    stands for its village (a town or the county stands for every village below it)."""
+    units = [await session.get(OrgUnit, site.org_id) for site in meeting.sites]
+    if not units:
+        units = [await session.get(OrgUnit, meeting.organiser_id)]
+    paths = []
+    for unit in units:
+        if unit is None:
+            continue
+        if unit.kind == OrgKind.BRANCH and unit.parent_id is not None:
+            unit = await session.get(OrgUnit, unit.parent_id) or unit
+        paths.append(unit.path)
+    return list(dict.fromkeys(paths))

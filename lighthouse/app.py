@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy import select
 
 from db import supervision
-from db.accounts import TokenService, record_presence
+from db.accounts import AuthError, TokenService, record_presence
 from db.database import Database
-from db.tree import organiser
+from db.models import Meeting, MeetingStatus, OrgUnit, Role, Terminal
+from db.tree import find_by_code, meeting_site_paths, organiser
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
+from signaling.lobby import LobbyRefusal, TerminalIdentity, TerminalLobby
+from signaling.meetings import MeetingRoomDefaults, MeetingRooms
 from signaling.server import Presence, SignalingService
 from signaling.tokens import TokenIssuer
 from web.api.common import DISCONNECT_KEY
+from web.api.live_meetings import MEETING_ROOMS_KEY
 
 from .config import Config
 from .demo import DEMO_ROOM
@@ -28,6 +34,7 @@ TOKENS_KEY = web.AppKey("tokens", TokenIssuer)
 ROOMS_KEY = web.AppKey("rooms", dict)
 SIGNALING_KEY = web.AppKey("signaling", SignalingService)
 DATABASE_KEY = web.AppKey("database_handle", Database)
+LOBBY_KEY = web.AppKey("lobby", TerminalLobby)
 
 
 def build_rooms(config: Config) -> dict[str, Room]:
@@ -77,6 +84,9 @@ def create_app(config: Config) -> web.Application:
                     presence.participant_id,
                     presence.name,
                     presence.online,
+                    # a TV that leaves a meeting is still online in the lobby
+                    terminal_online=presence.online
+                    or lobby.is_online(_terminal_id(presence.participant_id)),
                 )
             await session.commit()
 
@@ -98,6 +108,83 @@ def create_app(config: Config) -> web.Application:
             mode=presence.purpose or "drop_in",
         )
 
+    async def authenticate_terminal(token: str) -> TerminalIdentity:
+        async with database.session() as session:
+            try:
+                principal = await api_tokens.verify(session, token)
+            except AuthError as error:
+                raise LobbyRefusal(
+                    "invalid_token" if error.code != "token_expired" else error.code,
+                    error.message,
+                ) from None
+            if principal.role != Role.TERMINAL or principal.terminal_id is None:
+                raise LobbyRefusal("invalid_token", "this is not a terminal's token")
+            terminal = await session.get(Terminal, principal.terminal_id)
+            if terminal is None or terminal.revoked_at is not None:
+                raise LobbyRefusal("invalid_token", "this terminal's access was revoked")
+            return TerminalIdentity(
+                terminal_id=terminal.id,
+                participant_id=principal.subject,
+                name=principal.name,
+                org_path=terminal.org_path or principal.org_path,
+                token_id=principal.token_id,
+            )
+
+    async def terminal_online(identity: TerminalIdentity, online: bool) -> None:
+        async with database.session() as session:
+            terminal = await session.get(Terminal, identity.terminal_id)
+            if terminal is not None:
+                in_room = any(
+                    room.peer_by_participant(identity.participant_id) for room in rooms.values()
+                )
+                terminal.online = online or in_room
+                terminal.last_seen_at = datetime.now(UTC)
+                await session.commit()
+
+    async def standing_room_for(identity: TerminalIdentity) -> Room | None:
+        async with database.session() as session:
+            for room_id in standing_room_ids:
+                room = rooms[room_id]
+                code = room.settings.org_code
+                org = await find_by_code(session, code) if code else None
+                room_path = None if code is None else (org.path if org else None)
+                if code is not None and room_path is None:
+                    continue
+                if room_path is None or _related(identity.org_path, room_path):
+                    return room
+        return None
+
+    standing_room_ids = tuple(rooms)
+    lobby = TerminalLobby(
+        authenticate_terminal, on_online=terminal_online, idle_timeout_s=config.idle_timeout_s
+    )
+    recording = build_recording(config, database)
+
+    async def meeting_room_opened(room: Room, meeting_id: int) -> None:
+        if recording is not None:
+            recording.attach_room(room, meeting_id)
+
+    async def meeting_room_closed(room: Room) -> None:
+        await signaling.end_room(room.id)
+        if recording is not None:
+            recording.forget_room(room)
+
+    meeting_rooms = MeetingRooms(
+        rooms,
+        tokens,
+        lobby,
+        ice_servers=list(config.ice_servers),
+        defaults=MeetingRoomDefaults(
+            video_codec=config.meeting_video_codec,
+            max_video_kbps=config.meeting_max_video_kbps,
+            record=config.meeting_record,
+        ),
+        on_room_opened=meeting_room_opened,
+        on_room_closed=meeting_room_closed,
+        standing_room_for=standing_room_for,
+    )
+    lobby.greeting = meeting_rooms.greeting
+
     signaling = SignalingService(
         rooms,
         tokens,
@@ -111,12 +198,14 @@ def create_app(config: Config) -> web.Application:
     app[TOKENS_KEY] = tokens
     app[ROOMS_KEY] = rooms
     app[SIGNALING_KEY] = signaling
+    app[LOBBY_KEY] = lobby
+    app[MEETING_ROOMS_KEY] = meeting_rooms
     app.router.add_get("/ws", signaling.handle)
+    app.router.add_get("/ws/terminal", lobby.handle)
     app.router.add_get("/healthz", _healthz)
     app[DATABASE_KEY] = database
     add_api_routes(app, database, api_tokens, rooms, tokens, Path(config.recording_dir))
     app[DISCONNECT_KEY] = signaling.disconnect
-    recording = build_recording(config, database)
     if recording is not None:
         from web.api.recordings import RECORDING_SERVICE_KEY
 
@@ -128,7 +217,9 @@ def create_app(config: Config) -> web.Application:
     )
 
     async def shutdown(_: web.Application) -> None:
+        await lobby.close()
         await signaling.close()
+        await meeting_rooms.close_all()
         for room in rooms.values():
             await room.close()
 
@@ -140,6 +231,7 @@ def create_app(config: Config) -> web.Application:
                 await session.commit()
         if recording is not None:
             await recording.start(rooms.values())
+        await reopen_live_meetings(database, meeting_rooms)
         yield
         # on_shutdown has closed the rooms by now: every recording has seen its end
         if recording is not None:
@@ -149,6 +241,34 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(database_lifetime)
     app.on_shutdown.append(shutdown)
     return app
+
+
+async def reopen_live_meetings(database: Database, meeting_rooms: MeetingRooms) -> None:
+    """Meetings that were live when the server stopped get their rooms back: their TVs
+    reconnect and rejoin by themselves."""
+    async with database.session() as session:
+        live = (
+            await session.scalars(select(Meeting).where(Meeting.status == MeetingStatus.LIVE))
+        ).all()
+        for meeting in live:
+            organiser_unit = await session.get(OrgUnit, meeting.organiser_id)
+            await meeting_rooms.open(
+                meeting.id,
+                topic=meeting.topic,
+                organiser_code=organiser_unit.code if organiser_unit else "",
+                organiser_path=meeting.org_path,
+                site_paths=await meeting_site_paths(session, meeting),
+            )
+
+
+def _related(org_path: str, room_path: str) -> bool:
+    # inside the organiser's subtree (a village of a town meeting), or above it
+    return room_path.startswith(org_path) or org_path.startswith(room_path)
+
+
+def _terminal_id(participant_id: str) -> int:
+    kind, _, ident = participant_id.partition(":")
+    return int(ident) if kind == "terminal" and ident.isdigit() else -1
 
 
 def build_recording(config: Config, database: Database) -> RecordingService | None:

@@ -86,6 +86,7 @@ class RecordingService:
         self._rooms: list[Room] = []
         self._recording_ids: dict[str, int] = {}  # publication id: Recording.id
         self._org_codes: dict[str, str | None] = {}  # room id: its organiser's code
+        self._meeting_ids: dict[str, int] = {}  # room id: the meeting it was opened for
         self._queue: asyncio.Queue[SegmentInfo | _Ended | None] = asyncio.Queue()
         self._indexer: asyncio.Task | None = None
         self._upkeep: asyncio.Task | None = None
@@ -101,11 +102,25 @@ class RecordingService:
         self._upkeep = asyncio.create_task(self._upkeep_forever(), name="recording-upkeep")
         await self.check_limits()
         for room in rooms:
-            self._org_codes[room.id] = room.settings.org_code
-            if room.settings.record:
-                self._rooms.append(room)
-                self.recorder.attach(room)
+            self.attach_room(room)
         return report
+
+    def attach_room(self, room: Room, meeting_id: int | None = None) -> None:
+        """Record a room (if its policy says so); a meeting's room files its recordings
+        under that meeting."""
+        self._org_codes[room.id] = room.settings.org_code
+        if meeting_id is not None:
+            self._meeting_ids[room.id] = meeting_id
+        if room.settings.record and room not in self._rooms:
+            self._rooms.append(room)
+            self.recorder.attach(room)
+
+    def forget_room(self, room: Room) -> None:
+        """A meeting's room has closed (its recordings saw their end). Its meeting id is
+        kept: the last files are indexed after the room is gone."""
+        self.recorder.detach(room)
+        if room in self._rooms:
+            self._rooms.remove(room)
 
     async def close(self) -> None:
         """After the rooms have closed: the last files are closed and indexed."""
@@ -173,6 +188,7 @@ class RecordingService:
         """A venue's index row, placed in the org tree (see `venue_org_path`)."""
         recording = Recording(
             room_id=room_id,
+            meeting_id=self._meeting_ids.get(room_id),
             participant_id=participant_id,
             org_path=await index.venue_org_path(
                 session, participant_id, self._org_codes.get(room_id)

@@ -302,6 +302,18 @@ class SignalingService:
                 dropped += 1
         return dropped
 
+    async def end_room(self, room_id: str) -> int:
+        """A meeting ended: close its participants' sockets (they were told `meeting_ended`,
+        so clients do not reconnect); return how many."""
+        ended = 0
+        for connection in tuple(self.connections):
+            peer = connection.peer
+            if peer is not None and peer.room.id == room_id:
+                await self._drop(connection)
+                await connection.ws.close(code=WSCloseCode.OK, message=b"meeting ended")
+                ended += 1
+        return ended
+
     async def _presence(self, presence: Presence) -> None:
         if self.on_presence is None:
             return

@@ -77,7 +77,10 @@ class ApiClient:
     last_status: int = 0
     headers: dict[str, str] = field(default_factory=dict)
 
-    async def call(self, method: str, path: str, json: object = None, **kwargs) -> dict:
+    async def call(
+        self, method: str, path: str, json: object = None, expect: int | None = None, **kwargs
+    ) -> dict:
+        """The reply's JSON; `expect` asserts the status (else read `last_status`)."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         headers.update(kwargs.pop("headers", {}))
         async with self.session.request(
@@ -85,8 +88,11 @@ class ApiClient:
         ) as response:
             self.last_status = response.status
             if response.content_type == "application/json":
-                return await response.json()
-            return {"_body": await response.read(), "_type": response.content_type}
+                body = await response.json()
+            else:
+                body = {"_body": await response.read(), "_type": response.content_type}
+        assert expect is None or response.status == expect, (response.status, body)
+        return body
 
     async def login(self, username: str, password: str = PASSWORD) -> ApiClient:
         reply = await self.call("POST", "/api/login", {"username": username, "password": password})
@@ -99,3 +105,17 @@ async def start_app(app: web.Application, port: int) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner
+
+
+async def pair_terminal(api, admin, org_id: int, name: str = "电视") -> tuple[int, str]:
+    pairing = await api.anonymous.call("POST", "/api/terminals/pairing")
+    bound = await admin.call(
+        "POST", "/api/terminals/bind", {"code": pairing["code"], "org_id": org_id, "name": name}
+    )
+    claimed = await api.anonymous.call(
+        "POST",
+        "/api/terminals/pairing/claim",
+        {"code": pairing["code"], "secret": pairing["secret"]},
+    )
+    assert claimed["status"] == "paired", claimed
+    return bound["id"], claimed["token"]

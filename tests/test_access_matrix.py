@@ -11,6 +11,8 @@ from db.access import ROLE_CAPABILITIES, Capability
 from db.models import Role
 from web.api.terminals import PAIRING_LIMIT_KEY
 
+from apiclient import pair_terminal
+
 C = Capability
 counter = itertools.count(1)
 
@@ -55,20 +57,6 @@ async def make_target(api, admin, village_key: str) -> Target:
     return Target(
         village, branch, member["id"], name, meeting["id"], terminal_id[0], pairing["code"]
     )
-
-
-async def pair_terminal(api, admin, org_id: int) -> tuple[int, str]:
-    pairing = await api.anonymous.call("POST", "/api/terminals/pairing")
-    bound = await admin.call(
-        "POST", "/api/terminals/bind", {"code": pairing["code"], "org_id": org_id, "name": "电视"}
-    )
-    claimed = await api.anonymous.call(
-        "POST",
-        "/api/terminals/pairing/claim",
-        {"code": pairing["code"], "secret": pairing["secret"]},
-    )
-    assert claimed["status"] == "paired", claimed
-    return bound["id"], claimed["token"]
 
 
 Case = Callable[[object, Target], Awaitable[dict]]

@@ -16,6 +16,7 @@ from signaling.tokens import TokenIssuer
 
 from . import (
     audit_log,
+    live_meetings,
     meeting_tokens,
     meetings,
     members,
@@ -66,6 +67,10 @@ def add_api_routes(
     r.add_post("/api/meetings", meetings.post_meeting)
     r.add_get("/api/meetings/{meeting_id:\\d+}", meetings.get_meeting)
     r.add_patch("/api/meetings/{meeting_id:\\d+}", meetings.patch_meeting)
+    r.add_post("/api/meetings/{meeting_id:\\d+}/start", live_meetings.post_start)
+    r.add_post("/api/meetings/{meeting_id:\\d+}/end", live_meetings.post_end)
+    r.add_get("/api/meetings/{meeting_id:\\d+}/live", live_meetings.get_live)
+    r.add_post("/api/meetings/{meeting_id:\\d+}/control", live_meetings.post_control)
     r.add_get("/api/audit", audit_log.list_audit)
     app[members_io.IMPORT_JOBS_KEY] = members_io.ImportJobs(database)
     app.on_shutdown.append(members_io.stop_imports)
