@@ -171,8 +171,16 @@ def add_console_routes(
     async def supervision_log(request: web.Request) -> web.Response:
         return page(request, "console_supervision_log.html", "supervisionLog")
 
+    @_signed_in
+    async def phone(request: web.Request) -> web.Response:
+        # mobile-first and standalone: not the console's desktop frame
+        return pages.render(
+            request, "phone.html", config={"loginPath": LOGIN_PATH, "lang": pick_locale(request)}
+        )
+
     router = app.router
     router.add_get(LOGIN_PATH, login)
+    router.add_get("/console/phone", phone)
     router.add_get("/console", tree)
     router.add_get("/console/members", members)
     router.add_get("/console/terminals", terminals)

@@ -182,13 +182,13 @@ def add_page_routes(
     async def tv(request: web.Request) -> web.StreamResponse:
         if request.query.get("token", "").strip():
             return await tv_with_token(request)
-        # Terminal mode: terminal.js trades the stored terminal token for a meeting token
-        # (POST /api/meeting-token) and only then starts the meeting client.
+        # Terminal mode: terminal.js holds the lobby socket with the stored terminal token;
+        # the server pushes a meeting token when a meeting calls this TV.
         config = meeting_config(request, "tv", None)
         config.update(
             terminal=True,
             terminalTokenKey=TERMINAL_TOKEN_KEY,
-            meetingTokenPath="/api/meeting-token",
+            lobbyPath="/ws/terminal",
             pairPath="/tv/pair",
             idleRetryMs=15_000,
         )

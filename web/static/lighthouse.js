@@ -106,20 +106,34 @@
   }
 
   /** Which publications a page receives: (publications, client) => publication ids. */
+  // In a meeting run by its main venue (room.controlled) the venue with the floor comes
+  // through one virtual publication, the floor slot, switched by the server.
+  const FLOOR_SLOT = 'floor';
+
+  function isFollowed(p) {
+    return p.role === 'main' || p.source === 'content' || p.source === 'floor';
+  }
+
   const policies = {
-    // A village TV shows the main venue; with no main venue yet, whoever is there.
+    // A village TV shows the main venue, shared content and the floor; in a room nobody
+    // runs and with no main venue yet, whoever is there.
     tv(publications) {
-      const mains = publications.filter((p) => p.role === 'main');
-      if (mains.length > 0) return mains.map((p) => p.publication_id);
-      return publications.length > 0 ? [publications[0].publication_id] : [];
+      const followed = publications.filter(isFollowed);
+      if (followed.some((p) => p.role === 'main' || p.source === 'floor')) {
+        return followed.map((p) => p.publication_id);
+      }
+      const cameras = publications.filter((p) => p.source !== 'floor');
+      return cameras.length > 0 ? [cameras[0].publication_id] : [];
     },
-    // The main venue watches every village.
+    // The main venue watches every village (the floor slot would only repeat one).
     main(publications) {
-      return publications.filter((p) => p.role !== 'main').map((p) => p.publication_id);
+      return publications
+        .filter((p) => p.role !== 'main' && p.source !== 'floor')
+        .map((p) => p.publication_id);
     },
-    // Phones and PCs follow the main venue only.
+    // Phones and PCs follow the main venue, shared content and the floor.
     join(publications) {
-      return publications.filter((p) => p.role === 'main').map((p) => p.publication_id);
+      return publications.filter(isFollowed).map((p) => p.publication_id);
     },
     all(publications) {
       return publications.map((p) => p.publication_id);
@@ -162,6 +176,11 @@
       this.errorCode = null; // why the state is "closed": an error code or "left"
       this.autoplayBlocked = false;
       this.joinCount = 0; // successful joins, reconnections included
+      // the meeting's control state: {floor, spotlight, mute_all, muted, hands, content}
+      this.meetingState = {};
+      this.contentPublicationId = null; // our shared screen, if we share one
+      this._contentPc = null;
+      this._contentStream = null;
       this.reconnectAttempt = 0;
       this.nextRetryAt = 0; // Date.now() of the next reconnection attempt
 
@@ -241,6 +260,58 @@
       this._applyPolicy();
     }
 
+    /** The main venue's decisions (docs/protocol.md, "Meeting control"). */
+    control(action, peerId) {
+      const message = { type: 'control', action };
+      if (peerId) message.peer_id = peerId;
+      return this._request(message);
+    }
+
+    raiseHand(raised) {
+      return this._request({ type: 'raise_hand', raised: Boolean(raised) });
+    }
+
+    /** Share a screen (or any stream) as the meeting's content: a second publication. */
+    async shareContent(stream) {
+      const generation = this._generation;
+      const video = stream.getVideoTracks()[0];
+      if (!video) throw new LighthouseError('no_media', 'nothing to share');
+      await this.stopContent();
+      const pc = this._newPc(generation, 'content');
+      this._contentPc = pc;
+      this._contentStream = stream;
+      const transceiver = pc.addTransceiver(video, { direction: 'sendonly', streams: [stream] });
+      this._preferRoomCodec(transceiver);
+      video.addEventListener('ended', () => this.stopContent());
+      await pc.setLocalDescription(await pc.createOffer());
+      await waitForIceGathering(pc, ICE_GATHERING_CAP_MS);
+      const reply = await this._request({
+        type: 'publish', sdp: pc.localDescription.sdp, source: 'content',
+      });
+      await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+      this.contentPublicationId = reply.publication_id;
+      this._emit('contentchange', { publicationId: this.contentPublicationId });
+      return reply.publication_id;
+    }
+
+    async stopContent() {
+      const id = this.contentPublicationId;
+      const pc = this._contentPc;
+      this.contentPublicationId = null;
+      this._contentPc = null;
+      if (this._contentStream) for (const track of this._contentStream.getTracks()) track.stop();
+      this._contentStream = null;
+      if (pc) this._closePc(pc);
+      if (id && this.state === 'joined') {
+        try {
+          await this._request({ type: 'unpublish', publication_id: id });
+        } catch (error) {
+          /* gone already */
+        }
+      }
+      if (id) this._emit('contentchange', { publicationId: null });
+    }
+
     /** Retry play() on every remote video; call it from a user gesture. */
     resumePlayback() {
       this.autoplayBlocked = false;
@@ -309,6 +380,14 @@
       for (const pub of msg.publications || []) {
         if (pub.peer_id !== this.peerId) this.publications[pub.publication_id] = pub;
       }
+      if (this.room && this.room.controlled) {
+        this.publications[FLOOR_SLOT] = {
+          publication_id: FLOOR_SLOT, peer_id: null, name: '', role: 'floor',
+          kinds: ['audio', 'video'], source: 'floor',
+        };
+      }
+      this.meetingState = msg.meeting_state || {};
+      this._emit('meetingstate', { state: this.meetingState });
       this._joinedAt = Date.now();
       this.joinCount += 1;
       this._setState('joined');
@@ -377,6 +456,14 @@
       }
       if (this._publishPc) this._closePc(this._publishPc);
       this._publishPc = null;
+      if (this._contentPc) {
+        // a shared screen does not survive a reconnection: the presenter shares again
+        this._closePc(this._contentPc);
+        this._contentPc = null;
+        if (this._contentStream) for (const track of this._contentStream.getTracks()) track.stop();
+        this._contentStream = null;
+        this.contentPublicationId = null;
+      }
       for (const id of Object.keys(this.subscriptions)) this._endSubscription(id, 'teardown');
       this._subscribing.clear();
       this.publications = {};
@@ -447,15 +534,24 @@
           break;
         case 'publication_added':
           if (msg.peer_id === this.peerId || msg.publication_id === this.publicationId) break;
+          if (msg.publication_id === this.contentPublicationId) break;
           this.publications[msg.publication_id] = {
             publication_id: msg.publication_id, peer_id: msg.peer_id, name: msg.name,
-            role: msg.role, kinds: msg.kinds,
+            role: msg.role, kinds: msg.kinds, source: msg.source || 'camera',
           };
           this._emit('publicationschange', { publications: this.publications });
           this._applyPolicy();
           break;
         case 'publication_removed':
           this._onPublicationRemoved(msg.publication_id);
+          break;
+        case 'meeting_state':
+          this.meetingState = msg;
+          this._emit('meetingstate', { state: msg });
+          break;
+        case 'meeting_ended':
+          // over for everyone: no reconnecting into a room that is gone
+          this._finish('meeting_ended', 'the meeting has ended');
           break;
         case 'subscription_ended':
           if (this.subscriptions[msg.subscription_id]) {
@@ -475,6 +571,10 @@
     }
 
     _onPublicationRemoved(publicationId) {
+      if (publicationId === this.contentPublicationId) {
+        this.stopContent();
+        return;
+      }
       if (publicationId === this.publicationId) {
         this.publicationId = null; // the server dropped ours; republish with a fresh session
         this._lostConnection('own publication removed');

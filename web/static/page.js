@@ -63,6 +63,7 @@
       unknown_room: 'errorUnknownRoom',
       replaced: 'errorReplaced',
       codec_not_supported: 'errorCodec',
+      meeting_ended: 'errorMeetingEnded',
     };
 
     function tileCount() {
@@ -118,19 +119,71 @@
       placeholder.hidden = count > 0;
     }
 
+    // ---- meeting layouts (a meeting its main venue runs) ------------------------------
+    // TVs and phones: the main venue large with the floor venue beside it; on a roll call
+    // the floor venue large; shared content large whenever it is on. The big one is the
+    // tile with .is-main-view.
+
+    function tileKind(publication) {
+      if (publication.source === 'content') return 'content';
+      if (publication.source === 'floor') return 'floor';
+      return publication.role === 'main' ? 'main' : 'venue';
+    }
+
+    function applyMeetingLayout() {
+      const state = client.meetingState || {};
+      const controlled = Boolean(client.room && client.room.controlled);
+      const tiles = Array.from(stage.querySelectorAll('.tile'));
+      const floorTile = stage.querySelector('.tile[data-kind="floor"]');
+      if (floorTile) {
+        floorTile.hidden = !state.floor;
+        const label = floorTile.querySelector('.tile-label');
+        label.textContent = state.floor ? state.floor.name : '';
+      }
+      if (!controlled || mode === 'main') {
+        delete stage.dataset.layout;
+        for (const tile of tiles) tile.classList.remove('is-main-view', 'is-side');
+        return;
+      }
+      const contentTile = stage.querySelector('.tile[data-kind="content"]');
+      const mainTile = stage.querySelector('.tile[data-kind="main"]');
+      let big = mainTile;
+      let layout = 'main';
+      if (contentTile) {
+        big = contentTile;
+        layout = 'content';
+      } else if (state.spotlight && state.floor && floorTile) {
+        big = floorTile;
+        layout = 'spotlight';
+      }
+      stage.dataset.layout = layout;
+      let side = 0;
+      for (const tile of tiles) {
+        const isBig = tile === big;
+        tile.classList.toggle('is-main-view', isBig);
+        tile.classList.toggle('is-side', !isBig && !tile.hidden);
+        if (!isBig && !tile.hidden) tile.dataset.side = String(side++);
+      }
+    }
+
     client.on('subscriptionadded', ({ subscription }) => {
       const tile = document.createElement('div');
       tile.className = 'tile';
       tile.dataset.subscriptionId = subscription.subscriptionId;
       tile.dataset.publicationId = subscription.publicationId;
+      const publication = subscription.publication || {};
+      tile.dataset.kind = tileKind(publication);
+      tile.dataset.peerId = publication.peer_id || '';
       const label = document.createElement('span');
       label.className = 'tile-label';
-      const publication = subscription.publication || {};
-      label.textContent = publication.name || (publication.role === 'main' ? t('mainVenue') : '');
+      label.textContent = tile.dataset.kind === 'content' ? t('content')
+        : publication.name || (publication.role === 'main' ? t('mainVenue') : '');
       tile.appendChild(subscription.videoElement);
       tile.appendChild(label);
       stage.appendChild(tile);
       layoutStage();
+      applyMeetingLayout();
+      renderPanel();
     });
 
     client.on('subscriptionremoved', ({ subscription }) => {
@@ -138,7 +191,131 @@
         CSS.escape(subscription.subscriptionId) + '"]');
       if (tile) tile.remove();
       layoutStage();
+      applyMeetingLayout();
     });
+
+    // ---- what the main venue decided, as this venue sees it -----------------------------
+
+    function renderMeetingState() {
+      const state = client.meetingState || {};
+      const mine = client.peerId;
+      const mutedByMain = Boolean(mine && (state.muted || []).includes(mine));
+      app.classList.toggle('muted-by-main', mutedByMain);
+      if (mode !== 'main') showNotice(mutedByMain ? t('mutedByMain') : '');
+      const banner = document.getElementById('lh-banner');
+      if (banner) {
+        let text = '';
+        if (state.floor && state.spotlight) text = t('onRollCall', { name: state.floor.name });
+        else if (state.floor) text = t('hasFloor', { name: state.floor.name });
+        banner.textContent = text;
+        banner.hidden = !text;
+      }
+      const hand = buttons.hand;
+      if (hand) {
+        const controlled = Boolean(client.room && client.room.controlled);
+        hand.hidden = !controlled || mode === 'main' || client.state !== 'joined';
+        const raised = (state.hands || []).some((h) => h.peer_id === mine);
+        setLabel(hand, raised ? t('lowerHand') : t('raiseHand'), raised);
+      }
+      applyMeetingLayout();
+      renderPanel();
+    }
+
+    client.on('meetingstate', renderMeetingState);
+
+    // ---- the main venue's control panel ------------------------------------------------
+
+    const panel = document.getElementById('lh-panel');
+
+    function panelButton(text, action, peerId) {
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.className = 'ctl panel-button';
+      button.dataset.focusable = '';
+      button.dataset.panel = action;
+      if (peerId) button.dataset.peerId = peerId;
+      button.textContent = text;
+      return button;
+    }
+
+    function renderPanel() {
+      if (!panel || mode !== 'main') return;
+      const controlled = Boolean(client.room && client.room.controlled);
+      panel.hidden = !controlled || client.state !== 'joined';
+      if (panel.hidden) return;
+      const state = client.meetingState || {};
+      const muted = new Set(state.muted || []);
+      const floorId = state.floor ? state.floor.peer_id : null;
+      const hands = document.getElementById('lh-panel-hands');
+      hands.replaceChildren();
+      for (const hand of state.hands || []) {
+        const item = document.createElement('li');
+        item.dataset.peerId = hand.peer_id;
+        const name = document.createElement('span');
+        name.textContent = hand.name;
+        item.append(name, panelButton(t('giveFloor'), 'give_floor', hand.peer_id));
+        hands.appendChild(item);
+      }
+      if (!hands.children.length) {
+        const none = document.createElement('li');
+        none.className = 'panel-empty';
+        none.textContent = t('noHands');
+        hands.appendChild(none);
+      }
+      const venues = document.getElementById('lh-panel-venues');
+      venues.replaceChildren();
+      const others = Object.values(client.peers).filter((p) => p.role !== 'main');
+      others.sort((a, b) => String(a.name).localeCompare(String(b.name), 'zh'));
+      for (const peer of others) {
+        const item = document.createElement('li');
+        item.dataset.peerId = peer.peer_id;
+        item.classList.toggle('has-floor', peer.peer_id === floorId);
+        item.classList.toggle('is-muted', muted.has(peer.peer_id));
+        const name = document.createElement('span');
+        name.className = 'panel-name';
+        name.textContent = peer.name;
+        item.append(
+          name,
+          panelButton(t('rollCall'), 'roll_call', peer.peer_id),
+          panelButton(t('giveFloor'), 'give_floor', peer.peer_id),
+          muted.has(peer.peer_id)
+            ? panelButton(t('unmuteVenue'), 'unmute', peer.peer_id)
+            : panelButton(t('muteVenue'), 'mute', peer.peer_id),
+        );
+        venues.appendChild(item);
+      }
+      const share = panel.querySelector('[data-panel="share"]');
+      share.textContent = client.contentPublicationId ? t('stopSharing') : t('shareScreen');
+      for (const tile of stage.querySelectorAll('.tile')) {
+        tile.classList.toggle('has-floor', Boolean(floorId) && tile.dataset.peerId === floorId);
+        tile.classList.toggle('is-muted', muted.has(tile.dataset.peerId));
+      }
+    }
+
+    async function shareScreen() {
+      if (client.contentPublicationId) {
+        await client.stopContent();
+        return;
+      }
+      const devices = global.navigator.mediaDevices;
+      if (!devices || !devices.getDisplayMedia) return;
+      const stream = await devices.getDisplayMedia({ video: true, audio: false });
+      await client.shareContent(stream);
+    }
+
+    if (panel) {
+      panel.addEventListener('click', (event) => {
+        const button = event.target.closest('[data-panel]');
+        if (!button || button.disabled) return;
+        const action = button.dataset.panel;
+        const done = action === 'share' ? shareScreen() : client.control(action, button.dataset.peerId);
+        Promise.resolve(done).catch((error) => {
+          console.warn('lighthouse: control failed', error);
+          showNotice(t('errorGeneric', { code: error.code || 'control' }));
+        }).finally(renderPanel);
+      });
+      client.on('contentchange', renderPanel);
+    }
 
     // ---- self-view ----------------------------------------------------------------
 
@@ -207,6 +384,11 @@
         } else if (document.documentElement.requestFullscreen) {
           document.documentElement.requestFullscreen().catch(() => {});
         }
+      },
+      hand() {
+        const state = client.meetingState || {};
+        const raised = (state.hands || []).some((h) => h.peer_id === client.peerId);
+        client.raiseHand(!raised).catch(() => {});
       },
       leave() {
         if (client.state === 'closed') {
@@ -320,8 +502,12 @@
     client.on('statechange', ({ state }) => {
       if (state !== 'closed' && fatal) fatal.hidden = true;
       renderStatus();
+      renderMeetingState();
     });
-    client.on('peerschange', renderStatus);
+    client.on('peerschange', () => {
+      renderStatus();
+      renderPanel();
+    });
     client.on('joined', renderStatus);
     client.on('mutechange', renderButtons);
     client.on('fatal', ({ code }) => {

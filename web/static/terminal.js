@@ -1,8 +1,9 @@
 /*
  * Terminal mode of the TV page (/tv without ?token=): a paired TV keeps its long-lived
- * terminal token in localStorage and trades it for a meeting token
- * (POST /api/meeting-token) whenever it needs one. No meeting: an idle screen that asks
- * again every 15 s. Token revoked (401): forget it and show the pairing screen.
+ * terminal token in localStorage and holds the lobby socket (/ws/terminal) with it. The
+ * server pushes meeting_started with a meeting token when a meeting calls this TV (it
+ * joins by itself) and meeting_ended when it is over (back to the idle screen). Token
+ * revoked: forget it and show the pairing screen. Lost socket: reconnect with backoff.
  *
  * Exposes window.lighthouseTerminal = {state, room, lastStatus} for tests; state is
  * starting | checking | idle | meeting | unpaired.
@@ -113,74 +114,124 @@
     for (const element of document.querySelectorAll('[data-terminal-name]')) element.textContent = name;
   }
 
-  async function requestMeetingToken(terminalToken) {
-    const response = await global.fetch(config.meetingTokenPath || '/api/meeting-token', {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Authorization: 'Bearer ' + terminalToken },
-      body: '{}',
-      credentials: 'omit', // the terminal token alone speaks for this TV, never a staff cookie
-      cache: 'no-store',
-    });
-    let body = null;
-    try {
-      body = await response.json();
-    } catch (error) {
-      body = null;
-    }
-    return { status: response.status, body };
+  // ---- the lobby: an idle socket over which the server calls this TV into meetings ----
+
+  let lobby = null;
+  let lobbyAttempt = 0;
+  let pingTimer = null;
+
+  function lobbyUrl() {
+    const scheme = global.location.protocol === 'https:' ? 'wss:' : 'ws:';
+    return scheme + '//' + global.location.host + (config.lobbyPath || '/ws/terminal');
   }
 
-  function joinMeeting(grant) {
+  function joinMeeting(invite) {
     terminal.state = 'meeting';
-    terminal.room = { id: grant.room_id, name: grant.room_name };
+    terminal.room = { id: invite.room_id, name: invite.room_name, meetingId: invite.meeting_id };
     hideIdle();
     if (client === null) {
-      client = global.LighthousePage.start({ token: grant.token });
+      client = global.LighthousePage.start({ token: invite.token });
       client.on('fatal', ({ code }) => {
         // Another device took this seat: leave the choice to the people in the room.
         if (code === 'replaced') return;
-        terminal.state = 'checking';
-        clearTimeout(retryTimer);
-        retryTimer = setTimeout(check, AFTER_FATAL_MS);
+        // Over or refused: back to the idle screen; the lobby says what comes next.
+        terminal.state = 'idle';
+        terminal.room = null;
+        scheduleCheck(AFTER_FATAL_MS, t('idle'));
       });
     } else {
-      client.token = grant.token;
+      if (client.state !== 'closed') client.leave();
+      client.token = invite.token;
       client.rejoin();
     }
   }
 
-  async function check() {
+  function meetingEnded(message) {
+    if (!terminal.room || terminal.room.id !== message.room_id) return;
+    terminal.room = null;
+    terminal.state = 'idle';
+    if (client !== null && client.state !== 'closed') client.leave();
+    showIdle(t('idle'), '');
+  }
+
+  function onLobbyMessage(message) {
+    switch (message.type) {
+      case 'welcome':
+        lobbyAttempt = 0;
+        terminal.lastStatus = 200;
+        if (terminal.state !== 'meeting') {
+          terminal.state = 'idle';
+          showIdle(t('idle'), '');
+        }
+        break;
+      case 'meeting_started':
+        if (!terminal.room || terminal.room.id !== message.room_id || !client || client.state === 'closed') {
+          joinMeeting(message);
+        }
+        break;
+      case 'meeting_ended':
+        meetingEnded(message);
+        break;
+      case 'error':
+        if (message.code === 'invalid_token' || message.code === 'token_expired') {
+          // Revoked, expired or unknown: this TV has to be paired again.
+          terminal.lastStatus = 401;
+          storageRemove(config.terminalTokenKey);
+          storageRemove(config.terminalTokenKey + '.info');
+          goToPairing();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  function check() {
     clearTimeout(retryTimer);
+    clearInterval(countdownTimer);
     const terminalToken = storageGet(config.terminalTokenKey);
     if (!terminalToken) {
       goToPairing();
       return;
     }
-    terminal.state = 'checking';
-    let reply;
-    try {
-      reply = await requestMeetingToken(terminalToken);
-    } catch (error) {
-      terminal.state = 'idle';
-      terminal.lastStatus = 0;
-      scheduleCheck(retryMs, t('unreachable'));
-      return;
+    if (lobby !== null) {
+      lobby.onclose = null;
+      lobby.close();
     }
-    terminal.lastStatus = reply.status;
-    if (reply.status === 200 && reply.body && reply.body.token) {
-      joinMeeting(reply.body);
-    } else if (reply.status === 401) {
-      // Revoked, expired or unknown: this TV has to be paired again.
-      storageRemove(config.terminalTokenKey);
-      storageRemove(config.terminalTokenKey + '.info');
-      goToPairing();
-    } else if (reply.status === 404) {
-      terminal.state = 'idle';
-      scheduleCheck(retryMs, t('idle'));
-    } else {
-      terminal.state = 'idle';
-      scheduleCheck(retryMs, t('unreachable'));
-    }
+    if (terminal.state !== 'meeting') terminal.state = 'checking';
+    const ws = new global.WebSocket(lobbyUrl());
+    lobby = ws;
+    ws.onopen = () => {
+      ws.send(JSON.stringify({ type: 'hello', token: terminalToken }));
+      clearInterval(pingTimer);
+      pingTimer = setInterval(() => {
+        if (ws.readyState === 1) ws.send('{"type":"ping"}');
+      }, 10000);
+    };
+    ws.onmessage = (event) => {
+      let message = null;
+      try {
+        message = JSON.parse(event.data);
+      } catch (error) {
+        return;
+      }
+      onLobbyMessage(message);
+    };
+    ws.onclose = () => {
+      clearInterval(pingTimer);
+      if (lobby !== ws || terminal.state === 'unpaired') return;
+      lobby = null;
+      // ±25 % jitter: a whole county's TVs must not return in the same second
+      const delay = Math.min(retryMs, 1000 * 2 ** lobbyAttempt) * (0.75 + Math.random() * 0.5);
+      lobbyAttempt += 1;
+      if (terminal.state === 'meeting') {
+        retryTimer = setTimeout(check, delay); // the meeting goes on; reconnect quietly
+      } else {
+        terminal.state = 'idle';
+        terminal.lastStatus = 0;
+        scheduleCheck(delay, t('unreachable'));
+      }
+    };
   }
 
   renderTerminalName();

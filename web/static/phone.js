@@ -1,0 +1,336 @@
+/*
+ * The secretary's phone (/console/phone): start a meeting, see which TVs joined, mute all
+ * or call the roll, end it, and complete the meeting record. Everything goes through the
+ * JSON API with the session cookie; the server checks each call against the org tree.
+ * Exposes window.lighthousePhone = {ready, meeting} for tests.
+ */
+(function (global) {
+  'use strict';
+
+  const document = global.document;
+  const $ = (id) => document.getElementById(id);
+  const config = JSON.parse($('ph-config').textContent);
+  const strings = JSON.parse($('ph-strings').textContent);
+  const t = (key, values) => String(strings[key] || key).replace(/\{(\w+)\}/g,
+    (whole, name) => (values && name in values ? String(values[name]) : whole));
+  const state = { ready: false, meeting: null, live: null };
+  global.lighthousePhone = state;
+  let pollTimer = null;
+
+  class ApiError extends Error {
+    constructor(status, code) {
+      super(code);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function api(method, path, body) {
+    const options = { method, credentials: 'same-origin', cache: 'no-store', headers: {} };
+    if (body !== undefined) {
+      options.headers['Content-Type'] = 'application/json';
+      options.body = JSON.stringify(body);
+    }
+    const response = await global.fetch(path, options);
+    let data = null;
+    try {
+      data = await response.json();
+    } catch (error) {
+      data = null;
+    }
+    if (response.status === 401) {
+      global.location.replace(config.loginPath + '?next=' + encodeURIComponent(global.location.pathname));
+    }
+    if (!response.ok) throw new ApiError(response.status, (data && data.error && data.error.code) || 'http_' + response.status);
+    return data;
+  }
+
+  function showError(element, error) {
+    element.textContent = t('error', { code: error.code || String(error) });
+    element.hidden = false;
+  }
+
+  function show(sectionId) {
+    for (const id of ['ph-home', 'ph-create', 'ph-live', 'ph-record']) $(id).hidden = id !== sectionId;
+    clearTimeout(pollTimer);
+    global.scrollTo(0, 0);
+  }
+
+  function button(text, className, onClick) {
+    const element = document.createElement('button');
+    element.type = 'button';
+    element.className = 'ph-button ' + (className || '');
+    element.textContent = text;
+    element.addEventListener('click', onClick);
+    return element;
+  }
+
+  // ---- home: recent meetings ------------------------------------------------------------
+
+  async function loadHome() {
+    show('ph-home');
+    const list = $('ph-meetings');
+    const { meetings } = await api('GET', '/api/meetings?limit=20');
+    list.replaceChildren();
+    for (const meeting of meetings) {
+      const item = document.createElement('li');
+      item.className = 'ph-item';
+      item.dataset.meetingId = meeting.id;
+      const title = document.createElement('span');
+      title.className = 'ph-item-title';
+      title.textContent = meeting.topic;
+      const status = document.createElement('span');
+      status.className = 'ph-status ph-status-' + meeting.status;
+      status.textContent = t(meeting.status);
+      item.append(title, status);
+      if (meeting.status === 'live' || meeting.status === 'scheduled') {
+        item.append(button(t('open'), '', () => openLive(meeting.id, meeting.status === 'scheduled')));
+      }
+      item.append(button(t('record'), '', () => openRecord(meeting.id)));
+      list.appendChild(item);
+    }
+  }
+
+  // ---- create and start -----------------------------------------------------------------
+
+  let me = null;
+
+  async function openCreate() {
+    show('ph-create');
+    $('ph-create-error').hidden = true;
+    const own = await api('GET', '/api/org');
+    const organiser = $('ph-organiser');
+    organiser.replaceChildren();
+    // a village's meetings are its branches'; a town or the county organises its own
+    const organisers = own.kind === 'village' ? own.children.filter((c) => c.kind === 'branch') : [own];
+    for (const org of organisers.length ? organisers : [own]) {
+      organiser.appendChild(new Option(org.name, org.id));
+    }
+    const sites = own.kind === 'village' ? [] : own.children;
+    $('ph-sites').hidden = sites.length === 0;
+    const siteList = $('ph-site-list');
+    siteList.replaceChildren();
+    for (const site of sites) {
+      const label = document.createElement('label');
+      label.className = 'ph-check';
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.value = site.id;
+      box.checked = true;
+      box.dataset.site = '';
+      label.append(box, ' ' + site.name);
+      siteList.appendChild(label);
+    }
+  }
+
+  function chosenSites() {
+    return Array.from(document.querySelectorAll('[data-site]')).filter((b) => b.checked).map((b) => Number(b.value));
+  }
+
+  async function createAndStart(event) {
+    event.preventDefault();
+    const error = $('ph-create-error');
+    error.hidden = true;
+    const topic = $('ph-topic').value.trim();
+    if (!topic) {
+      error.textContent = t('needTopic');
+      error.hidden = false;
+      return;
+    }
+    const body = { type: $('ph-type').value, topic, organiser_id: Number($('ph-organiser').value) };
+    if (!$('ph-sites').hidden) {
+      body.site_ids = chosenSites();
+      if (body.site_ids.length === 0) {
+        error.textContent = t('needSites');
+        error.hidden = false;
+        return;
+      }
+    }
+    $('ph-start').disabled = true;
+    try {
+      const meeting = await api('POST', '/api/meetings', body);
+      await openLive(meeting.id, true);
+    } catch (failure) {
+      showError(error, failure);
+    } finally {
+      $('ph-start').disabled = false;
+    }
+  }
+
+  // ---- a live meeting -------------------------------------------------------------------
+
+  async function openLive(meetingId, start) {
+    show('ph-live');
+    state.meeting = meetingId;
+    const live = start
+      ? await api('POST', '/api/meetings/' + meetingId + '/start')
+      : await api('GET', '/api/meetings/' + meetingId + '/live');
+    renderLive(live);
+  }
+
+  function renderLive(live) {
+    state.live = live;
+    $('ph-live-title').textContent = live.meeting.topic;
+    const venues = live.venues || [];
+    const joined = venues.filter((v) => v.state === 'in_meeting').length;
+    const offline = venues.filter((v) => v.state === 'offline').length;
+    $('ph-live-summary').textContent = t('summary', { joined, total: venues.length, offline });
+    const list = $('ph-venues');
+    list.replaceChildren();
+    const floor = live.control && live.control.floor ? live.control.floor.peer_id : null;
+    for (const venue of venues) {
+      const item = document.createElement('li');
+      item.className = 'ph-item ph-venue ph-venue-' + venue.state;
+      item.dataset.terminalId = venue.terminal_id;
+      item.dataset.state = venue.state;
+      const name = document.createElement('span');
+      name.className = 'ph-item-title';
+      name.textContent = venue.name || venue.org_name;
+      const status = document.createElement('span');
+      status.className = 'ph-status';
+      status.textContent = t({ in_meeting: 'inMeeting', online: 'online', offline: 'offline' }[venue.state]);
+      item.append(name, status);
+      if (venue.peer_id) {
+        const call = button(t('rollCall'), venue.peer_id === floor ? 'is-on' : '', () => control('roll_call', venue.peer_id));
+        call.dataset.rollCall = venue.peer_id;
+        item.append(call);
+      }
+      list.appendChild(item);
+    }
+    const link = $('ph-main-link');
+    link.hidden = !live.main_url;
+    if (live.main_url) link.href = live.main_url;
+    for (const element of document.querySelectorAll('#ph-live [data-control], #ph-end')) element.hidden = !live.live;
+    if (live.live) pollTimer = setTimeout(refreshLive, 3000);
+  }
+
+  async function refreshLive() {
+    if ($('ph-live').hidden || state.meeting === null) return;
+    try {
+      renderLive(await api('GET', '/api/meetings/' + state.meeting + '/live'));
+    } catch (error) {
+      pollTimer = setTimeout(refreshLive, 5000);
+    }
+  }
+
+  async function control(action, peerId) {
+    try {
+      const body = { action };
+      if (peerId) body.peer_id = peerId;
+      await api('POST', '/api/meetings/' + state.meeting + '/control', body);
+      clearTimeout(pollTimer);
+      await refreshLive();
+    } catch (error) {
+      showError($('ph-error'), error);
+    }
+  }
+
+  async function endMeeting() {
+    if (!global.confirm(t('confirmEnd'))) return;
+    try {
+      await api('POST', '/api/meetings/' + state.meeting + '/end');
+      await openRecord(state.meeting);
+    } catch (error) {
+      showError($('ph-error'), error);
+    }
+  }
+
+  // ---- the meeting record -----------------------------------------------------------------
+
+  async function openRecord(meetingId) {
+    show('ph-record');
+    state.meeting = meetingId;
+    $('ph-record-result').hidden = true;
+    const meeting = await api('GET', '/api/meetings/' + meetingId);
+    $('ph-record-title').textContent = meeting.topic;
+    $('ph-host').value = meeting.host || '';
+    $('ph-recorder').value = meeting.recorder || '';
+    $('ph-content').value = meeting.content || '';
+    $('ph-export').href = '/api/meetings/' + meetingId + '/export.xlsx';
+    const { members } = await api('GET', '/api/members?org=' + meeting.organiser_id + '&limit=500');
+    const known = new Map(meeting.attendance.map((a) => [a.member_id, a]));
+    const list = $('ph-attendance');
+    list.replaceChildren();
+    for (const member of members) {
+      const row = known.get(member.id);
+      const item = document.createElement('li');
+      item.className = 'ph-item';
+      item.dataset.memberId = member.id;
+      const label = document.createElement('label');
+      label.className = 'ph-check';
+      const box = document.createElement('input');
+      box.type = 'checkbox';
+      box.checked = Boolean(row && row.status === 'present');
+      label.append(box, ' ' + member.name);
+      if (row && row.method) {
+        const how = document.createElement('small');
+        how.textContent = ' (' + t('signedIn') + ')';
+        label.append(how);
+      }
+      const reason = document.createElement('input');
+      reason.className = 'ph-input ph-reason';
+      reason.placeholder = t('reason');
+      reason.maxLength = 200;
+      reason.value = (row && row.absence_reason) || '';
+      reason.hidden = box.checked;
+      box.addEventListener('change', () => {
+        reason.hidden = box.checked;
+      });
+      item.append(label, reason);
+      list.appendChild(item);
+    }
+  }
+
+  async function saveRecord(event) {
+    event.preventDefault();
+    const attendance = Array.from(document.querySelectorAll('#ph-attendance [data-member-id]')).map((item) => {
+      const present = item.querySelector('input[type="checkbox"]').checked;
+      const reason = item.querySelector('.ph-reason').value.trim();
+      return {
+        member_id: Number(item.dataset.memberId),
+        status: present ? 'present' : 'absent',
+        absence_reason: present || !reason ? null : reason,
+      };
+    });
+    const result = $('ph-record-result');
+    try {
+      await api('PATCH', '/api/meetings/' + state.meeting, {
+        host: $('ph-host').value.trim() || null,
+        recorder: $('ph-recorder').value.trim() || null,
+        content: $('ph-content').value.trim() || null,
+        attendance,
+      });
+      result.textContent = t('saved');
+      result.hidden = false;
+    } catch (error) {
+      showError(result, error);
+    }
+  }
+
+  // ---- wiring -----------------------------------------------------------------------------
+
+  $('ph-new').addEventListener('click', () => openCreate().catch((e) => showError($('ph-error'), e)));
+  $('ph-create').addEventListener('submit', createAndStart);
+  $('ph-record').addEventListener('submit', saveRecord);
+  $('ph-end').addEventListener('click', endMeeting);
+  $('ph-sites-all').addEventListener('change', (event) => {
+    for (const box of document.querySelectorAll('[data-site]')) box.checked = event.target.checked;
+  });
+  for (const element of document.querySelectorAll('[data-control]')) {
+    element.addEventListener('click', () => control(element.dataset.control));
+  }
+  for (const element of document.querySelectorAll('[data-back]')) {
+    element.addEventListener('click', () => loadHome().catch((e) => showError($('ph-error'), e)));
+  }
+
+  (async function init() {
+    try {
+      me = await api('GET', '/api/me');
+      $('ph-user').textContent = me.name || '';
+      await loadHome();
+    } catch (error) {
+      showError($('ph-error'), error);
+    }
+    state.ready = true;
+  })();
+})(window);
