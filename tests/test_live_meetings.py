@@ -106,6 +106,12 @@ async def test_a_town_meeting_invites_its_villages_tvs_and_ends_them(api):
         late = await lobby_a2.receive()
         assert late["type"] == "meeting_started" and late["room_id"] == invite["room_id"]
 
+        # the supervisors' overview names this meeting for its room, exactly
+        overview = await county.call("GET", "/api/supervision/live", expect=200)
+        (entry,) = [m for m in overview["meetings"] if m["room_id"] == invite["room_id"]]
+        assert entry["meeting"]["id"] == meeting["id"]
+        assert entry["venues"] == ["A1村电视"]
+
         live = await town.call("GET", f"/api/meetings/{meeting['id']}/live")
         states = {v["terminal_id"]: v["state"] for v in live["venues"]}
         assert states == {tv_a1: "in_meeting", tv_a2: "online"}

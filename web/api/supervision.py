@@ -31,6 +31,7 @@ from db.tree import organiser
 from sfu.room import Room
 
 from .common import ApiError, authed, check, json_response, parse_body, query_int
+from .live_meetings import MEETING_ROOMS_KEY
 from .meeting_tokens import MEETING_TOKENS_KEY, ROOMS_KEY
 
 VIEW_TOKEN_TTL_S = 4 * 3600
@@ -42,18 +43,25 @@ def main_publication(room: Room) -> dict | None:
     visible = [p for p in visible if "video" in p.kinds] or visible
     if not visible:
         return None
-    visible.sort(key=lambda p: p.peer.role != "main")
+    # the main venue's camera first; a shared screen only when nothing else is there
+    visible.sort(key=lambda p: (p.source != "camera", p.peer.role != "main"))
     return visible[0].describe()
 
 
-async def _live_meeting(session: AsyncSession, org: OrgUnit) -> tuple[Meeting | None, int]:
-    """The organiser's meeting that is live now, and how many have signed in to it."""
-    meeting = await session.scalar(
-        select(Meeting)
-        .where(Meeting.organiser_id == org.id, Meeting.status == MeetingStatus.LIVE)
-        .order_by(Meeting.actual_start.desc())
-        .limit(1)
-    )
+async def _live_meeting(
+    session: AsyncSession, org: OrgUnit, meeting_id: int | None
+) -> tuple[Meeting | None, int]:
+    """The room's meeting (exact for a meeting's own room; for a standing room, the
+    organiser's live meeting), and how many have signed in to it."""
+    if meeting_id is not None:
+        meeting = await session.get(Meeting, meeting_id)
+    else:
+        meeting = await session.scalar(
+            select(Meeting)
+            .where(Meeting.organiser_id == org.id, Meeting.status == MeetingStatus.LIVE)
+            .order_by(Meeting.actual_start.desc())
+            .limit(1)
+        )
     if meeting is None:
         return None, 0
     signed_in = await session.scalar(
@@ -74,6 +82,12 @@ async def list_live(
     """The meetings going on now in the caller's subtree (a room with a venue in it)."""
     check(principal, Capability.SUPERVISE, principal.org_path, "meetings")
     rooms: Mapping[str, Room] = request.app[ROOMS_KEY]
+    meeting_rooms = request.app.get(MEETING_ROOMS_KEY)
+    meeting_of = (
+        {live.room.id: meeting_id for meeting_id, live in meeting_rooms.live.items()}
+        if meeting_rooms is not None
+        else {}
+    )
     live = []
     for room in rooms.values():
         if not room.peers:
@@ -81,7 +95,7 @@ async def list_live(
         org = await organiser(session, room.settings.org_code)
         if org is None or not principal.covers(org.path):
             continue
-        meeting, signed_in = await _live_meeting(session, org)
+        meeting, signed_in = await _live_meeting(session, org, meeting_of.get(room.id))
         live.append(
             {
                 "room_id": room.id,
