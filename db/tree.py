@@ -97,6 +97,15 @@ async def organiser(session: AsyncSession, org_code: str | None) -> OrgUnit | No
     return await root_org(session)
 
 
+def related(org_path: str, room_path: str | None) -> bool:
+    """Whether a caller at org_path belongs to a room organised at room_path: inside the
+    organiser's subtree (a village of a town meeting) or above it (the county); a room
+    without an organiser (None) is the whole county's."""
+    if room_path is None:
+        return True
+    return room_path.startswith(org_path) or org_path.startswith(room_path)
+
+
 async def meeting_site_paths(session: AsyncSession, meeting: Meeting) -> list[str]:
     """Where a meeting's TVs are: its sites' paths (the organiser's when none are listed).
 

@@ -13,7 +13,7 @@ from db import supervision
 from db.accounts import AuthError, TokenService, record_presence
 from db.database import Database
 from db.models import Meeting, MeetingStatus, OrgUnit, Role, Terminal
-from db.tree import find_by_code, meeting_site_paths, organiser
+from db.tree import find_by_code, meeting_site_paths, organiser, related
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
@@ -150,7 +150,7 @@ def create_app(config: Config) -> web.Application:
                 room_path = None if code is None else (org.path if org else None)
                 if code is not None and room_path is None:
                     continue
-                if room_path is None or _related(identity.org_path, room_path):
+                if related(identity.org_path, room_path):
                     return room
         return None
 
@@ -259,11 +259,6 @@ async def reopen_live_meetings(database: Database, meeting_rooms: MeetingRooms) 
                 organiser_path=meeting.org_path,
                 site_paths=await meeting_site_paths(session, meeting),
             )
-
-
-def _related(org_path: str, room_path: str) -> bool:
-    # inside the organiser's subtree (a village of a town meeting), or above it
-    return room_path.startswith(org_path) or org_path.startswith(room_path)
 
 
 def _terminal_id(participant_id: str) -> int:

@@ -109,42 +109,47 @@ def _ice_servers(entries: list) -> tuple[IceServer, ...]:
     return tuple(servers)
 
 
-def _recording(section: dict) -> dict:
-    names = {
-        "enabled": ("recording_enabled", bool),
-        "dir": ("recording_dir", str),
-        "segment_s": ("recording_segment_s", float),
-        "quota_bytes": ("recording_quota_bytes", int),
-        "min_free_bytes": ("recording_min_free_bytes", int),
-        "retention_days": ("recording_retention_days", int),
-    }
+def _table(name: str, section: dict, names: dict[str, tuple[str, type]]) -> dict:
+    """A TOML table's settings as Config fields: unknown keys and non-boolean flags refused."""
     values = {}
     for key, value in section.items():
         if key not in names:
-            raise ConfigError(f"unknown [recording] setting {key!r}")
+            raise ConfigError(f"unknown [{name}] setting {key!r}")
         field, kind = names[key]
         if kind is bool and not isinstance(value, bool):
-            raise ConfigError(f"[recording] {key} must be true or false")
+            raise ConfigError(f"[{name}] {key} must be true or false")
         values[field] = kind(value)
+    return values
+
+
+def _recording(section: dict) -> dict:
+    values = _table(
+        "recording",
+        section,
+        {
+            "enabled": ("recording_enabled", bool),
+            "dir": ("recording_dir", str),
+            "segment_s": ("recording_segment_s", float),
+            "quota_bytes": ("recording_quota_bytes", int),
+            "min_free_bytes": ("recording_min_free_bytes", int),
+            "retention_days": ("recording_retention_days", int),
+        },
+    )
     if values.get("recording_segment_s", 10.0) < 1:
         raise ConfigError("[recording] segment_s must be at least 1")
     return values
 
 
 def _meetings(section: dict) -> dict:
-    names = {
-        "video_codec": ("meeting_video_codec", str),
-        "max_video_kbps": ("meeting_max_video_kbps", int),
-        "record": ("meeting_record", bool),
-    }
-    values = {}
-    for key, value in section.items():
-        if key not in names:
-            raise ConfigError(f"unknown [meetings] setting {key!r}")
-        field, kind = names[key]
-        if kind is bool and not isinstance(value, bool):
-            raise ConfigError(f"[meetings] {key} must be true or false")
-        values[field] = kind(value)
+    values = _table(
+        "meetings",
+        section,
+        {
+            "video_codec": ("meeting_video_codec", str),
+            "max_video_kbps": ("meeting_max_video_kbps", int),
+            "record": ("meeting_record", bool),
+        },
+    )
     codec = values.get("meeting_video_codec", "h264").lower()
     if codec not in SUPPORTED_VIDEO_CODECS:
         raise ConfigError(

@@ -141,16 +141,22 @@ class MeetingRooms:
 
     # -- terminals -------------------------------------------------------------------------
     def invitation(self, live: LiveMeeting, identity: TerminalIdentity) -> dict[str, Any]:
+        return self._invitation(identity, live.room, live.meeting_id, live.topic)
+
+    def _invitation(
+        self, identity: TerminalIdentity, room: Room, meeting_id: int | None, topic: str
+    ) -> dict[str, Any]:
+        """`meeting_started` for one TV, with its meeting token for the room."""
         return {
             "type": "meeting_started",
-            "meeting_id": live.meeting_id,
-            "room_id": live.room.id,
-            "room_name": live.room.settings.name,
-            "topic": live.topic,
+            "meeting_id": meeting_id,
+            "room_id": room.id,
+            "room_name": room.settings.name,
+            "topic": topic,
             "token": self.tokens.mint(
                 identity.participant_id,
                 identity.name,
-                live.room.id,
+                room.id,
                 "terminal",
                 ttl_s=TERMINAL_TOKEN_TTL_S,
                 source_token_id=identity.token_id,
@@ -176,18 +182,4 @@ class MeetingRooms:
         room = await self.standing_room_for(identity)
         if room is None:
             return None
-        return {
-            "type": "meeting_started",
-            "meeting_id": None,
-            "room_id": room.id,
-            "room_name": room.settings.name,
-            "topic": room.settings.name,
-            "token": self.tokens.mint(
-                identity.participant_id,
-                identity.name,
-                room.id,
-                "terminal",
-                ttl_s=TERMINAL_TOKEN_TTL_S,
-                source_token_id=identity.token_id,
-            ),
-        }
+        return self._invitation(identity, room, None, room.settings.name)

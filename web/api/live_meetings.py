@@ -52,6 +52,26 @@ async def _meeting(
     )
 
 
+def _audit(
+    request: web.Request,
+    session: AsyncSession,
+    principal: Principal,
+    meeting: Meeting,
+    action: str,
+    detail: dict | None = None,
+) -> None:
+    audit.record(
+        session,
+        principal,
+        action,
+        target_type="meeting",
+        target_id=meeting.id,
+        org_path=meeting.org_path,
+        remote_addr=request.remote,
+        detail=detail,
+    )
+
+
 async def _venues(
     session: AsyncSession, rooms: MeetingRooms, live: LiveMeeting | None, site_paths: list[str]
 ) -> list[dict[str, Any]]:
@@ -147,16 +167,7 @@ async def post_start(
     if meeting.status != MeetingStatus.LIVE:
         meeting.status = MeetingStatus.LIVE
         meeting.actual_start = dt.datetime.now(dt.UTC)
-        audit.record(
-            session,
-            principal,
-            "meeting_started",
-            target_type="meeting",
-            target_id=meeting.id,
-            org_path=meeting.org_path,
-            remote_addr=request.remote,
-            detail={"topic": meeting.topic},
-        )
+        _audit(request, session, principal, meeting, "meeting_started", {"topic": meeting.topic})
         await session.commit()
         await session.refresh(meeting)
     await rooms.open(
@@ -178,15 +189,7 @@ async def post_end(
         raise ApiError(409, "not_live", "the meeting is not running")
     meeting.status = MeetingStatus.ENDED
     meeting.actual_end = dt.datetime.now(dt.UTC)
-    audit.record(
-        session,
-        principal,
-        "meeting_ended",
-        target_type="meeting",
-        target_id=meeting.id,
-        org_path=meeting.org_path,
-        remote_addr=request.remote,
-    )
+    _audit(request, session, principal, meeting, "meeting_ended")
     await session.commit()
     await session.refresh(meeting)
     await request.app[MEETING_ROOMS_KEY].close(meeting.id)
@@ -221,15 +224,7 @@ async def post_control(
         await apply_control(live.room, body.action, body.peer_id)
     except MessageError as error:
         raise ApiError(404, error.code, error.message) from None
-    audit.record(
-        session,
-        principal,
-        "meeting_control",
-        target_type="meeting",
-        target_id=meeting.id,
-        org_path=meeting.org_path,
-        remote_addr=request.remote,
-        detail={"action": body.action, "peer_id": body.peer_id},
-    )
+    detail = {"action": body.action, "peer_id": body.peer_id}
+    _audit(request, session, principal, meeting, "meeting_control", detail)
     await session.commit()
     return json_response(live.room.control.state())

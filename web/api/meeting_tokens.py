@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import audit
 from db.access import Capability, Principal
 from db.models import Role
-from db.tree import find_by_code
+from db.tree import find_by_code, related
 from sfu.room import Room
 from signaling.tokens import TokenIssuer
 
@@ -45,13 +45,6 @@ async def _room_path(session: AsyncSession, room: Room) -> str | None:
     return org.path if org else "/nonexistent/"
 
 
-def _related(principal: Principal, room_path: str | None) -> bool:
-    # inside the organiser's subtree (a village of a town meeting), or above it (the county)
-    if room_path is None:
-        return True
-    return room_path.startswith(principal.org_path) or principal.org_path.startswith(room_path)
-
-
 @authed
 async def post_meeting_token(
     request: web.Request, session: AsyncSession, principal: Principal
@@ -65,7 +58,7 @@ async def post_meeting_token(
         candidates = list(rooms.values())
     chosen = None
     for room in candidates:
-        if _related(principal, await _room_path(session, room)):
+        if related(principal.org_path, await _room_path(session, room)):
             chosen = room
             break
     if chosen is None:
