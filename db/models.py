@@ -435,3 +435,33 @@ class HiddenView(Base):
     started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     ended_at: Mapped[dt.datetime | None]
     duration_s: Mapped[float | None] = mapped_column(Float)
+
+
+class EmergencyStatus(enum.StrEnum):
+    ACTIVE = "active"
+    ENDED = "ended"
+
+
+class Emergency(Base):
+    """A village calling the county command with its phone's camera: who raised it, where,
+    when the command acknowledged it and when it ended. Its room is `emergency-<id>`."""
+
+    __tablename__ = "emergencies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    # the place of the emergency: which command views are told and who may see it
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    reporter: Mapped[str] = mapped_column(String(100))  # "account:7"
+    reporter_name: Mapped[str] = mapped_column(String(100))
+    note: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[EmergencyStatus] = mapped_column(
+        _enum(EmergencyStatus), default=EmergencyStatus.ACTIVE, index=True
+    )
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    acknowledged_at: Mapped[dt.datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    ended_at: Mapped[dt.datetime | None]
+    ended_by: Mapped[str | None] = mapped_column(String(100))
+
+    org: Mapped[OrgUnit] = relationship(lazy="joined")

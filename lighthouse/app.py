@@ -12,16 +12,18 @@ from sqlalchemy import select
 from db import supervision
 from db.accounts import AuthError, TokenService, record_presence
 from db.database import Database
-from db.models import Meeting, MeetingStatus, OrgUnit, Role, Terminal
+from db.models import Emergency, EmergencyStatus, Meeting, MeetingStatus, OrgUnit, Role, Terminal
 from db.tree import find_by_code, meeting_site_paths, organiser, related
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
+from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
 from signaling.lobby import LobbyRefusal, TerminalIdentity, TerminalLobby
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
 from signaling.server import Presence, SignalingService
 from signaling.tokens import TokenIssuer
 from web.api.common import DISCONNECT_KEY
+from web.api.emergencies import EMERGENCY_DESK_KEY
 from web.api.live_meetings import MEETING_ROOMS_KEY
 
 from .config import Config
@@ -185,6 +187,22 @@ def create_app(config: Config) -> web.Application:
     )
     lobby.greeting = meeting_rooms.greeting
 
+    async def emergency_room_opened(room: Room) -> None:
+        if recording is not None:  # the call is evidence: recorded like a meeting
+            recording.attach_room(room)
+
+    emergency_desk = EmergencyDesk(
+        rooms,
+        ice_servers=list(config.ice_servers),
+        settings=EmergencyRoomSettings(
+            video_codec=config.meeting_video_codec,
+            max_video_kbps=config.meeting_max_video_kbps,
+            record=config.meeting_record,
+        ),
+        on_room_opened=emergency_room_opened,
+        on_room_closed=meeting_room_closed,
+    )
+
     signaling = SignalingService(
         rooms,
         tokens,
@@ -200,6 +218,7 @@ def create_app(config: Config) -> web.Application:
     app[SIGNALING_KEY] = signaling
     app[LOBBY_KEY] = lobby
     app[MEETING_ROOMS_KEY] = meeting_rooms
+    app[EMERGENCY_DESK_KEY] = emergency_desk
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/ws/terminal", lobby.handle)
     app.router.add_get("/healthz", _healthz)
@@ -220,6 +239,7 @@ def create_app(config: Config) -> web.Application:
         await lobby.close()
         await signaling.close()
         await meeting_rooms.close_all()
+        await emergency_desk.close_all()
         for room in rooms.values():
             await room.close()
 
@@ -232,6 +252,7 @@ def create_app(config: Config) -> web.Application:
         if recording is not None:
             await recording.start(rooms.values())
         await reopen_live_meetings(database, meeting_rooms)
+        await reopen_emergencies(database, emergency_desk)
         yield
         # on_shutdown has closed the rooms by now: every recording has seen its end
         if recording is not None:
@@ -259,6 +280,16 @@ async def reopen_live_meetings(database: Database, meeting_rooms: MeetingRooms) 
                 organiser_path=meeting.org_path,
                 site_paths=await meeting_site_paths(session, meeting),
             )
+
+
+async def reopen_emergencies(database: Database, desk: EmergencyDesk) -> None:
+    """Active emergencies get their rooms back: the phone reconnects by itself."""
+    async with database.session() as session:
+        active = await session.scalars(
+            select(Emergency).where(Emergency.status == EmergencyStatus.ACTIVE)
+        )
+        for emergency in active:
+            await desk.open(emergency.id, title=emergency.org.name, org_code=emergency.org.code)
 
 
 def _terminal_id(participant_id: str) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -119,3 +121,31 @@ async def pair_terminal(api, admin, org_id: int, name: str = "电视") -> tuple[
     )
     assert claimed["status"] == "paired", claimed
     return bound["id"], claimed["token"]
+
+
+class Lobby:
+    """A TV's idle socket, as terminal.js holds it."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
+        self.session = session
+        self.url = base_url.replace("http://", "ws://") + "/ws/terminal"
+        self.token = token
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+
+    async def connect(self) -> dict:
+        self.ws = await self.session.ws_connect(self.url)
+        await self.ws.send_str(json.dumps({"type": "hello", "token": self.token}))
+        return await self.receive()
+
+    async def receive(self, timeout: float = 5.0) -> dict:
+        assert self.ws is not None
+        msg = await asyncio.wait_for(self.ws.receive(), timeout)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        return json.loads(msg.data)
+
+    async def silent(self, seconds: float = 0.5) -> bool:
+        try:
+            await self.receive(seconds)
+        except TimeoutError:
+            return True
+        return False

@@ -107,3 +107,72 @@ async def launched_chromium(args: list[str]) -> AsyncIterator:
         finally:
             await browser.close()
             shutil.rmtree(home, ignore_errors=True)
+
+
+async def signed_in_page(browser, base_url: str, path: str, username: str, **context_options):
+    """A new browser context signed in to the console as `username`, then on `path`; its
+    console messages and page errors are kept in `page.messages`."""
+    from urllib.parse import urlsplit
+
+    from apiclient import PASSWORD
+
+    options = {"viewport": {"width": 1280, "height": 800}, **context_options}
+    context = await browser.new_context(**options)
+    page = await context.new_page()
+    page.messages = []
+    page.on("console", lambda msg: page.messages.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda exc: page.messages.append(f"pageerror: {exc}"))
+    await page.goto(base_url + path)
+    await page.wait_for_url(lambda url: urlsplit(url).path == "/console/login")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#con-login-submit")
+    await page.wait_for_url(lambda url: urlsplit(url).path == path.split("?")[0])
+    return context, page
+
+
+# each village's camera shows one colour; the main venue's is yellow, its shared screen
+# magenta: a TV's main view is told apart by its mean colour
+COLOURS = {
+    "a1": (220, 30, 30),
+    "a2": (30, 200, 40),
+    "b1": (30, 60, 220),
+    "main": (230, 210, 20),
+    "content": (220, 40, 200),
+}
+
+# A camera of one colour for this page (a canvas stream with a moving bar, so that the
+# encoder always has something to send), with the fake device's microphone.
+CAMERA_JS = """
+([r, g, b]) => {
+  const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = async (constraints) => {
+    const canvas = document.createElement('canvas');
+    canvas.width = 320; canvas.height = 180;
+    const ctx = canvas.getContext('2d');
+    let x = 0;
+    setInterval(() => {
+      ctx.fillStyle = `rgb(${r},${g},${b})`;
+      ctx.fillRect(0, 0, 320, 180);
+      ctx.fillStyle = 'rgb(128,128,128)';
+      ctx.fillRect(x, 170, 20, 10);
+      x = (x + 4) % 300;
+    }, 66);
+    const stream = canvas.captureStream(15);
+    if (constraints && constraints.audio) {
+      const mic = await original({audio: true});
+      for (const track of mic.getAudioTracks()) stream.addTrack(track);
+    }
+    return stream;
+  };
+}
+"""
+
+
+def which_colour(pixels: list[int]) -> str:
+    rgb = np.array(pixels, dtype=np.float64).reshape(-1, 4)[:, :3].mean(axis=0)
+    return min(COLOURS, key=lambda name: float(np.linalg.norm(rgb - np.array(COLOURS[name]))))
+
+
+async def wait_until(page, expression: str, timeout_ms: int = 20_000) -> None:
+    await page.wait_for_function(expression, timeout=timeout_ms, polling=100)

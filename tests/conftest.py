@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from lighthouse.app import ROOMS_KEY, create_app
+from lighthouse.app import CONFIG_KEY, ROOMS_KEY, create_app
 from lighthouse.config import RoomConfig, load_config
 from signaling.tokens import TokenIssuer
 
@@ -132,9 +132,20 @@ class ApiWorld:
     anonymous: object  # tests.apiclient.ApiClient without a token
     database: object
     app: web.Application
+    runner: web.AppRunner | None = None
 
     async def as_user(self, username: str):
         return await self.anonymous.login(username)
+
+    async def restart(self) -> None:
+        """Stop the server and start a new one on the same config, database and port."""
+        from apiclient import start_app
+
+        config = self.app[CONFIG_KEY]
+        assert self.runner is not None
+        await self.runner.cleanup()
+        self.app = create_app(config)
+        self.runner = await start_app(self.app, config.port)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -168,7 +179,8 @@ async def api(request, tmp_path) -> AsyncIterator[ApiWorld]:
         await seeding.close()
         async with aiohttp.ClientSession() as session:
             base = f"http://127.0.0.1:{port}"
+            world = ApiWorld(base, orgs, ApiClient(base, session), None, app, runner)
             try:
-                yield ApiWorld(base, orgs, ApiClient(base, session), None, app)
+                yield world
             finally:
-                await runner.cleanup()
+                await world.runner.cleanup()

@@ -4,7 +4,6 @@ idle lobby socket (auto-join), offline TVs reported, control over HTTP, all audi
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import pytest
@@ -13,35 +12,7 @@ from aiortc import AudioStreamTrack
 from lighthouse.app import ROOMS_KEY
 from signaling.client import SignalingClient
 
-from apiclient import pair_terminal
-
-
-class Lobby:
-    """A TV's idle socket, as terminal.js holds it."""
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, token: str) -> None:
-        self.session = session
-        self.url = base_url.replace("http://", "ws://") + "/ws/terminal"
-        self.token = token
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-
-    async def connect(self) -> dict:
-        self.ws = await self.session.ws_connect(self.url)
-        await self.ws.send_str(json.dumps({"type": "hello", "token": self.token}))
-        return await self.receive()
-
-    async def receive(self, timeout: float = 5.0) -> dict:
-        assert self.ws is not None
-        msg = await asyncio.wait_for(self.ws.receive(), timeout)
-        assert msg.type == aiohttp.WSMsgType.TEXT, msg
-        return json.loads(msg.data)
-
-    async def silent(self, seconds: float = 0.5) -> bool:
-        try:
-            await self.receive(seconds)
-        except TimeoutError:
-            return True
-        return False
+from apiclient import Lobby, pair_terminal
 
 
 async def test_a_town_meeting_invites_its_villages_tvs_and_ends_them(api):

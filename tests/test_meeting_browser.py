@@ -22,52 +22,19 @@ from lighthouse.app import DATABASE_KEY
 from signaling.client import SignalingClient
 
 from apiclient import PASSWORD, ApiClient, pair_terminal, seed_small_county
-from browser import GRAB_VIDEO_JS, chromium_args, launched_chromium, write_y4m
+from browser import (
+    CAMERA_JS,
+    COLOURS,
+    GRAB_VIDEO_JS,
+    chromium_args,
+    launched_chromium,
+    wait_until,
+    which_colour,
+    write_y4m,
+)
 from media import PictureTrack
 
 pytestmark = pytest.mark.server_config(rooms=())
-
-# each village's camera shows one colour; the main venue's is yellow, its shared screen
-# magenta: a TV's main view is told apart by its mean colour
-COLOURS = {
-    "a1": (220, 30, 30),
-    "a2": (30, 200, 40),
-    "b1": (30, 60, 220),
-    "main": (230, 210, 20),
-    "content": (220, 40, 200),
-}
-
-# A camera of one colour for this page (a canvas stream with a moving bar, so that the
-# encoder always has something to send), with the fake device's microphone.
-CAMERA_JS = """
-([r, g, b]) => {
-  const original = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
-  navigator.mediaDevices.getUserMedia = async (constraints) => {
-    const canvas = document.createElement('canvas');
-    canvas.width = 320; canvas.height = 180;
-    const ctx = canvas.getContext('2d');
-    let x = 0;
-    setInterval(() => {
-      ctx.fillStyle = `rgb(${r},${g},${b})`;
-      ctx.fillRect(0, 0, 320, 180);
-      ctx.fillStyle = 'rgb(128,128,128)';
-      ctx.fillRect(x, 170, 20, 10);
-      x = (x + 4) % 300;
-    }, 66);
-    const stream = canvas.captureStream(15);
-    if (constraints && constraints.audio) {
-      const mic = await original({audio: true});
-      for (const track of mic.getAudioTracks()) stream.addTrack(track);
-    }
-    return stream;
-  };
-}
-"""
-
-
-def which_colour(pixels: list[int]) -> str:
-    rgb = np.array(pixels, dtype=np.float64).reshape(-1, 4)[:, :3].mean(axis=0)
-    return min(COLOURS, key=lambda name: float(np.linalg.norm(rgb - np.array(COLOURS[name]))))
 
 
 async def main_view_colour(page) -> str | None:
@@ -87,10 +54,6 @@ async def wait_for_main_view(page, expected: str, timeout: float = 15.0) -> None
             return
         await asyncio.sleep(0.3)
     raise AssertionError(f"main view shows {seen}, expected {expected}")
-
-
-async def wait_until(page, expression: str, timeout_ms: int = 20_000) -> None:
-    await page.wait_for_function(expression, timeout=timeout_ms, polling=100)
 
 
 @pytest.fixture

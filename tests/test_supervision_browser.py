@@ -19,8 +19,8 @@ from lighthouse.config import RoomConfig
 from signaling.client import SignalingClient
 from web.api.common import DATABASE_KEY
 
-from apiclient import PASSWORD, seed_small_county
-from browser import GRAB_VIDEO_JS, launched_chromium
+from apiclient import seed_small_county
+from browser import GRAB_VIDEO_JS, launched_chromium, signed_in_page
 from media import PictureTrack, face_picture, similarity
 
 pytestmark = pytest.mark.browser
@@ -43,21 +43,6 @@ PATROL_ROOMS = tuple(
 async def chromium():
     async with launched_chromium(ARGS) as browser:
         yield browser
-
-
-async def signed_in_page(browser, base_url: str, path: str, username: str):
-    context = await browser.new_context(viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
-    page.messages = []
-    page.on("console", lambda msg: page.messages.append(f"{msg.type}: {msg.text}"))
-    page.on("pageerror", lambda exc: page.messages.append(f"pageerror: {exc}"))
-    await page.goto(base_url + path)
-    await page.wait_for_url(lambda url: urlsplit(url).path == "/console/login")
-    await page.fill("#login-username", username)
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#con-login-submit")
-    await page.wait_for_url(lambda url: urlsplit(url).path == path.split("?")[0])
-    return context, page
 
 
 async def wait_for(predicate, timeout: float, what: str) -> None:

@@ -58,7 +58,8 @@ def add_console_routes(
 ) -> None:
     """Register /console, /console/login, /console/members, /console/terminals,
     /console/meetings, /console/meetings/{id}, /console/recordings, /console/recordings/{id}
-    and the supervision pages (/console/supervision, .../watch/{room}, .../patrol, .../log)."""
+    the supervision pages (/console/supervision, .../watch/{room}, .../patrol, .../log) and
+    the emergency command view (/console/command)."""
     pages = renderer if renderer is not None else PageRenderer()
     ice_servers = list(ice_servers or [])
 
@@ -172,10 +173,20 @@ def add_console_routes(
         return page(request, "console_supervision_log.html", "supervisionLog")
 
     @_signed_in
+    async def command(request: web.Request) -> web.Response:
+        return page(request, "console_command.html", "command", iceServers=ice_servers)
+
+    @_signed_in
     async def phone(request: web.Request) -> web.Response:
         # mobile-first and standalone: not the console's desktop frame
         return pages.render(
-            request, "phone.html", config={"loginPath": LOGIN_PATH, "lang": pick_locale(request)}
+            request,
+            "phone.html",
+            config={
+                "loginPath": LOGIN_PATH,
+                "lang": pick_locale(request),
+                "iceServers": ice_servers,  # the emergency call publishes the camera
+            },
         )
 
     router = app.router
@@ -192,3 +203,4 @@ def add_console_routes(
     router.add_get("/console/supervision/watch/{room_id:[A-Za-z0-9_.-]{1,64}}", watch)
     router.add_get("/console/supervision/patrol", patrol)
     router.add_get("/console/supervision/log", supervision_log)
+    router.add_get("/console/command", command)

@@ -16,6 +16,7 @@ from signaling.tokens import TokenIssuer
 
 from . import (
     audit_log,
+    emergencies,
     live_meetings,
     meeting_tokens,
     meetings,
@@ -71,6 +72,13 @@ def add_api_routes(
     r.add_post("/api/meetings/{meeting_id:\\d+}/end", live_meetings.post_end)
     r.add_get("/api/meetings/{meeting_id:\\d+}/live", live_meetings.get_live)
     r.add_post("/api/meetings/{meeting_id:\\d+}/control", live_meetings.post_control)
+    r.add_post("/api/emergencies", emergencies.post_emergency)
+    r.add_get("/api/emergencies", emergencies.list_emergencies)
+    r.add_get("/api/emergencies/events", emergencies.emergency_events)
+    r.add_get("/api/emergencies/{emergency_id:\\d+}", emergencies.get_emergency)
+    r.add_post("/api/emergencies/{emergency_id:\\d+}/watch", emergencies.post_watch)
+    r.add_post("/api/emergencies/{emergency_id:\\d+}/acknowledge", emergencies.post_acknowledge)
+    r.add_post("/api/emergencies/{emergency_id:\\d+}/end", emergencies.post_end)
     r.add_get("/api/audit", audit_log.list_audit)
     app[members_io.IMPORT_JOBS_KEY] = members_io.ImportJobs(database)
     app.on_shutdown.append(members_io.stop_imports)

@@ -47,7 +47,7 @@ def not_found(what: str) -> ApiError:
     return ApiError(404, "not_found", f"no such {what} in your part of the org tree")
 
 
-def _default(value: object) -> object:
+def json_default(value: object) -> object:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
     if isinstance(value, enum.Enum):
@@ -59,7 +59,7 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.json_response(
         data,
         status=status,
-        dumps=lambda v: json.dumps(v, ensure_ascii=False, default=_default),
+        dumps=lambda v: json.dumps(v, ensure_ascii=False, default=json_default),
     )
 
 

@@ -191,6 +191,7 @@
     meetings: '/console/meetings',
     recordings: '/console/recordings',
     supervision: '/console/supervision',
+    command: '/console/command',
   };
   // A page below a section lights that section up in the navigation.
   const PARENT_SECTION = {

@@ -2,7 +2,10 @@
  * The secretary's phone (/console/phone): start a meeting, see which TVs joined, mute all
  * or call the roll, end it, and complete the meeting record. Everything goes through the
  * JSON API with the session cookie; the server checks each call against the org tree.
- * Exposes window.lighthousePhone = {ready, meeting} for tests.
+ * The emergency call publishes the phone's (rear) camera into an emergency room that the
+ * county command sees at once (/console/command), and shows when they acknowledge it.
+ * Exposes window.lighthousePhone = {ready, meeting, emergency} for tests; `emergency` is
+ * {id, state: connecting | sending | acknowledged | ended | no_camera} during a call.
  */
 (function (global) {
   'use strict';
@@ -13,7 +16,7 @@
   const strings = JSON.parse($('ph-strings').textContent);
   const t = (key, values) => String(strings[key] || key).replace(/\{(\w+)\}/g,
     (whole, name) => (values && name in values ? String(values[name]) : whole));
-  const state = { ready: false, meeting: null, live: null };
+  const state = { ready: false, meeting: null, live: null, emergency: null };
   global.lighthousePhone = state;
   let pollTimer = null;
 
@@ -51,8 +54,11 @@
   }
 
   function show(sectionId) {
-    for (const id of ['ph-home', 'ph-create', 'ph-live', 'ph-record']) $(id).hidden = id !== sectionId;
+    for (const id of ['ph-home', 'ph-create', 'ph-live', 'ph-record', 'ph-emergency']) {
+      $(id).hidden = id !== sectionId;
+    }
     clearTimeout(pollTimer);
+    if (sectionId !== 'ph-emergency') hangUp();
     global.scrollTo(0, 0);
   }
 
@@ -307,12 +313,99 @@
     }
   }
 
+  // ---- emergency call ---------------------------------------------------------------------
+
+  const SOS_POLL_MS = 2000;
+  // the scene, not the caller's face: the rear camera, at a size a village uplink carries
+  const SOS_MEDIA = {
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    video: { facingMode: { ideal: 'environment' }, width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 20 } },
+  };
+  let sosClient = null;
+
+  function sosState(name, values) {
+    state.emergency.state = name;
+    $('ph-sos-state').textContent = t({
+      connecting: 'sosConnecting', sending: 'sosSending', acknowledged: 'sosAcknowledged',
+      ended: 'sosEnded', no_camera: 'sosNoCamera',
+    }[name], values);
+  }
+
+  function hangUp() {
+    if (sosClient) sosClient.leave();
+    sosClient = null;
+    $('ph-sos-preview').srcObject = null;
+    $('ph-sos-remote').replaceChildren();
+  }
+
+  async function raiseEmergency() {
+    if (!global.confirm(t('confirmSos'))) return;
+    const reply = await api('POST', '/api/emergencies', {});
+    show('ph-emergency');
+    const emergency = reply.emergency;
+    state.emergency = { id: emergency.id, state: 'connecting' };
+    $('ph-sos-title').textContent = t('sosTitle', { place: emergency.org.name });
+    sosState('connecting');
+    const Client = global.LighthouseClient;
+    const client = new Client({
+      token: reply.token,
+      iceServers: config.iceServers || [],
+      mediaConstraints: SOS_MEDIA,
+      policy: Client.policies.all, // the command may talk back
+    });
+    sosClient = client;
+    client.on('localstream', ({ stream }) => { $('ph-sos-preview').srcObject = stream; });
+    client.on('mediaerror', () => sosState('no_camera'));
+    client.on('published', () => {
+      if (state.emergency.state === 'connecting') sosState('sending');
+    });
+    client.on('subscriptionadded', ({ subscription }) => {
+      subscription.videoElement.className = 'ph-sos-remote-media';
+      $('ph-sos-remote').appendChild(subscription.videoElement);
+    });
+    client.start();
+    followEmergency(emergency.id);
+  }
+
+  async function followEmergency(id) {
+    if (!state.emergency || state.emergency.id !== id || !sosClient) return;
+    try {
+      const emergency = await api('GET', '/api/emergencies/' + id);
+      if (emergency.status === 'ended') {
+        hangUp();
+        sosState('ended');
+        return;
+      }
+      if (emergency.acknowledged_by && state.emergency.state !== 'no_camera') {
+        sosState('acknowledged', { name: emergency.acknowledged_by });
+      }
+    } catch (error) {
+      /* the network dropped: the next poll tries again */
+    }
+    pollTimer = setTimeout(() => followEmergency(id), SOS_POLL_MS);
+  }
+
+  async function endEmergency() {
+    if (!state.emergency || !global.confirm(t('confirmEndSos'))) return;
+    try {
+      await api('POST', '/api/emergencies/' + state.emergency.id + '/end');
+    } catch (error) {
+      if (error.code !== 'emergency_over') throw error;
+    }
+    hangUp();
+    sosState('ended');
+    await loadHome();
+  }
+
   // ---- wiring -----------------------------------------------------------------------------
 
   $('ph-new').addEventListener('click', () => openCreate().catch((e) => showError($('ph-error'), e)));
   $('ph-create').addEventListener('submit', createAndStart);
   $('ph-record').addEventListener('submit', saveRecord);
   $('ph-end').addEventListener('click', endMeeting);
+  $('ph-sos').addEventListener('click', () => raiseEmergency().catch((e) => showError($('ph-error'), e)));
+  $('ph-sos-end').addEventListener('click', () => endEmergency().catch((e) => showError($('ph-error'), e)));
+  global.addEventListener('pagehide', hangUp);
   $('ph-sites-all').addEventListener('change', (event) => {
     for (const box of document.querySelectorAll('[data-site]')) box.checked = event.target.checked;
   });
