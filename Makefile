@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
+	# the test faces (t1.jpg, Tom_Hanks_54745.png) ship in insightface's wheel; without its
+	# dependencies, which would add opencv-python beside our opencv-python-headless
+	$(BIN)/python -m pip install -q --no-deps 'insightface==2.1'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,0 +1,154 @@
+"""Test faces and meeting videos made from them.
+
+The faces ship offline: insightface's wheel holds `t1.jpg` (six people) and
+`Tom_Hanks_54745.png`; scikit-image holds `data.astronaut()`. A meeting video is a plain
+room-like background with faces that come and go; a "live" face turns its head a little
+(a perspective warp, as a head's yaw gives) and nods, a "still" one is the same picture in
+every frame (a printed photo held still). Videos are encoded with PyAV at village bitrates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+WIDTH, HEIGHT = 640, 360
+
+
+def insightface_images() -> Path:
+    spec = importlib.util.find_spec("insightface")
+    assert spec is not None and spec.submodule_search_locations, (
+        "insightface's wheel is not installed (make installs it with --no-deps)"
+    )
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "images"
+
+
+def _crop(image: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
+    x, y, w, h = box
+    mx, my = int(w * margin), int(h * margin)
+    y0, y1 = max(0, y - my), min(image.shape[0], y + h + my)
+    x0, x1 = max(0, x - mx), min(image.shape[1], x + w + mx)
+    return image[y0:y1, x0:x1].copy()
+
+
+# the six faces of t1.jpg (x, y, w, h), left to right, as YuNet finds them
+T1_BOXES = (
+    (52, 266, 118, 134),
+    (271, 147, 99, 129),
+    (462, 266, 114, 151),
+    (751, 346, 95, 126),
+    (899, 57, 106, 140),
+    (1132, 274, 95, 125),
+)
+
+
+def sample_faces() -> dict[str, np.ndarray]:
+    """BGR head-and-shoulders pictures: tom, astronaut, t1_0 … t1_5."""
+    from skimage import data
+
+    images = insightface_images()
+    faces = {
+        "tom": cv2.imread(str(images / "Tom_Hanks_54745.png")),
+        "astronaut": _crop(
+            cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (179, 63, 91, 110), 0.6
+        ),
+    }
+    t1 = cv2.imread(str(images / "t1.jpg"))
+    for index, box in enumerate(T1_BOXES):
+        faces[f"t1_{index}"] = _crop(t1, box, 0.45)
+    return faces
+
+
+@dataclass(frozen=True)
+class Appearance:
+    face: np.ndarray
+    start_s: float
+    end_s: float
+    x: int  # where the face picture's centre is
+    y: int
+    height: int  # the face picture's height on screen
+    live: bool = True
+
+
+def _background() -> np.ndarray:
+    rows = np.linspace(90, 150, HEIGHT, dtype=np.float32)[:, None]
+    cols = np.linspace(0, 30, WIDTH, dtype=np.float32)[None, :]
+    grey = rows + cols
+    picture = np.stack([grey * 0.9, grey, grey * 1.1], axis=2)
+    picture[300:, :] = (60, 70, 90)  # a table
+    return np.clip(picture, 0, 255).astype(np.uint8)
+
+
+def _turned(face: np.ndarray, t: float) -> np.ndarray:
+    """The face turned a little about its vertical axis (perspective) and nodding."""
+    h, w = face.shape[:2]
+    yaw = 0.12 * math.sin(2 * math.pi * t / 1.7)
+    nod = 0.05 * math.sin(2 * math.pi * t / 2.3 + 1.0)
+    squeeze_left = max(0.0, yaw) * h
+    squeeze_right = max(0.0, -yaw) * h
+    source = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    target = np.float32(
+        [
+            [abs(yaw) * w * 0.3, squeeze_left + nod * h],
+            [w - abs(yaw) * w * 0.3, squeeze_right + nod * h],
+            [w - abs(yaw) * w * 0.3, h - squeeze_right],
+            [abs(yaw) * w * 0.3, h - squeeze_left],
+        ]
+    )
+    matrix = cv2.getPerspectiveTransform(source, target)
+    return cv2.warpPerspective(face, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+
+def render_frame(appearances: list[Appearance], t: float) -> np.ndarray:
+    frame = _background()
+    for a in appearances:
+        if not a.start_s <= t < a.end_s:
+            continue
+        face = _turned(a.face, t) if a.live else a.face
+        scale = a.height / face.shape[0]
+        face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        fh, fw = face.shape[:2]
+        x0, y0 = a.x - fw // 2, a.y - fh // 2
+        xs, ys = max(0, x0), max(0, y0)
+        xe, ye = min(WIDTH, x0 + fw), min(HEIGHT, y0 + fh)
+        frame[ys:ye, xs:xe] = face[ys - y0 : ye - y0, xs - x0 : xe - x0]
+    return frame
+
+
+def write_meeting_video(
+    path: Path,
+    appearances: list[Appearance],
+    *,
+    duration_s: float,
+    codec: str = "h264",
+    kbps: int = 400,
+    fps: int = 15,
+) -> Path:
+    """Encode the meeting as a village camera would send it (H.264 or VP8, `kbps`)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264" if codec == "h264" else "libvpx", rate=fps)
+        stream.width, stream.height = WIDTH, HEIGHT
+        stream.pix_fmt = "yuv420p"
+        stream.bit_rate = kbps * 1000
+        if codec == "h264":
+            stream.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline"}
+        else:
+            stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        stream.time_base = Fraction(1, fps)
+        for index in range(int(duration_s * fps)):
+            frame = av.VideoFrame.from_ndarray(
+                render_frame(appearances, index / fps)[:, :, ::-1].copy(), format="rgb24"
+            )
+            frame.pts = index
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
