@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fractions
 import time
 
@@ -53,8 +54,6 @@ class PictureTrack(VideoStreamTrack):
         self._count = 0
 
     async def recv(self) -> VideoFrame:
-        import asyncio
-
         if self._start is None:
             self._start = time.monotonic()
         target = self._start + self._count / self.fps
@@ -66,3 +65,15 @@ class PictureTrack(VideoStreamTrack):
         frame.time_base = fractions.Fraction(1, 90000)
         self._count += 1
         return frame
+
+
+async def latest_picture(track, frames: int = 8, timeout: float = 10.0) -> np.ndarray:
+    """The last of the next few decoded frames (the first after a switch may be stale)."""
+
+    async def collect():
+        frame = None
+        for _ in range(frames):
+            frame = await track.recv()
+        return frame.to_ndarray(format="rgb24")
+
+    return await asyncio.wait_for(collect(), timeout)

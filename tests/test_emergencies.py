@@ -10,14 +10,13 @@ import asyncio
 import json
 
 import aiohttp
-import numpy as np
 import pytest
 
 from lighthouse.app import ROOMS_KEY
 from signaling.client import SignalingClient
 
 from apiclient import Lobby, pair_terminal
-from media import PictureTrack, face_picture, similarity
+from media import PictureTrack, face_picture, latest_picture, similarity
 
 
 class EventStream:
@@ -64,16 +63,6 @@ class EventStream:
     def close(self) -> None:
         if self.response is not None:
             self.response.close()
-
-
-async def received_picture(track, frames: int = 6, timeout: float = 10.0) -> np.ndarray:
-    async def collect():
-        frame = None
-        for _ in range(frames):
-            frame = await track.recv()
-        return frame.to_ndarray(format="rgb24")
-
-    return await asyncio.wait_for(collect(), timeout)
 
 
 async def test_an_emergency_reaches_the_command_at_once_and_is_seen_acknowledged_and_ended(api):
@@ -144,7 +133,7 @@ async def test_an_emergency_reaches_the_command_at_once_and_is_seen_acknowledged
         assert watcher.joined["role"] == "main"
         (publication,) = watcher.joined["publications"]
         subscription = await watcher.subscribe(publication["publication_id"])
-        seen = await received_picture(subscription.tracks["video"])
+        seen = await latest_picture(subscription.tracks["video"], 6)
         assert similarity(seen, scene) > 0.9
 
         # acknowledging: a viewer may not; the county does, once

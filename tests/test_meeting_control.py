@@ -13,7 +13,7 @@ from aiortc import AudioStreamTrack
 from lighthouse.config import RoomConfig
 from signaling.client import SignalingClient, SignalingError
 
-from media import PictureTrack, face_picture, similarity
+from media import PictureTrack, face_picture, latest_picture, similarity
 
 ROOM = "meeting"
 pytestmark = pytest.mark.server_config(
@@ -32,18 +32,6 @@ async def joined(server, participant: str, role: str = "terminal") -> SignalingC
     client = SignalingClient(server.base_url, server.token(participant, role, ROOM))
     await client.connect()
     return client
-
-
-async def latest_picture(track, frames: int = 8, timeout: float = 10.0) -> np.ndarray:
-    """The last of the next few decoded frames (the first after a switch may be stale)."""
-
-    async def collect():
-        frame = None
-        for _ in range(frames):
-            frame = await track.recv()
-        return frame.to_ndarray(format="rgb24")
-
-    return await asyncio.wait_for(collect(), timeout)
 
 
 async def shows(track, expected: np.ndarray, others: list[np.ndarray], timeout=10.0) -> bool:

@@ -224,3 +224,26 @@ def public(
                 return error_response(error)
 
     return wrapper
+
+
+def audit_object(
+    request: web.Request,
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    target_type: str,
+    target: Any,
+    detail: dict | None = None,
+) -> None:
+    """Audit `action` on an object that has an `id` and an `org_path` (a meeting, an
+    emergency), from the request's address; it commits with the change."""
+    audit.record(
+        session,
+        principal,
+        action,
+        target_type=target_type,
+        target_id=target.id,
+        org_path=target.org_path,
+        remote_addr=request.remote,
+        detail=detail,
+    )

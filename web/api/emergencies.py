@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import audit
 from db.access import Capability, Principal
 from db.accounts import AuthError
 from db.models import Emergency, EmergencyStatus
@@ -35,6 +34,7 @@ from .common import (
     DATABASE_KEY,
     TOKEN_SERVICE_KEY,
     ApiError,
+    audit_object,
     authed,
     bearer_token,
     check,
@@ -84,16 +84,7 @@ def _audit(
     action: str,
     detail: dict | None = None,
 ) -> None:
-    audit.record(
-        session,
-        principal,
-        action,
-        target_type="emergency",
-        target_id=emergency.id,
-        org_path=emergency.org_path,
-        remote_addr=request.remote,
-        detail=detail,
-    )
+    audit_object(request, session, principal, action, "emergency", emergency, detail)
 
 
 def _token(request: web.Request, principal: Principal, emergency: Emergency, role: str) -> str:

@@ -19,7 +19,6 @@ from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import audit
 from db.access import Capability, Principal
 from db.models import Meeting, MeetingStatus, OrgUnit, Terminal
 from db.tree import meeting_site_paths
@@ -27,7 +26,7 @@ from signaling.meetings import LiveMeeting, MeetingRooms, meeting_room_id
 from signaling.schema import CONTROL_ACTIONS, MessageError
 from signaling.server import apply_control
 
-from .common import ApiError, authed, json_response, parse_body, scoped_object
+from .common import ApiError, audit_object, authed, json_response, parse_body, scoped_object
 from .meeting_tokens import MEETING_TOKEN_TTL_S, MEETING_TOKENS_KEY
 from .meetings import meeting_json
 
@@ -60,16 +59,7 @@ def _audit(
     action: str,
     detail: dict | None = None,
 ) -> None:
-    audit.record(
-        session,
-        principal,
-        action,
-        target_type="meeting",
-        target_id=meeting.id,
-        org_path=meeting.org_path,
-        remote_addr=request.remote,
-        detail=detail,
-    )
+    audit_object(request, session, principal, action, "meeting", meeting, detail)
 
 
 async def _venues(
