@@ -27,6 +27,9 @@ class Capability(enum.StrEnum):
     MEETING_JOIN = "meeting:join"
     # watch meetings unannounced (drop-in, patrol wall); every view is in the trail
     SUPERVISE = "meetings:supervise"
+    # biometric data: enrolment photos and embeddings, sign-in face crops and scenes
+    FACES_READ = "faces:read"
+    FACES_WRITE = "faces:write"
 
 
 C = Capability
@@ -43,6 +46,8 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
             C.MEETINGS_READ,
             C.MEETINGS_WRITE,
             C.MEETING_JOIN,
+            C.FACES_READ,
+            C.FACES_WRITE,
         }
     ),
     Role.SUPERVISOR: frozenset(
@@ -54,6 +59,8 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
             C.AUDIT_READ,
             C.MEETING_JOIN,
             C.SUPERVISE,
+            # spot checks of attendance look at the evidence; enrolling is not theirs
+            C.FACES_READ,
         }
     ),
     Role.VIEWER: frozenset({C.TREE_READ, C.MEETINGS_READ, C.MEETING_JOIN}),

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -465,3 +466,84 @@ class Emergency(Base):
     ended_by: Mapped[str | None] = mapped_column(String(100))
 
     org: Mapped[OrgUnit] = relationship(lazy="joined")
+
+
+class FaceEnrolment(Base):
+    """One enrolment photo of a member, as the face recognizer compares it: the embedding
+    and the aligned face it was made from. Biometric data: read only with `faces:read`.
+
+    `model_id` names the engine that made the embedding; embeddings of another model are
+    never compared (the member is enrolled again)."""
+
+    __tablename__ = "face_enrolments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    # the member's unit: whose staff may see it, and which galleries it belongs to
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    model_id: Mapped[str] = mapped_column(String(64))
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)  # float32, unit length
+    face_jpeg: Mapped[bytes] = mapped_column(LargeBinary)  # the aligned 112x112 face
+    sharpness: Mapped[float] = mapped_column(Float)
+    face_px: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
+class SignInReview(enum.StrEnum):
+    PENDING = "pending"  # a face sign-in nobody has looked at yet
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"  # not that member: it no longer counts
+
+
+class SignIn(Base):
+    """A member signed in to a meeting, once per meeting: by face (with the face crop and
+    the scene as evidence, files under the evidence directory) or by hand."""
+
+    __tablename__ = "sign_ins"
+    __table_args__ = (UniqueConstraint("meeting_id", "member_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), index=True
+    )
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    org_path: Mapped[str] = mapped_column(String(255), index=True)  # the member's
+    method: Mapped[SignInMethod] = mapped_column(_enum(SignInMethod))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    similarity: Mapped[float | None] = mapped_column(Float)
+    participant_id: Mapped[str | None] = mapped_column(String(100))  # the venue's camera
+    venue_name: Mapped[str | None] = mapped_column(String(100))
+    face_photo: Mapped[str | None] = mapped_column(String(500))
+    scene_photo: Mapped[str | None] = mapped_column(String(500))
+    review: Mapped[SignInReview] = mapped_column(_enum(SignInReview), default=SignInReview.PENDING)
+    reviewed_by: Mapped[str | None] = mapped_column(String(100))
+    reviewed_at: Mapped[dt.datetime | None]
+
+
+class SnapshotKind(enum.StrEnum):
+    SCENE = "scene"  # the whole picture, at the start and every few minutes
+    UNKNOWN_FACE = "unknown_face"  # a face that matched no expected member
+    STILL_PICTURE = "still_picture"  # a member's face that did not move: a photo held up
+
+
+class MeetingSnapshot(Base):
+    """Evidence from a venue's camera that is not a sign-in: scene pictures, unknown faces
+    kept for review, and pictures refused by the liveness check."""
+
+    __tablename__ = "meeting_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(
+        ForeignKey("meetings.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[SnapshotKind] = mapped_column(_enum(SnapshotKind))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    participant_id: Mapped[str] = mapped_column(String(100))
+    venue_name: Mapped[str] = mapped_column(String(100))
+    org_path: Mapped[str | None] = mapped_column(String(255), index=True)  # the venue's
+    scene_photo: Mapped[str] = mapped_column(String(500))
+    face_photo: Mapped[str | None] = mapped_column(String(500))
+    # unknown faces and still pictures: the closest expected member and how close
+    best_member_id: Mapped[int | None] = mapped_column(Integer)
+    similarity: Mapped[float | None] = mapped_column(Float)

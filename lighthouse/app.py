@@ -14,6 +14,9 @@ from db.accounts import AuthError, TokenService, record_presence
 from db.database import Database
 from db.models import Emergency, EmergencyStatus, Meeting, MeetingStatus, OrgUnit, Role, Terminal
 from db.tree import find_by_code, meeting_site_paths, organiser, related
+from recognition.pipeline import RecognitionSettings
+from recognition.service import RecognitionConfig, RecognitionService
+from recognition.watcher import SamplingSettings
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
 from sfu.room import Room, RoomSettings
@@ -24,6 +27,7 @@ from signaling.server import Presence, SignalingService
 from signaling.tokens import TokenIssuer
 from web.api.common import DISCONNECT_KEY
 from web.api.emergencies import EMERGENCY_DESK_KEY
+from web.api.faces import EVIDENCE_DIR_KEY, RECOGNITION_KEY
 from web.api.live_meetings import MEETING_ROOMS_KEY
 
 from .config import Config
@@ -161,15 +165,20 @@ def create_app(config: Config) -> web.Application:
         authenticate_terminal, on_online=terminal_online, idle_timeout_s=config.idle_timeout_s
     )
     recording = build_recording(config, database)
+    recognition = build_recognition(config, database)
 
     async def meeting_room_opened(room: Room, meeting_id: int) -> None:
         if recording is not None:
             recording.attach_room(room, meeting_id)
+        if recognition is not None:
+            recognition.attach_room(room, meeting_id)
 
     async def meeting_room_closed(room: Room) -> None:
         await signaling.end_room(room.id)
         if recording is not None:
             recording.forget_room(room)
+        if recognition is not None:
+            recognition.forget_room(room)
 
     meeting_rooms = MeetingRooms(
         rooms,
@@ -229,6 +238,9 @@ def create_app(config: Config) -> web.Application:
         from web.api.recordings import RECORDING_SERVICE_KEY
 
         app[RECORDING_SERVICE_KEY] = recording
+    app[EVIDENCE_DIR_KEY] = Path(config.evidence_dir).resolve()
+    if recognition is not None:
+        app[RECOGNITION_KEY] = recognition
     add_page_routes(
         app,
         ice_servers=[s.to_browser() for s in config.ice_servers],
@@ -251,12 +263,16 @@ def create_app(config: Config) -> web.Application:
                 await session.commit()
         if recording is not None:
             await recording.start(rooms.values())
+        if recognition is not None:  # before the meetings reopen: their cameras are watched
+            await recognition.start()
         await reopen_live_meetings(database, meeting_rooms)
         await reopen_emergencies(database, emergency_desk)
         yield
         # on_shutdown has closed the rooms by now: every recording has seen its end
         if recording is not None:
             await recording.close()
+        if recognition is not None:
+            await recognition.close()
         await database.close()
 
     app.cleanup_ctx.append(database_lifetime)
@@ -309,6 +325,34 @@ def build_recording(config: Config, database: Database) -> RecordingService | No
             retention_days=config.recording_retention_days,
         ),
         segment_s=config.recording_segment_s,
+    )
+
+
+def build_recognition(config: Config, database: Database) -> RecognitionService | None:
+    if not config.recognition_enabled:
+        return None
+    from recognition.yunet_sface import YuNetSFace
+
+    return RecognitionService(
+        database,
+        YuNetSFace,
+        RecognitionConfig(
+            evidence_dir=Path(config.evidence_dir).resolve(),
+            pipeline=RecognitionSettings(
+                match_threshold=config.match_threshold,
+                margin=config.match_margin,
+                liveness=config.liveness,
+                liveness_min_change=config.liveness_min_change,
+            ),
+            sampling=SamplingSettings(
+                signin_window_s=config.signin_window_s,
+                signin_fps=config.signin_fps,
+                burst_every_s=config.burst_every_s,
+                snapshot_every_s=config.snapshot_every_s,
+            ),
+            workers=config.recognition_workers,
+            neighbour_levels=config.neighbour_levels,
+        ),
     )
 
 

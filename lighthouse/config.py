@@ -56,6 +56,19 @@ class Config:
     meeting_video_codec: str = "h264"
     meeting_max_video_kbps: int = 1000
     meeting_record: bool = True
+    # face sign-in from village cameras ([recognition], docs/recognition.md)
+    recognition_enabled: bool = True
+    evidence_dir: str = "var/evidence"
+    recognition_workers: int = 2
+    signin_window_s: float = 900.0
+    signin_fps: float = 2.0
+    burst_every_s: float = 15.0
+    snapshot_every_s: float = 300.0
+    match_threshold: float = 0.37
+    match_margin: float = 0.10
+    liveness: bool = True
+    liveness_min_change: float = 0.035
+    neighbour_levels: int = 0
     # False when the secret was generated for this start (tokens die with the process)
     secret_configured: bool = True
 
@@ -140,6 +153,42 @@ def _recording(section: dict) -> dict:
     return values
 
 
+def _recognition(section: dict) -> dict:
+    values = _table(
+        "recognition",
+        section,
+        {
+            "enabled": ("recognition_enabled", bool),
+            "evidence_dir": ("evidence_dir", str),
+            "workers": ("recognition_workers", int),
+            "signin_window_s": ("signin_window_s", float),
+            "signin_fps": ("signin_fps", float),
+            "burst_every_s": ("burst_every_s", float),
+            "snapshot_every_s": ("snapshot_every_s", float),
+            "match_threshold": ("match_threshold", float),
+            "margin": ("match_margin", float),
+            "liveness": ("liveness", bool),
+            "liveness_min_change": ("liveness_min_change", float),
+            "neighbour_levels": ("neighbour_levels", int),
+        },
+    )
+    limits = {
+        "recognition_workers": (1, 64),
+        "signin_fps": (0.2, 10.0),
+        "burst_every_s": (5.0, 3600.0),
+        "snapshot_every_s": (10.0, 86400.0),
+        "match_threshold": (0.0, 1.0),
+        "match_margin": (0.0, 1.0),
+        "liveness_min_change": (0.0, 1.0),
+        "neighbour_levels": (0, 3),
+    }
+    for key, (low, high) in limits.items():
+        if key in values and not low <= values[key] <= high:
+            name = key.removeprefix("recognition_").replace("match_margin", "margin")
+            raise ConfigError(f"[recognition] {name} must be between {low} and {high}")
+    return values
+
+
 def _meetings(section: dict) -> dict:
     values = _table(
         "meetings",
@@ -182,6 +231,7 @@ def load_config(
         "database_url": data.get("database", {}).get("url", "sqlite:///var/lighthouse.db"),
         **_recording(data.get("recording", {})),
         **_meetings(data.get("meetings", {})),
+        **_recognition(data.get("recognition", {})),
         "ice_servers": _ice_servers(data.get("ice_servers", [])),
         "rooms": tuple(_room(r) for r in data.get("rooms", [])),
     }
@@ -193,6 +243,7 @@ def load_config(
         "LIGHTHOUSE_LOG_LEVEL": "log_level",
         "LIGHTHOUSE_DATABASE_URL": "database_url",
         "LIGHTHOUSE_RECORDING_DIR": "recording_dir",
+        "LIGHTHOUSE_EVIDENCE_DIR": "evidence_dir",
     }
     for var, key in env_map.items():
         if env.get(var):

@@ -47,7 +47,11 @@ def config_overrides(request) -> dict:
     """Settings a test asks for with @pytest.mark.server_config(...). Recording is off
     unless asked for: the SFU's tests count packets and keyframe requests exactly."""
     marker = request.node.get_closest_marker("server_config")
-    return {"recording_enabled": False, **(marker.kwargs if marker else {})}
+    return {
+        "recording_enabled": False,
+        "recognition_enabled": False,
+        **(marker.kwargs if marker else {}),
+    }
 
 
 @pytest.fixture

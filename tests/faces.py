@@ -9,8 +9,10 @@ every frame (a printed photo held still). Videos are encoded with PyAV at villag
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+from aiortc import VideoStreamTrack
 
 WIDTH, HEIGHT = 640, 360
 
@@ -152,3 +155,41 @@ def write_meeting_video(
         for packet in stream.encode():
             container.mux(packet)
     return path
+
+
+class MeetingCameraTrack(VideoStreamTrack):
+    """A village TV's camera, live: the composed meeting at `fps`, `t` counted from the
+    first frame sent (so appearances are timed from when the camera starts)."""
+
+    def __init__(self, appearances: list[Appearance], fps: int = 15) -> None:
+        super().__init__()
+        self.appearances = appearances
+        self.fps = fps
+        self.started: float | None = None  # time.monotonic() of the first frame
+        self._count = 0
+
+    async def recv(self) -> av.VideoFrame:
+        if self.started is None:
+            self.started = time.monotonic()
+        delay = self.started + self._count / self.fps - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        picture = render_frame(self.appearances, self._count / self.fps)
+        frame = av.VideoFrame.from_ndarray(picture[:, :, ::-1].copy(), format="rgb24")
+        frame.pts = self._count * (90000 // self.fps)
+        frame.time_base = Fraction(1, 90000)
+        self._count += 1
+        return frame
+
+
+def jpeg(picture: np.ndarray) -> bytes:
+    ok, data = cv2.imencode(".jpg", picture, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return data.tobytes()
+
+
+def enrolment_photo(face: np.ndarray) -> np.ndarray:
+    """A member's enrolment photo, rendered differently from how the meeting video shows
+    them (mirrored, brighter, larger): the camera never shows the enrolled pixels."""
+    photo = cv2.convertScaleAbs(face[:, ::-1], alpha=1.1, beta=12)
+    return cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)

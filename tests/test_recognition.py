@@ -14,7 +14,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from faces import Appearance, insightface_images, sample_faces, write_meeting_video
+from faces import (
+    Appearance,
+    enrolment_photo,
+    insightface_images,
+    sample_faces,
+    write_meeting_video,
+)
 
 from recognition.gallery import EnrolmentError, Gallery, enrol_photo
 from recognition.onnx_models import YUNET_FILE, bundled_models_dir, fixed_model_bytes
@@ -35,14 +41,11 @@ def faces() -> dict[str, np.ndarray]:
 
 
 def gallery_dir(tmp_path: Path, faces: dict[str, np.ndarray], names: list[str]) -> Path:
-    """DIR/<member>/photo.png, each enrolment photo a different rendering from the video's
-    (mirrored and brighter): the video never shows the enrolled pixels."""
+    """DIR/<member>/photo.png, each an `enrolment_photo` of the member's face."""
     root = tmp_path / "gallery"
     for name in names:
         (root / name).mkdir(parents=True)
-        photo = cv2.convertScaleAbs(faces[name][:, ::-1], alpha=1.1, beta=12)
-        photo = cv2.resize(photo, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-        cv2.imwrite(str(root / name / "photo.png"), photo)
+        cv2.imwrite(str(root / name / "photo.png"), enrolment_photo(faces[name]))
     return root
 
 

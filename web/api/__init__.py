@@ -17,12 +17,14 @@ from signaling.tokens import TokenIssuer
 from . import (
     audit_log,
     emergencies,
+    faces,
     live_meetings,
     meeting_tokens,
     meetings,
     members,
     members_io,
     recordings,
+    signins,
     supervision,
     terminals,
     tree,
@@ -79,6 +81,19 @@ def add_api_routes(
     r.add_post("/api/emergencies/{emergency_id:\\d+}/watch", emergencies.post_watch)
     r.add_post("/api/emergencies/{emergency_id:\\d+}/acknowledge", emergencies.post_acknowledge)
     r.add_post("/api/emergencies/{emergency_id:\\d+}/end", emergencies.post_end)
+    r.add_post("/api/members/{member_id:\\d+}/faces", faces.post_faces)
+    r.add_get("/api/members/{member_id:\\d+}/faces", faces.list_faces)
+    r.add_get("/api/faces/{face_id:\\d+}/photo.jpg", faces.get_face_photo)
+    r.add_delete("/api/faces/{face_id:\\d+}", faces.delete_face)
+    r.add_get("/api/meetings/{meeting_id:\\d+}/signins", signins.get_sheet)
+    r.add_post("/api/meetings/{meeting_id:\\d+}/signins", signins.post_manual_signin)
+    r.add_post(
+        "/api/meetings/{meeting_id:\\d+}/signins/{member_id:\\d+}/review", signins.post_review
+    )
+    r.add_get("/api/sign-ins/{signin_id:\\d+}/{which:face|scene}.jpg", signins.get_signin_photo)
+    r.add_get(
+        "/api/snapshots/{snapshot_id:\\d+}/{which:face|scene}.jpg", signins.get_snapshot_photo
+    )
     r.add_get("/api/audit", audit_log.list_audit)
     app[members_io.IMPORT_JOBS_KEY] = members_io.ImportJobs(database)
     app.on_shutdown.append(members_io.stop_imports)

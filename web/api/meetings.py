@@ -21,6 +21,8 @@ from db.models import (
     MeetingType,
     Member,
     OrgUnit,
+    SignIn,
+    SignInReview,
 )
 
 from .common import (
@@ -169,6 +171,20 @@ async def _apply(
                 absence_reason=item.get("absence_reason"),
             )
         )
+    if rows:
+        # a member signed in (by face or by hand) keeps how and when in the saved record
+        signed = {
+            s.member_id: s
+            for s in await session.scalars(
+                select(SignIn).where(
+                    SignIn.meeting_id == meeting.id, SignIn.review != SignInReview.REJECTED
+                )
+            )
+        }
+        for row in rows:
+            signin = signed.get(row.member_id)
+            if signin is not None and row.status == AttendanceStatus.PRESENT:
+                row.method, row.signed_in_at = signin.method, signin.at
     await session.flush()
     for collection in ("sites", "attendance", "guests"):
         await getattr(meeting.awaitable_attrs, collection)

@@ -1,0 +1,299 @@
+"""Face sign-in in the running server, on SQLite and PostgreSQL, with real models and a real
+aiortc TV: staff enrol members' photos (each checked), a village branch's meeting starts,
+the TV publishes a camera where two enrolled members, a stranger and a printed photo of a
+third member appear; the two are signed in with evidence, the stranger and the photo are
+kept for review, the absent member is not signed in. Staff reject, confirm and add
+sign-ins by hand (audited); biometric data is only shown to roles entitled to it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import cv2
+import numpy as np
+import pytest
+from faces import (
+    Appearance,
+    MeetingCameraTrack,
+    enrolment_photo,
+    insightface_images,
+    jpeg,
+    sample_faces,
+)
+from sqlalchemy import select
+
+from db.models import RoomEvent
+from lighthouse.app import DATABASE_KEY
+from signaling.client import SignalingClient
+from web.api.faces import RECOGNITION_KEY
+
+from apiclient import Lobby, pair_terminal
+
+pytestmark = pytest.mark.server_config(
+    recognition_enabled=True, recognition_workers=2, snapshot_every_s=20.0
+)
+
+
+async def upload(client, member_id: int, photos: dict[str, bytes]) -> dict:
+    form = aiohttp.FormData()
+    for name, data in photos.items():
+        form.add_field("photo", data, filename=name, content_type="image/jpeg")
+    return await client.call("POST", f"/api/members/{member_id}/faces", data=form)
+
+
+async def add_member(client, branch_id: int, name: str) -> int:
+    member = await client.call(
+        "POST", "/api/members", {"branch_id": branch_id, "name": name, "gender": "male"}
+    )
+    return member["id"]
+
+
+async def wait_for_sheet(client, meeting_id: int, done, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    sheet = {}
+    while time.monotonic() < deadline:
+        sheet = await client.call("GET", f"/api/meetings/{meeting_id}/signins")
+        if done(sheet):
+            return sheet
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"sheet never got there: {sheet}")
+
+
+def signed(sheet: dict) -> dict[str, dict]:
+    return {row["name"]: row["signin"] for row in sheet["members"] if row["signin"]}
+
+
+async def test_enrolment_checks_photos_and_guards_biometric_data(api):
+    faces = sample_faces()
+    secretary = await api.as_user("a1_secretary")
+    member = await add_member(secretary, api.orgs["branch_a1"].id, "汤姆")
+
+    good = await upload(secretary, member, {"tom.jpg": jpeg(enrolment_photo(faces["tom"]))})
+    assert secretary.last_status == 201, good
+    assert len(good["enrolled"]) == 1 and good["rejected"] == []
+    assert good["enrolled"][0]["current"] is True
+
+    # each bad photo says why, in words a secretary understands; good ones in the same
+    # upload are kept
+    group = cv2.imread(str(insightface_images() / "t1.jpg"))
+    small = cv2.resize(faces["astronaut"], None, fx=0.35, fy=0.35)
+    canvas = cv2.copyMakeBorder(small, 100, 100, 100, 100, cv2.BORDER_REPLICATE)
+    blurred = cv2.GaussianBlur(cv2.resize(faces["astronaut"], None, fx=2, fy=2), (0, 0), 6)
+    mixed = await upload(
+        secretary,
+        member,
+        {
+            "group.jpg": jpeg(group),
+            "tiny.jpg": jpeg(canvas),
+            "blurred.jpg": jpeg(blurred),
+            "notes.jpg": b"this is not a picture",
+        },
+    )
+    assert secretary.last_status == 422, mixed
+    assert mixed["error"]["code"] == "photo_rejected"
+    assert mixed["error"]["fields"] == {
+        "group.jpg": "several_faces",
+        "tiny.jpg": "face_too_small",
+        "blurred.jpg": "too_blurred",
+        "notes.jpg": "not_an_image",
+    }
+    assert "多张人脸" in mixed["error"]["message"]
+    partly = await upload(
+        secretary,
+        member,
+        {"tom2.jpg": jpeg(enrolment_photo(faces["tom"])[:, ::-1].copy()), "x.jpg": b"nope"},
+    )
+    assert secretary.last_status == 201
+    assert len(partly["enrolled"]) == 1 and partly["rejected"][0]["code"] == "not_an_image"
+
+    # limits: five photos per member, five megabytes per photo, multipart only
+    too_many = {f"p{i}.jpg": jpeg(enrolment_photo(faces["tom"])) for i in range(4)}
+    reply = await upload(secretary, member, too_many)
+    assert secretary.last_status == 422 and reply["error"]["code"] == "too_many_photos"
+    reply = await upload(secretary, member, {"huge.jpg": b"\xff" * (5 * 1024 * 1024 + 1)})
+    assert secretary.last_status == 413 and reply["error"]["code"] == "file_too_large"
+    await secretary.call("POST", f"/api/members/{member}/faces", {"photo": "x"}, expect=415)
+
+    listed = await secretary.call("GET", f"/api/members/{member}/faces", expect=200)
+    assert len(listed["faces"]) == 2
+    photo_url = listed["faces"][0]["photo_url"]
+    async with api.anonymous.session.get(
+        api.base_url + photo_url, headers={"Authorization": f"Bearer {secretary.token}"}
+    ) as response:
+        assert response.status == 200
+        assert response.headers["Cache-Control"] == "private, no-store"
+        crop = cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert crop.shape == (112, 112, 3)
+
+    # who may see biometric data: not a viewer (role), not another town (subtree)
+    viewer = await api.as_user("a1_viewer")
+    await viewer.call("GET", f"/api/members/{member}/faces", expect=403)
+    await viewer.call("GET", photo_url, expect=403)
+    other_town = await api.as_user("town_b_admin")
+    await other_town.call("GET", f"/api/members/{member}/faces", expect=404)
+    await other_town.call("GET", photo_url, expect=404)
+    supervisor = await api.as_user("town_a_supervisor")  # spot checks: may look, not enrol
+    await supervisor.call("GET", f"/api/members/{member}/faces", expect=200)
+    await upload(supervisor, member, {"s.jpg": jpeg(enrolment_photo(faces["tom"]))})
+    assert supervisor.last_status == 403
+    await api.anonymous.call("GET", f"/api/members/{member}/faces", expect=401)
+
+    face_id = listed["faces"][0]["id"]
+    await viewer.call("DELETE", f"/api/faces/{face_id}", expect=403)
+    await secretary.call("DELETE", f"/api/faces/{face_id}", expect=200)
+    await secretary.call("GET", photo_url, expect=404)
+
+    county = await api.as_user("county_admin")
+    trail = await county.call("GET", "/api/audit?limit=200")
+    actions = [e["action"] for e in trail["entries"]]
+    assert actions.count("faces.enrolled") == 2
+    assert "faces.viewed" in actions and "faces.deleted" in actions
+    # embeddings never leave the server, nor reach the audit trail
+    assert "embedding" not in str(listed) and "embedding" not in str(trail)
+
+
+async def test_members_are_signed_in_from_a_village_tvs_camera(api, tmp_path):
+    faces = sample_faces()
+    county = await api.as_user("county_admin")
+    secretary = await api.as_user("a1_secretary")
+    branch = api.orgs["branch_a1"].id
+    members = {
+        "tom": await add_member(secretary, branch, "汤姆"),
+        "astronaut": await add_member(secretary, branch, "航天员"),
+        "t1_0": await add_member(secretary, branch, "照片人"),  # shows up as a photo only
+        "t1_1": await add_member(secretary, branch, "缺席者"),  # enrolled, not there
+        "absent": await add_member(secretary, branch, "未录入"),  # not enrolled
+    }
+    for key in ("tom", "astronaut", "t1_0", "t1_1"):
+        await upload(secretary, members[key], {f"{key}.jpg": jpeg(enrolment_photo(faces[key]))})
+        assert secretary.last_status == 201
+    # a member of another village who looks like nobody here
+    await upload(
+        county,
+        await add_member(county, api.orgs["branch_b1"].id, "外村人"),
+        {"b.jpg": jpeg(enrolment_photo(faces["t1_4"]))},
+    )
+
+    _, tv_token = await pair_terminal(api, county, api.orgs["village_a1"].id, "A1村电视")
+    meeting = await secretary.call(
+        "POST",
+        "/api/meetings",
+        {"type": "party_congress", "topic": "支部党员大会", "organiser_id": branch},
+    )
+    camera = MeetingCameraTrack(
+        [
+            Appearance(faces["tom"], 0.5, 60, 170, 170, 150),
+            Appearance(faces["astronaut"], 1.0, 60, 330, 180, 150),
+            Appearance(faces["t1_3"], 1.0, 60, 490, 170, 140),  # a stranger
+            Appearance(faces["t1_0"], 1.0, 60, 560, 290, 110, live=False),  # a printed photo
+        ]
+    )
+    async with aiohttp.ClientSession() as http:
+        lobby = Lobby(http, api.base_url, tv_token)
+        await lobby.connect()
+        await secretary.call("POST", f"/api/meetings/{meeting['id']}/start", expect=200)
+        invite = await lobby.receive()  # the town's standing room first, then the meeting
+        while invite.get("meeting_id") != meeting["id"]:
+            invite = await lobby.receive()
+        tv = SignalingClient(api.base_url, invite["token"])
+        await tv.connect()
+        try:
+            await tv.publish([camera])
+            sheet = await wait_for_sheet(
+                secretary,
+                meeting["id"],
+                lambda s: (
+                    {"汤姆", "航天员"} <= set(signed(s))
+                    and any(u["kind"] == "unknown_face" for u in s["unknown_faces"])
+                    and any(u["kind"] == "still_picture" for u in s["unknown_faces"])
+                ),
+            )
+        finally:
+            await tv.close()
+            await lobby.ws.close()
+        assert camera.started is not None
+
+    # the two who looked at the camera, by face, with evidence; nobody else
+    rows = signed(sheet)
+    assert set(rows) == {"汤姆", "航天员"}, rows
+    for signin in rows.values():
+        assert signin["method"] == "face" and signin["review"] == "pending"
+        assert signin["similarity"] >= 0.37 and signin["venue"] == "A1村电视"
+    assert sheet["expected"] == 5 and sheet["signed_in"] == 2 and sheet["by_face"] == 2
+    assert "外村人" not in str(sheet)  # another village's member is not on this sheet
+    kinds = [u["kind"] for u in sheet["unknown_faces"]]
+    assert kinds.count("still_picture") == 1, kinds
+    still = next(u for u in sheet["unknown_faces"] if u["kind"] == "still_picture")
+    assert still["closest_member"] == "照片人"  # the photo looked like them, and was refused
+    assert sheet["snapshots"], "a scene snapshot at the camera's start"
+
+    # the evidence is real pictures: the face crop holds a face, the scene is the room
+    recognition = api.app[RECOGNITION_KEY]
+    tom = rows["汤姆"]
+    async with api.anonymous.session.get(
+        api.base_url + tom["scene_url"], headers={"Authorization": f"Bearer {secretary.token}"}
+    ) as response:
+        assert response.status == 200
+        scene = cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert scene.shape[1] == 640 and len(recognition.engine.detect(scene)) >= 3
+    async with api.anonymous.session.get(
+        api.base_url + tom["face_url"], headers={"Authorization": f"Bearer {secretary.token}"}
+    ) as response:
+        face = cv2.imdecode(np.frombuffer(await response.read(), np.uint8), cv2.IMREAD_COLOR)
+    assert face.shape == (112, 112, 3)
+
+    # the meeting record starts from the face sign-ins
+    record = await secretary.call("GET", f"/api/meetings/{meeting['id']}")
+    present = {a["member_id"]: a["method"] for a in record["attendance"]}
+    assert present == {members["tom"]: "face", members["astronaut"]: "face"}
+
+    # a viewer sees who signed in, not their faces; evidence files need faces:read
+    viewer = await api.as_user("a1_viewer")
+    seen = await viewer.call("GET", f"/api/meetings/{meeting['id']}/signins", expect=200)
+    assert signed(seen)["汤姆"]["face_url"] is None and seen["unknown_faces"] == []
+    await viewer.call("GET", tom["face_url"], expect=403)
+    await (await api.as_user("town_b_admin")).call(
+        "GET", f"/api/meetings/{meeting['id']}/signins", expect=404
+    )
+    # the county sees the sheet of a village meeting in its subtree
+    await county.call("GET", f"/api/meetings/{meeting['id']}/signins", expect=200)
+
+    # review: the astronaut's sign-in is rejected (it leaves the record), Tom's confirmed,
+    # the member who was not enrolled is signed in by hand, once
+    path = f"/api/meetings/{meeting['id']}/signins"
+    await secretary.call(
+        "POST", f"{path}/{members['astronaut']}/review", {"decision": "reject"}, expect=200
+    )
+    await secretary.call(
+        "POST", f"{path}/{members['tom']}/review", {"decision": "confirm"}, expect=200
+    )
+    await secretary.call("POST", path, {"member_id": members["absent"]}, expect=201)
+    again = await secretary.call("POST", path, {"member_id": members["absent"]}, expect=409)
+    assert again["error"]["code"] == "already_signed_in"
+    await secretary.call("POST", f"{path}/{members['t1_1']}/review", {"decision": "x"}, expect=422)
+    await viewer.call("POST", path, {"member_id": members["t1_1"]}, expect=403)
+    sheet = await secretary.call("GET", path)
+    rows = signed(sheet)
+    assert rows["航天员"]["review"] == "rejected" and rows["汤姆"]["review"] == "confirmed"
+    assert rows["未录入"]["method"] == "manual" and sheet["signed_in"] == 2
+    record = await secretary.call("GET", f"/api/meetings/{meeting['id']}")
+    present = {a["member_id"]: a["method"] for a in record["attendance"]}
+    assert present == {members["tom"]: "face", members["absent"]: "manual"}
+    trail = await county.call("GET", "/api/audit?limit=200")
+    actions = [e["action"] for e in trail["entries"]]
+    for action in ("signin.rejected", "signin.confirmed", "signin.added"):
+        assert action in actions
+
+    # the room's timeline marks the sign-ins and snapshots (for playback)
+    async with api.app[DATABASE_KEY].session() as session:
+        events = (
+            await session.scalars(
+                select(RoomEvent).where(
+                    RoomEvent.room_id == f"meeting-{meeting['id']}",
+                    RoomEvent.kind.in_(("signin", "snapshot")),
+                )
+            )
+        ).all()
+    assert len(events) >= 5
