@@ -91,6 +91,7 @@ class CameraWatcher:
         *,
         clock: Callable[[], float] = time.monotonic,
         name: str = "",
+        codec: str | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.executor = executor
@@ -112,6 +113,8 @@ class CameraWatcher:
         self.worker_s = 0.0  # time in the worker pool
         self._reorder = ReorderBuffer(self.settings.reorder_wait_s)
         self._depacketizer: Depacketizer | None = None
+        # "h264" or "vp8": from the negotiated MIME type, or given for frames pushed directly
+        self.codec = codec
         self._decoder: av.CodecContext | None = None
         self._decodable = False  # the decoder has seen a keyframe and every frame since
         self._pending: list[Frame] = []
@@ -137,7 +140,7 @@ class CameraWatcher:
                 self.ended = True
                 return
             self._depacketizer = depacketizer_for(mime_type)
-            self._decoder = _decoder(codec)
+            self.codec = codec
         now = self.clock()
         for item in self._reorder.push(packet, now):
             for frame in self._depacketizer.push(item):  # type: ignore[union-attr]
@@ -160,6 +163,8 @@ class CameraWatcher:
         """One whole encoded frame (also the benchmark's entry point, past the RTP)."""
         if self.started is None:
             self.started = frame.arrival
+        if self._decoder is None:
+            self._decoder = _decoder(self.codec or "h264")
         self.frames_received += 1
         if frame.dropped:  # lost a packet: the decoder must start again at a keyframe
             self._decodable = False
