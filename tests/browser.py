@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -17,6 +17,22 @@ CHROMIUM = "/usr/lib/chromium/chromium"
 
 def write_y4m(path: Path, picture: np.ndarray, frames: int = 30) -> Path:
     """A looping fake-camera file (640x360, 30 fps, 4:2:0) showing `picture` (RGB)."""
+    return write_y4m_video(path, [picture] * frames)
+
+
+def write_y4m_video(path: Path, pictures: Iterable[np.ndarray], fps: int = 30) -> Path:
+    """A looping fake-camera file of these pictures (RGB, all of one size), 4:2:0."""
+    with path.open("wb") as out:
+        for index, picture in enumerate(pictures):
+            height, width = picture.shape[:2]
+            if index == 0:
+                out.write(f"YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+            out.write(b"FRAME\n")
+            out.write(_yuv420(picture))
+    return path
+
+
+def _yuv420(picture: np.ndarray) -> bytes:
     height, width = picture.shape[:2]
     rgb = picture.astype(np.float32)
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -27,13 +43,7 @@ def write_y4m(path: Path, picture: np.ndarray, frames: int = 30) -> Path:
     def sub(plane: np.ndarray) -> np.ndarray:
         return plane.reshape(height // 2, 2, width // 2, 2).mean(axis=(1, 3))
 
-    planes = b"".join(np.clip(p, 0, 255).astype(np.uint8).tobytes() for p in (y, sub(u), sub(v)))
-    with path.open("wb") as out:
-        out.write(f"YUV4MPEG2 W{width} H{height} F30:1 Ip A1:1 C420jpeg\n".encode())
-        for _ in range(frames):
-            out.write(b"FRAME\n")
-            out.write(planes)
-    return path
+    return b"".join(np.clip(p, 0, 255).astype(np.uint8).tobytes() for p in (y, sub(u), sub(v)))
 
 
 def chromium_args(camera_file: Path) -> list[str]:

@@ -71,6 +71,7 @@ async def server(request, tmp_path) -> AsyncIterator[RunningServer]:
         idle_timeout_s=30.0,
         database_url=f"sqlite:///{tmp_path}/server.db",
         recording_dir=str(tmp_path / "recordings"),
+        evidence_dir=str(tmp_path / "evidence"),
         **settings,
     )
     app = create_app(config)
@@ -170,6 +171,7 @@ async def api(request, tmp_path) -> AsyncIterator[ApiWorld]:
             secret=TEST_SECRET,
             database_url=url,
             recording_dir=str(tmp_path / "recordings"),
+            evidence_dir=str(tmp_path / "evidence"),
             rooms=(
                 RoomConfig("town-a-meeting", "A镇会议", org_code="TA"),
                 RoomConfig("town-b-meeting", "B镇会议", org_code="TB"),

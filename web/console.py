@@ -57,7 +57,9 @@ def add_console_routes(
     ice_servers: list[dict[str, Any]] | None = None,
 ) -> None:
     """Register /console, /console/login, /console/members, /console/terminals,
-    /console/meetings, /console/meetings/{id}, /console/recordings, /console/recordings/{id}
+    /console/meetings, /console/meetings/{id} (and its sign-in sheet, .../signins), a
+    member's face photos (/console/members/{id}/faces), /console/recordings,
+    /console/recordings/{id},
     the supervision pages (/console/supervision, .../watch/{room}, .../patrol, .../log) and
     the emergency command view (/console/command)."""
     pages = renderer if renderer is not None else PageRenderer()
@@ -119,6 +121,21 @@ def add_console_routes(
             "console_meeting.html",
             "meeting",
             meetingId=int(request.match_info["meeting_id"]),
+        )
+
+    @_signed_in
+    async def signins(request: web.Request) -> web.Response:
+        return page(
+            request,
+            "console_signins.html",
+            "signins",
+            meetingId=int(request.match_info["meeting_id"]),
+        )
+
+    @_signed_in
+    async def faces(request: web.Request) -> web.Response:
+        return page(
+            request, "console_faces.html", "faces", memberId=int(request.match_info["member_id"])
         )
 
     @_signed_in
@@ -197,6 +214,8 @@ def add_console_routes(
     router.add_get("/console/terminals", terminals)
     router.add_get("/console/meetings", meetings)
     router.add_get("/console/meetings/{meeting_id:\\d{1,11}}", meeting)
+    router.add_get("/console/meetings/{meeting_id:\\d{1,11}}/signins", signins)
+    router.add_get("/console/members/{member_id:\\d{1,11}}/faces", faces)
     router.add_get("/console/recordings", recordings)
     router.add_get("/console/recordings/{recording_id:\\d{1,11}}", recording)
     router.add_get("/console/supervision", supervision)

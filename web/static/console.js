@@ -196,6 +196,8 @@
   // A page below a section lights that section up in the navigation.
   const PARENT_SECTION = {
     meeting: 'meetings',
+    signins: 'meetings',
+    faces: 'members',
     recording: 'recordings',
     watch: 'supervision',
     patrol: 'supervision',
@@ -481,6 +483,7 @@
         el('td', {}, member.exempt_reason
           ? label('exemptReason', member.exempt_reason) + (member.exempt_note ? '（' + member.exempt_note + '）' : '')
           : DASH),
+        el('td', {}, el('a', { href: url('/console/members/' + member.id + '/faces') }, t('facePhotos'))),
       ]));
       fillTable($('con-members'), rows, 'con-members-empty');
       const pages = Math.max(1, Math.ceil(reply.total / size));
@@ -940,6 +943,7 @@
     const exportLink = $('con-export-meeting');
     exportLink.href = '/api/meetings/' + encodeURIComponent(meeting.id) + '/export.xlsx';
     exportLink.hidden = false;
+    $('con-signins-link').href = url('/console/meetings/' + meeting.id + '/signins');
     const [organiser, names, sites] = await Promise.all([
       orgName(meeting.organiser_id),
       memberNames(meeting),
@@ -1403,8 +1407,8 @@
   // and build them with the console's own helpers.
   view.registerPage = (name, render) => { PAGES[name] = render; };
   view.kit = {
-    api, ApiError, config, t, label, orDash, dateTime, mmss, el, $, url, fillTable,
-    clickableRow, showAlert, showPageError,
+    api, ApiError, config, t, label, orDash, dateTime, dateTimeSeconds, mmss, el, $, url,
+    fillTable, clickableRow, showAlert, showPageError, errorText,
   };
 
   async function start() {
