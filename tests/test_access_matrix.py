@@ -151,6 +151,22 @@ CASES: list[tuple[str, Capability, Case]] = [
         C.MEETINGS_WRITE,
         lambda c, t: c.call("PATCH", f"/api/meetings/{t.meeting}", {"venue": "村委会"}),
     ),
+    (
+        "read sign-in sheet",
+        C.MEETINGS_READ,
+        lambda c, t: c.call("GET", f"/api/meetings/{t.meeting}/signins"),
+    ),
+    (
+        "sign in by hand",
+        C.MEETINGS_WRITE,
+        lambda c, t: c.call("POST", f"/api/meetings/{t.meeting}/signins", {"member_id": t.member}),
+    ),
+    # biometric data: enrolment photos are listed only for faces:read, in the subtree
+    (
+        "list face photos",
+        C.FACES_READ,
+        lambda c, t: c.call("GET", f"/api/members/{t.member}/faces"),
+    ),
 ]
 
 

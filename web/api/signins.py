@@ -45,12 +45,17 @@ from .faces import evidence_response
 MAX_SHEET_MEMBERS = 2000
 
 
-async def sheet_meeting(session: AsyncSession, principal: Principal, meeting_id: int) -> Meeting:
-    """The meeting, if the caller may see (part of) its sheet."""
-    if not principal.allows(Capability.MEETINGS_READ):
-        raise ApiError(
-            403, "forbidden", f"your role ({principal.role}) may not {Capability.MEETINGS_READ}"
-        )
+async def sheet_meeting(
+    session: AsyncSession,
+    principal: Principal,
+    meeting_id: int,
+    capability: Capability = Capability.MEETINGS_READ,
+) -> Meeting:
+    """The meeting, if the caller's role has `capability` and it may see (part of) the
+    meeting's sheet."""
+    for needed in {Capability.MEETINGS_READ, capability}:
+        if not principal.allows(needed):
+            raise ApiError(403, "forbidden", f"your role ({principal.role}) may not {needed}")
     meeting = await session.get(Meeting, meeting_id)
     if meeting is None:
         raise not_found("meeting")
@@ -210,7 +215,9 @@ async def post_manual_signin(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
     """Sign a member in by hand (补签): the camera missed them, or there is none."""
-    meeting = await sheet_meeting(session, principal, int(request.match_info["meeting_id"]))
+    meeting = await sheet_meeting(
+        session, principal, int(request.match_info["meeting_id"]), Capability.MEETINGS_WRITE
+    )
     body = await parse_body(request, ManualSignIn)
     member = await _sheet_member(session, principal, meeting, body.member_id)
     now = datetime.now(UTC)
@@ -273,7 +280,9 @@ async def post_review(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
     """Confirm a face sign-in, or reject it (not that member: it no longer counts)."""
-    meeting = await sheet_meeting(session, principal, int(request.match_info["meeting_id"]))
+    meeting = await sheet_meeting(
+        session, principal, int(request.match_info["meeting_id"]), Capability.MEETINGS_WRITE
+    )
     body = await parse_body(request, Review)
     member = await _sheet_member(session, principal, meeting, int(request.match_info["member_id"]))
     signin = await session.scalar(
