@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from db.database import Database
 from db.models import (
@@ -204,8 +205,9 @@ class RecognitionService:
     async def _start_watching(self, publication: Publication, meeting_id: int) -> None:
         assert self.engine is not None and self.executor is not None
         peer = publication.peer
+        ident = peer.participant_id.partition(":")[2]
         async with self.database.session() as session:
-            terminal = await session.get(Terminal, int(peer.participant_id.partition(":")[2]))
+            terminal = await session.get(Terminal, int(ident)) if ident.isdigit() else None
             if terminal is None or terminal.org_path is None:
                 logger.warning("not watching %s: the terminal has no place", peer.participant_id)
                 return
@@ -329,7 +331,11 @@ class RecognitionService:
                     },
                 )
             )
-            await session.commit()
+            try:
+                await session.commit()
+            except IntegrityError:  # signed in at another venue a moment ago
+                await session.rollback()
+                return
         self.signins += 1
         logger.info("%s signed in by face at %s (%.2f)", member_id, venue.name, decision.similarity)
 

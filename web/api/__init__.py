@@ -90,9 +90,9 @@ def add_api_routes(
     r.add_post(
         "/api/meetings/{meeting_id:\\d+}/signins/{member_id:\\d+}/review", signins.post_review
     )
-    r.add_get("/api/sign-ins/{signin_id:\\d+}/{which:face|scene}.jpg", signins.get_signin_photo)
+    r.add_get("/api/sign-ins/{evidence_id:\\d+}/{which:face|scene}.jpg", signins.get_signin_photo)
     r.add_get(
-        "/api/snapshots/{snapshot_id:\\d+}/{which:face|scene}.jpg", signins.get_snapshot_photo
+        "/api/snapshots/{evidence_id:\\d+}/{which:face|scene}.jpg", signins.get_snapshot_photo
     )
     r.add_get("/api/audit", audit_log.list_audit)
     app[members_io.IMPORT_JOBS_KEY] = members_io.ImportJobs(database)

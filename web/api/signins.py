@@ -317,26 +317,26 @@ async def post_review(
     return json_response(signin_dict(signin, principal.allows(Capability.FACES_READ)))
 
 
+async def _evidence(request: web.Request, session: AsyncSession, principal: Principal, model):
+    """A sign-in's or snapshot's picture: the sheet's rule first, then the photo's
+    (faces:read over the member or the venue)."""
+    found = await session.get(model, int(request.match_info["evidence_id"]))
+    if found is None:
+        raise not_found("photo")
+    await sheet_meeting(session, principal, found.meeting_id)
+    attribute = "face_photo" if request.match_info["which"] == "face" else "scene_photo"
+    return await evidence_response(request, principal, found, attribute)
+
+
 @authed
 async def get_signin_photo(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.StreamResponse:
-    signin = await session.get(SignIn, int(request.match_info["signin_id"]))
-    if signin is None:
-        raise not_found("photo")
-    # the sheet's rule first, then the photo's (faces:read on the member)
-    await sheet_meeting(session, principal, signin.meeting_id)
-    attribute = "face_photo" if request.match_info["which"] == "face" else "scene_photo"
-    return await evidence_response(request, principal, signin, attribute)
+    return await _evidence(request, session, principal, SignIn)
 
 
 @authed
 async def get_snapshot_photo(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.StreamResponse:
-    snapshot = await session.get(MeetingSnapshot, int(request.match_info["snapshot_id"]))
-    if snapshot is None:
-        raise not_found("photo")
-    await sheet_meeting(session, principal, snapshot.meeting_id)
-    attribute = "face_photo" if request.match_info["which"] == "face" else "scene_photo"
-    return await evidence_response(request, principal, snapshot, attribute)
+    return await _evidence(request, session, principal, MeetingSnapshot)
