@@ -144,6 +144,10 @@ class FacePipeline:
     def _decide(self, track: Track, bgr: np.ndarray, t: float) -> SignIn | Rejected | None:
         settings = self.settings
         if len(track.embeddings) < settings.min_samples:
+            if self._clearly_signed_in(track):
+                # someone signed in already, sitting there: no more embeddings for them
+                # (a patrol burst would otherwise embed everyone in the room again)
+                track.decided = True
             return None
         ranking = self.gallery.rank(np.stack(track.embeddings))
         best_member, best = ranking[0] if ranking else (None, 0.0)
@@ -167,6 +171,18 @@ class FacePipeline:
             self.unknown_faces += 1
             return Rejected("unknown", t, _jpeg(track.best_crop), best_member, best)
         return None
+
+    def _clearly_signed_in(self, track: Track) -> bool:
+        """One sample is enough to recognise a member already signed in (never to sign
+        one in): their best similarity clears the threshold and the margin."""
+        if not self.signed_in:
+            return False
+        ranking = self.gallery.rank(np.stack(track.embeddings))
+        if not ranking or ranking[0][0] not in self.signed_in:
+            return False
+        second = ranking[1][1] if len(ranking) > 1 else -1.0
+        best = ranking[0][1]
+        return best >= self.settings.match_threshold and best - second >= self.settings.margin
 
     def looks_alive(self, track: Track) -> bool:
         return liveness_change(track.crops) >= self.settings.liveness_min_change

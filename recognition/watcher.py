@@ -171,8 +171,11 @@ class CameraWatcher:
             self.frames_skipped += 1
             return
         if not self._decoding_period(frame):
+            # a burst is over: what it left unsampled is not worth decoding later
+            self.frames_skipped += 1 + len(self._pending)
+            self._pending.clear()
+            self._sample_due = False
             self._decodable = False
-            self.frames_skipped += 1
             return
         if not self._decodable:
             if not frame.keyframe:
@@ -183,7 +186,8 @@ class CameraWatcher:
         t = frame.arrival - self.started
         if t >= self._next_sample_t:
             self._sample_due = True
-            self._next_sample_t = max(self._next_sample_t + 1 / self.settings.signin_fps, t)
+            # from this sample on (after a gap between bursts, not at once again)
+            self._next_sample_t = t + 1 / self.settings.signin_fps
         if self._job is None and self._sample_due:
             self._submit()
         elif self._pending[-1].arrival - self._pending[0].arrival > self.settings.max_backlog_s:
