@@ -250,12 +250,18 @@ class RecognitionService:
 
     async def enrolments_changed(self, org_path: str) -> None:
         """A member's enrolment photos changed: the watchers around them reload."""
+        if self.engine is None:
+            return
+        galleries: dict[str, Gallery] = {}  # one load per scope, however many cameras
         for venue, watcher in tuple(self.watchers.values()):
-            if not org_path.startswith(venue.scope_path) or self.engine is None:
+            if not org_path.startswith(venue.scope_path):
                 continue
-            async with self.database.session() as session:
-                gallery, _ = await load_gallery(session, self.engine.model_id, venue.scope_path)
-            watcher.replace_gallery(gallery)
+            if venue.scope_path not in galleries:
+                async with self.database.session() as session:
+                    galleries[venue.scope_path], _ = await load_gallery(
+                        session, self.engine.model_id, venue.scope_path
+                    )
+            watcher.replace_gallery(galleries[venue.scope_path])
 
     # -- results -------------------------------------------------------------------------
     async def _store(self, venue: Venue, result: WatchResult) -> None:

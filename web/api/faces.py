@@ -52,6 +52,22 @@ def enrolment_dict(face: FaceEnrolment, current_model: str | None) -> dict:
     }
 
 
+async def _member(
+    request: web.Request, session: AsyncSession, principal: Principal, capability: Capability
+) -> Member:
+    member_id = int(request.match_info["member_id"])
+    return await scoped_object(session, principal, Member, member_id, capability, "member")
+
+
+async def _face(
+    request: web.Request, session: AsyncSession, principal: Principal, capability: Capability
+) -> FaceEnrolment:
+    face_id = int(request.match_info["face_id"])
+    return await scoped_object(
+        session, principal, FaceEnrolment, face_id, capability, "enrolment photo"
+    )
+
+
 def _service(request: web.Request) -> RecognitionService:
     service = request.app.get(RECOGNITION_KEY)
     if service is None or service.engine is None:
@@ -104,14 +120,7 @@ async def post_faces(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
     """Enrol 1-5 photos of a member; each is checked, the good ones are kept."""
-    member = await scoped_object(
-        session,
-        principal,
-        Member,
-        int(request.match_info["member_id"]),
-        Capability.FACES_WRITE,
-        "member",
-    )
+    member = await _member(request, session, principal, Capability.FACES_WRITE)
     service = _service(request)
     engine = service.engine
     assert engine is not None and service.executor is not None
@@ -188,14 +197,7 @@ async def post_faces(
 async def list_faces(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    member = await scoped_object(
-        session,
-        principal,
-        Member,
-        int(request.match_info["member_id"]),
-        Capability.FACES_READ,
-        "member",
-    )
+    member = await _member(request, session, principal, Capability.FACES_READ)
     service = request.app.get(RECOGNITION_KEY)
     current = service.engine.model_id if service is not None and service.engine else None
     faces = (
@@ -220,14 +222,7 @@ async def list_faces(
 async def get_face_photo(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    face = await scoped_object(
-        session,
-        principal,
-        FaceEnrolment,
-        int(request.match_info["face_id"]),
-        Capability.FACES_READ,
-        "enrolment photo",
-    )
+    face = await _face(request, session, principal, Capability.FACES_READ)
     return jpeg_response(face.face_jpeg)
 
 
@@ -235,14 +230,7 @@ async def get_face_photo(
 async def delete_face(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    face = await scoped_object(
-        session,
-        principal,
-        FaceEnrolment,
-        int(request.match_info["face_id"]),
-        Capability.FACES_WRITE,
-        "enrolment photo",
-    )
+    face = await _face(request, session, principal, Capability.FACES_WRITE)
     org_path = face.org_path
     audit_object(
         request, session, principal, "faces.deleted", "face", face, {"member_id": face.member_id}
