@@ -2,7 +2,7 @@
 a village camera costs the server.
 
 Meetings are composed from the test faces (tests/faces.py: enrolled members come in one
-after another at different places, turning their heads a little) and encoded as a village
+after another at different places, turning and nodding their heads) and encoded as a village
 camera sends them: H.264 baseline, 400 kbit/s, 15 fps, 640x360, Annex-B access units with
 SPS/PPS before each IDR frame, a keyframe every `burst_every_s` (15 s; it stands in for
 the keyframe a watcher on patrol asks the publisher for). Everything below uses the
@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -72,7 +73,13 @@ from recognition.onnx_models import (  # noqa: E402
     bundled_models_dir,
     fixed_model_bytes,
 )
-from recognition.pipeline import FacePipeline, RecognitionSettings, SignIn  # noqa: E402
+from recognition.pipeline import (  # noqa: E402
+    FacePipeline,
+    RecognitionSettings,
+    SignIn,
+    liveness_patch,
+    registered_residual,
+)
 from recognition.watcher import CameraWatcher, SamplingSettings, WatchResult  # noqa: E402
 from recognition.yunet_sface import YuNetSFace  # noqa: E402
 from recorder.depacketize import Frame  # noqa: E402
@@ -430,6 +437,14 @@ def engine_rates(engine, faces: dict, video: Video, min_cpu_s: float) -> dict:
         if found:
             crops.append(align(picture, found[0]))
     batch = (crops * 2)[:8]
+    # a live head's consecutive samples, as the liveness check registers them
+    head = Appearance(faces[MEMBERS[0]], 0, 9, 320, 180, 150)
+    patches = []
+    for t in (0.5, 0.83, 1.17, 1.5, 1.83, 2.17):
+        picture = render_frame([head], t)
+        found = engine.detect(picture)
+        if found:
+            patches.append(liveness_patch(align(picture, found[0])))
 
     def decode_all() -> None:
         decoder = h264_decoder()
@@ -441,6 +456,11 @@ def engine_rates(engine, faces: dict, video: Video, min_cpu_s: float) -> dict:
         "embed_batch8_per_s": rate(lambda: engine.embed(batch), len(batch), min_cpu_s),
         "detect_640x360_per_s": rate(lambda: engine.detect(frame), 1, min_cpu_s),
         "decode_h264_per_s": rate(decode_all, FPS * 4, min_cpu_s),
+        "liveness_pairs_per_s": rate(
+            lambda: [registered_residual(a, b) for a, b in itertools.pairwise(patches)],
+            len(patches) - 1,
+            min_cpu_s,
+        ),
         "embedder_input": list(engine.embedder.get_inputs()[0].shape),
         "detector_input": list(engine.detector.get_inputs()[0].shape),
         "providers": engine.embedder.get_providers(),
@@ -662,6 +682,11 @@ def print_report(r: dict) -> None:
         f"(YuNet input {e['detector_input']})"
     )
     print(f"  decode H.264 640x360    {e['decode_h264_per_s']:8.1f} frames/s")
+    print(
+        f"  liveness, sample pairs  {e['liveness_pairs_per_s']:8.1f} pairs/s  "
+        f"(one pair costs x{e['embed_batch1_per_s'] / e['liveness_pairs_per_s']:.2f} "
+        "of one embedding)"
+    )
 
     print(
         "\n4. GPU: batching on a GPU was not measured here (no GPU on this machine; "

@@ -67,7 +67,7 @@ class Config:
     match_threshold: float = 0.37
     match_margin: float = 0.10
     liveness: bool = True
-    liveness_min_change: float = 0.035
+    liveness_min_change: float = 0.018
     neighbour_levels: int = 0
     # False when the secret was generated for this start (tokens die with the process)
     secret_configured: bool = True

@@ -2,9 +2,12 @@
 
 The faces ship offline: insightface's wheel holds `t1.jpg` (six people) and
 `Tom_Hanks_54745.png`; scikit-image holds `data.astronaut()`. A meeting video is a plain
-room-like background with faces that come and go; a "live" face turns its head a little
-(a perspective warp, as a head's yaw gives) and nods, a "still" one is the same picture in
-every frame (a printed photo held still). Videos are encoded with PyAV at village bitrates.
+room-like background with faces that come and go. A "live" face is a head: its picture is
+laid on a rough depth map (an ellipsoid with a nose) that turns and nods a few degrees, so
+near parts move more than far ones, as no flat picture can. A "still" face is the same
+picture in every frame (a printed photo held still); a "hand_held" one is a flat picture
+that wobbles and tilts in a hand (a random homography each frame). Videos are encoded with
+PyAV at village bitrates.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 import av
 import cv2
@@ -77,7 +81,7 @@ class Appearance:
     x: int  # where the face picture's centre is
     y: int
     height: int  # the face picture's height on screen
-    live: bool = True
+    motion: Literal["live", "still", "hand_held"] = "live"
 
 
 def _background() -> np.ndarray:
@@ -90,22 +94,33 @@ def _background() -> np.ndarray:
 
 
 def _turned(face: np.ndarray, t: float) -> np.ndarray:
-    """The face turned a little about its vertical axis (perspective) and nodding."""
+    """The head turned (yaw, up to 14 degrees) and nodding (up to 7): each pixel moves by
+    its depth times the angle's sine, an orthographic view of a rotating relief."""
     h, w = face.shape[:2]
-    yaw = 0.12 * math.sin(2 * math.pi * t / 1.7)
-    nod = 0.05 * math.sin(2 * math.pi * t / 2.3 + 1.0)
-    squeeze_left = max(0.0, yaw) * h
-    squeeze_right = max(0.0, -yaw) * h
-    source = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    target = np.float32(
-        [
-            [abs(yaw) * w * 0.3, squeeze_left + nod * h],
-            [w - abs(yaw) * w * 0.3, squeeze_right + nod * h],
-            [w - abs(yaw) * w * 0.3, h - squeeze_right],
-            [abs(yaw) * w * 0.3, h - squeeze_left],
-        ]
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy, ra, rb = w / 2, h / 2, w * 0.33, h * 0.36
+    dome = np.sqrt(np.clip(1 - ((cols - cx) / ra) ** 2 - ((rows - cy) / rb) ** 2, 0, 1))
+    nose = np.exp(-(((cols - cx) / (w * 0.06)) ** 2 + ((rows - cy - h * 0.02) / (h * 0.1)) ** 2))
+    depth = ra * (0.8 * dome + 0.35 * nose)
+    yaw = 0.25 * math.sin(2 * math.pi * t / 1.7)
+    nod = 0.12 * math.sin(2 * math.pi * t / 2.3 + 1.0)
+    return cv2.remap(
+        face,
+        cols - depth * math.sin(yaw),
+        rows - depth * math.sin(nod),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
     )
-    matrix = cv2.getPerspectiveTransform(source, target)
+
+
+def _hand_held(face: np.ndarray, t: float) -> np.ndarray:
+    """A flat picture in an unsteady hand: shifted by up to 6 px and its corners by up to
+    4 px more (a tilt), differently in each frame."""
+    h, w = face.shape[:2]
+    rng = np.random.default_rng(int(t * 1000))
+    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    moved = corners + rng.uniform(-4, 4, (4, 2)) + rng.uniform(-6, 6, 2)
+    matrix = cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
     return cv2.warpPerspective(face, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
 
 
@@ -114,7 +129,12 @@ def render_frame(appearances: list[Appearance], t: float) -> np.ndarray:
     for a in appearances:
         if not a.start_s <= t < a.end_s:
             continue
-        face = _turned(a.face, t) if a.live else a.face
+        if a.motion == "live":
+            face = _turned(a.face, t)
+        elif a.motion == "hand_held":
+            face = _hand_held(a.face, t)
+        else:
+            face = a.face
         scale = a.height / face.shape[0]
         face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         fh, fw = face.shape[:2]

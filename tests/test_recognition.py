@@ -24,7 +24,7 @@ from faces import (
 
 from recognition.gallery import EnrolmentError, Gallery, enrol_photo
 from recognition.onnx_models import YUNET_FILE, bundled_models_dir, fixed_model_bytes
-from recognition.pipeline import FacePipeline
+from recognition.pipeline import FacePipeline, Rejected, SignIn
 from recognition.yunet_sface import YuNetSFace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,7 +124,7 @@ def test_a_still_picture_is_refused_by_the_liveness_check(tmp_path, faces):
     gallery = gallery_dir(tmp_path, faces, ["t1_2", "tom"])
     video = write_meeting_video(
         tmp_path / "photo.mp4",
-        [Appearance(faces["t1_2"], 0.0, 8.0, 320, 170, 160, live=False)],
+        [Appearance(faces["t1_2"], 0.0, 8.0, 320, 170, 160, motion="still")],
         duration_s=8.0,
         kbps=400,
     )
@@ -132,6 +132,43 @@ def test_a_still_picture_is_refused_by_the_liveness_check(tmp_path, faces):
     # the same video with only the liveness check off: the face itself is recognised
     off = evaluate(gallery, video, "--liveness", "off")
     assert [s["member"] for s in off["signins"]] == ["t1_2"]
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+
+
+@pytest.mark.parametrize("motion", ["still", "hand_held", "live"])
+def test_liveness_holds_while_the_stream_quality_changes(tmp_path, engine, faces, motion):
+    """Each sample comes from another bitrate (a WebRTC encoder ramping up or starved by
+    CPU load), so codec noise and landmark jitter differ between samples. A flat picture,
+    still or in a shaking hand, is refused throughout; a head is signed in."""
+    scene = [Appearance(faces["t1_0"], 0.0, 6.0, 320, 170, 110, motion=motion)]
+    rates = (60, 1500, 150, 600)
+    encodes = [
+        decoded_frames(write_meeting_video(tmp_path / f"{kbps}.mp4", scene, duration_s=6.0,
+                                           kbps=kbps))
+        for kbps in rates
+    ]  # fmt: skip
+    gallery = Gallery(
+        engine.model_id,
+        {n: [enrol_photo(engine, enrolment_photo(faces[n])).embedding] for n in ("t1_0", "tom")},
+    )
+    pipeline = FacePipeline(engine, gallery)
+    decisions = []
+    for sample in range(16):  # 2 a second, each from the next bitrate
+        index = 5 + sample * 5
+        decisions += pipeline.process(encodes[sample % len(rates)][index], index / 15)
+    signed = [d.member for d in decisions if isinstance(d, SignIn)]
+    if motion == "live":
+        assert signed == ["t1_0"], decisions
+    else:
+        assert signed == [], decisions
+        refused = [d for d in decisions if isinstance(d, Rejected)]
+        assert [(d.reason, d.best_member) for d in refused] == [("still_picture", "t1_0")]
 
 
 def test_a_gallery_of_another_model_is_refused(engine):
