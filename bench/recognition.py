@@ -7,7 +7,8 @@ camera sends them: H.264 baseline, 400 kbit/s, 15 fps, 640x360, Annex-B access u
 SPS/PPS before each IDR frame, a keyframe every `burst_every_s` (15 s; it stands in for
 the keyframe a watcher on patrol asks the publisher for). Everything below uses the
 server's own objects: `CameraWatcher` (sampling, worker pool), `FacePipeline`, `Gallery`
-and the `YuNetSFace` engine, one engine shared by all cameras as in the recognition service.
+and the `YuNetSFace` engine (or, with `--models-dir`, an insightface pack), one engine shared
+by all cameras as in the recognition service.
 
 1. **Sign-in latency**: each camera's video is pushed into a `CameraWatcher` in real time
    (frame i at t0 + i/15 s, arrival = time.monotonic()), jobs run in a real
@@ -65,13 +66,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from faces import HEIGHT, WIDTH, Appearance, enrolment_photo, render_frame, sample_faces  # noqa: E402
 
-from recognition.engine import align  # noqa: E402
+from recognition.engine import FaceEngine, align  # noqa: E402
 from recognition.gallery import Gallery, enrol_photo  # noqa: E402
+from recognition.insightface_pack import InsightfacePack  # noqa: E402
 from recognition.onnx_models import (  # noqa: E402
     SFACE_FILE,
     YUNET_FILE,
     bundled_models_dir,
-    fixed_model_bytes,
+    inference_session,
 )
 from recognition.pipeline import (  # noqa: E402
     FacePipeline,
@@ -194,9 +196,9 @@ def rtp_packets(frames: list[tuple[bytes, bool]], ssrc: int = 0x5EED) -> list[li
 
 
 # -- the engine and the gallery -------------------------------------------------------------
-def make_engine(providers: list[str] | None) -> YuNetSFace:
-    engine = YuNetSFace()
-    if providers:  # the same fixed graphs, on other onnxruntime execution providers
+def make_engine(providers: list[str] | None, models_dir: Path | None = None) -> FaceEngine:
+    """The bundled YuNet + SFace, or an insightface pack (`--models-dir`), on `providers`."""
+    if providers:
         import onnxruntime as ort
 
         missing = [p for p in providers if p not in ort.get_available_providers()]
@@ -205,18 +207,17 @@ def make_engine(providers: list[str] | None) -> YuNetSFace:
                 f"onnxruntime here has no {', '.join(missing)} "
                 f"(available: {', '.join(ort.get_available_providers())})"
             )
-        for attribute, name in (("detector", YUNET_FILE), ("embedder", SFACE_FILE)):
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = 1
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            model = fixed_model_bytes(bundled_models_dir() / name)
-            session = ort.InferenceSession(model, sess_options=options, providers=providers)
-            setattr(engine, attribute, session)
+    if models_dir is not None:
+        return InsightfacePack(models_dir, providers=providers)
+    engine = YuNetSFace()
+    if providers:  # the same fixed graphs, on other onnxruntime execution providers
+        directory = bundled_models_dir()
+        engine.detector = inference_session(directory / YUNET_FILE, 1, providers)
+        engine.embedder = inference_session(directory / SFACE_FILE, 1, providers)
     return engine
 
 
-def make_gallery(engine: YuNetSFace, faces: dict) -> Gallery:
+def make_gallery(engine: FaceEngine, faces: dict) -> Gallery:
     return Gallery(
         engine.model_id,
         {m: [enrol_photo(engine, enrolment_photo(faces[m])).embedding] for m in MEMBERS},
@@ -495,13 +496,14 @@ class Options:
     rtp: bool
     engine_cpu_s: float
     providers: list[str] | None
+    models_dir: Path | None = None
     report: dict = field(default_factory=dict)
 
 
 async def run(o: Options) -> dict:
     settings = SamplingSettings()
     keyint = round(settings.burst_every_s * FPS)
-    engine = make_engine(o.providers)
+    engine = make_engine(o.providers, o.models_dir)
     faces = sample_faces()
     gallery = make_gallery(engine, faces)
     print(
@@ -675,11 +677,11 @@ def print_report(r: dict) -> None:
     print(f"  embed, batch of 1       {e['embed_batch1_per_s']:8.1f} faces/s")
     print(
         f"  embed, batch of 8       {e['embed_batch8_per_s']:8.1f} faces/s  "
-        f"(x{e['ratio_batch8_vs_batch1']:.2f} of batch 1; SFace input {e['embedder_input']})"
+        f"(x{e['ratio_batch8_vs_batch1']:.2f} of batch 1; embedder input {e['embedder_input']})"
     )
     print(
         f"  detect, 640x360 frame   {e['detect_640x360_per_s']:8.1f} frames/s  "
-        f"(YuNet input {e['detector_input']})"
+        f"(detector input {e['detector_input']})"
     )
     print(f"  decode H.264 640x360    {e['decode_h264_per_s']:8.1f} frames/s")
     print(
@@ -698,7 +700,7 @@ def print_report(r: dict) -> None:
     )
     if e["embedder_input"][0] == 1:
         print(
-            "  Note: the SFace graph's batch dimension is fixed at 1, so embed() runs crops one "
+            "  Note: this embedder's batch dimension is fixed at 1, so embed() runs crops one "
             "by one on any provider;\n  a batched GPU gain needs a graph exported with a "
             "dynamic batch dimension."
         )
@@ -723,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--providers", help="onnxruntime providers, comma separated (default: as the server)"
     )
+    parser.add_argument(
+        "--models-dir", type=Path, help="an insightface pack (SCRFD + ArcFace) to measure instead"
+    )
     parser.add_argument("--json", action="store_true", help="also print one JSON object")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -736,6 +741,7 @@ def main(argv: list[str] | None = None) -> int:
         rtp=args.rtp,
         engine_cpu_s=0.5 if quick else 2.0,
         providers=args.providers.split(",") if args.providers else None,
+        models_dir=args.models_dir,
     )
     started = time.perf_counter()
     report = asyncio.run(run(options))

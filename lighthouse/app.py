@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from aiohttp import web
@@ -331,11 +332,11 @@ def build_recording(config: Config, database: Database) -> RecordingService | No
 def build_recognition(config: Config, database: Database) -> RecognitionService | None:
     if not config.recognition_enabled:
         return None
-    from recognition.yunet_sface import YuNetSFace
+    from recognition.engine import load_engine
 
     return RecognitionService(
         database,
-        YuNetSFace,
+        partial(load_engine, config.face_models_dir or None),
         RecognitionConfig(
             evidence_dir=Path(config.evidence_dir).resolve(),
             pipeline=RecognitionSettings(

@@ -157,6 +157,7 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 def serve_forever(config: Config) -> int:
     from db.demo_data import DemoDataError
+    from recognition.onnx_models import ModelError
     from signaling.tokens import TokenIssuer
 
     from .app import create_app
@@ -186,7 +187,11 @@ def serve_forever(config: Config) -> int:
             print(console_line(config.base_url(), county), flush=True)
         print(f"Lighthouse listening on {config.base_url()}", flush=True)
 
-    web.run_app(app, host=config.host, port=config.port, print=announce)
+    try:
+        web.run_app(app, host=config.host, port=config.port, print=announce)
+    except ModelError as exc:  # raised at start-up, before the socket serves anyone
+        print(f"lighthouse: cannot load the face models: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

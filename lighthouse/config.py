@@ -59,6 +59,9 @@ class Config:
     # face sign-in from village cameras ([recognition], docs/recognition.md)
     recognition_enabled: bool = True
     evidence_dir: str = "var/evidence"
+    # empty: the bundled YuNet + SFace; a directory: an insightface pack the operator
+    # installed there (SCRFD + ArcFace, non-commercial licence: docs/recognition.md)
+    face_models_dir: str = ""
     recognition_workers: int = 2
     signin_window_s: float = 900.0
     signin_fps: float = 2.0
@@ -160,6 +163,7 @@ def _recognition(section: dict) -> dict:
         {
             "enabled": ("recognition_enabled", bool),
             "evidence_dir": ("evidence_dir", str),
+            "models_dir": ("face_models_dir", str),
             "workers": ("recognition_workers", int),
             "signin_window_s": ("signin_window_s", float),
             "signin_fps": ("signin_fps", float),
@@ -244,6 +248,7 @@ def load_config(
         "LIGHTHOUSE_DATABASE_URL": "database_url",
         "LIGHTHOUSE_RECORDING_DIR": "recording_dir",
         "LIGHTHOUSE_EVIDENCE_DIR": "evidence_dir",
+        "LIGHTHOUSE_FACE_MODELS_DIR": "face_models_dir",
     }
     for var, key in env_map.items():
         if env.get(var):

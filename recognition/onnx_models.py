@@ -99,8 +99,11 @@ def fixed_model_bytes(path: Path) -> bytes:
     return model.SerializeToString()
 
 
-def inference_session(path: Path, threads: int = 1):
-    """An onnxruntime session (CPU unless `providers` says otherwise) for a fixed model."""
+def inference_session(
+    path: Path, threads: int = 1, providers: list[str] | None = None, *, fix: bool = True
+):
+    """An onnxruntime session (CPU unless `providers` says otherwise) for the model at
+    `path`, with the load-time fix (`fix`) the bundled int8 models need."""
     import onnxruntime as ort
 
     if not path.is_file():
@@ -110,6 +113,7 @@ def inference_session(path: Path, threads: int = 1):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    model = fixed_model_bytes(path) if fix else str(path)
     return ort.InferenceSession(
-        fixed_model_bytes(path), sess_options=options, providers=["CPUExecutionProvider"]
+        model, sess_options=options, providers=providers or ["CPUExecutionProvider"]
     )

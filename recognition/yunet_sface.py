@@ -24,6 +24,7 @@ STRIDES = (8, 16, 32)
 
 class YuNetSFace:
     model_id = "sface-2021dec-int8bq"
+    enrol_min_score = 0.75
 
     def __init__(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -149,3 +150,33 @@ class Lobby:
         except TimeoutError:
             return True
         return False
+
+
+# -- face sign-in ------------------------------------------------------------------------
+async def upload(client, member_id: int, photos: dict[str, bytes]) -> dict:
+    form = aiohttp.FormData()
+    for name, data in photos.items():
+        form.add_field("photo", data, filename=name, content_type="image/jpeg")
+    return await client.call("POST", f"/api/members/{member_id}/faces", data=form)
+
+
+async def add_member(client, branch_id: int, name: str) -> int:
+    member = await client.call(
+        "POST", "/api/members", {"branch_id": branch_id, "name": name, "gender": "male"}
+    )
+    return member["id"]
+
+
+async def wait_for_sheet(client, meeting_id: int, done, timeout: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    sheet = {}
+    while time.monotonic() < deadline:
+        sheet = await client.call("GET", f"/api/meetings/{meeting_id}/signins")
+        if done(sheet):
+            return sheet
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"sheet never got there: {sheet}")
+
+
+def signed(sheet: dict) -> dict[str, dict]:
+    return {row["name"]: row["signin"] for row in sheet["members"] if row["signin"]}

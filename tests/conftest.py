@@ -5,7 +5,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from aiohttp import web
@@ -142,11 +142,12 @@ class ApiWorld:
     async def as_user(self, username: str):
         return await self.anonymous.login(username)
 
-    async def restart(self) -> None:
-        """Stop the server and start a new one on the same config, database and port."""
+    async def restart(self, **changes) -> None:
+        """Stop the server and start a new one on the same database and port, its config
+        otherwise the same but for `changes`."""
         from apiclient import start_app
 
-        config = self.app[CONFIG_KEY]
+        config = replace(self.app[CONFIG_KEY], **changes)
         assert self.runner is not None
         await self.runner.cleanup()
         self.app = create_app(config)

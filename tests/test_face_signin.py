@@ -9,9 +9,6 @@ sign-ins by hand (audited); biometric data is only shown to roles entitled to it
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import aiohttp
 import cv2
 import numpy as np
@@ -31,40 +28,11 @@ from lighthouse.app import DATABASE_KEY
 from signaling.client import SignalingClient
 from web.api.faces import RECOGNITION_KEY
 
-from apiclient import Lobby, pair_terminal
+from apiclient import Lobby, add_member, pair_terminal, signed, upload, wait_for_sheet
 
 pytestmark = pytest.mark.server_config(
     recognition_enabled=True, recognition_workers=2, snapshot_every_s=20.0
 )
-
-
-async def upload(client, member_id: int, photos: dict[str, bytes]) -> dict:
-    form = aiohttp.FormData()
-    for name, data in photos.items():
-        form.add_field("photo", data, filename=name, content_type="image/jpeg")
-    return await client.call("POST", f"/api/members/{member_id}/faces", data=form)
-
-
-async def add_member(client, branch_id: int, name: str) -> int:
-    member = await client.call(
-        "POST", "/api/members", {"branch_id": branch_id, "name": name, "gender": "male"}
-    )
-    return member["id"]
-
-
-async def wait_for_sheet(client, meeting_id: int, done, timeout: float = 30.0) -> dict:
-    deadline = time.monotonic() + timeout
-    sheet = {}
-    while time.monotonic() < deadline:
-        sheet = await client.call("GET", f"/api/meetings/{meeting_id}/signins")
-        if done(sheet):
-            return sheet
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"sheet never got there: {sheet}")
-
-
-def signed(sheet: dict) -> dict[str, dict]:
-    return {row["name"]: row["signin"] for row in sheet["members"] if row["signin"]}
 
 
 async def test_enrolment_checks_photos_and_guards_biometric_data(api):

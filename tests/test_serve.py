@@ -77,6 +77,27 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert "video_codec must be one of h264, vp8" in result.stderr
 
 
+def test_a_models_dir_that_is_not_a_pack_stops_the_start_with_what_it_holds(tmp_path):
+    import subprocess
+
+    (tmp_path / "notes.onnx").write_bytes(b"not a model")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTHOUSE_")}
+    env.update(
+        LIGHTHOUSE_FACE_MODELS_DIR=str(tmp_path),
+        LIGHTHOUSE_DATABASE_URL=f"sqlite:///{tmp_path}/lh.db",
+        LIGHTHOUSE_EVIDENCE_DIR=str(tmp_path / "evidence"),
+        LIGHTHOUSE_RECORDING_DIR=str(tmp_path / "recordings"),
+        LIGHTHOUSE_PORT=str(free_port()),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "lighthouse.cli", "serve"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert "cannot load the face models: notes.onnx is not a loadable ONNX model" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_token_command_needs_a_configured_secret_and_mints_a_valid_token():
     import subprocess
 
