@@ -48,6 +48,7 @@ import math
 import os
 import statistics
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from faces import HEIGHT, WIDTH, Appearance, enrolment_photo, render_frame, sample_faces  # noqa: E402
 
+from recognition.batching import CrossStreamBatcher  # noqa: E402
 from recognition.engine import FaceEngine, align  # noqa: E402
 from recognition.gallery import Gallery, enrol_photo  # noqa: E402
 from recognition.insightface_pack import InsightfacePack  # noqa: E402
@@ -606,7 +608,62 @@ async def run(o: Options) -> dict:
     ):
         rates[key] = round(rates[key], 1)
     o.report["engine"] = rates
+
+    # 4. the faces of concurrent cameras embedded one call per frame vs batched together
+    o.report["across_streams"] = across_streams(engine, faces, o.engine_cpu_s)
     return o.report
+
+
+def across_streams(engine, faces: dict, min_wall_s: float, streams: int = 8) -> dict:
+    """`streams` threads, each a camera job embedding a frame's faces (1-3) again and
+    again, for `min_wall_s`: faces per wall second and per CPU second, each call on its own
+    (as the server runs by default) and through a `CrossStreamBatcher` (up to 32 faces)."""
+    crops = []
+    for member in MEMBERS:
+        picture = render_frame([Appearance(faces[member], 0, 1, 320, 180, 150)], 0.5)
+        found = engine.detect(picture)
+        if found:
+            crops.append(align(picture, found[0]))
+    frames = [crops[i % len(crops) : i % len(crops) + 1 + i % 3] for i in range(64)]
+
+    def measure(embedder) -> dict:
+        done = [0] * streams
+        stop = threading.Event()
+
+        def camera(index: int) -> None:
+            i = index
+            while not stop.is_set():
+                batch = frames[i % len(frames)]
+                embedder.embed(batch)
+                done[index] += len(batch)
+                i += streams
+
+        threads = [threading.Thread(target=camera, args=(i,)) for i in range(streams)]
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        for thread in threads:
+            thread.start()
+        time.sleep(min_wall_s)
+        stop.set()
+        for thread in threads:
+            thread.join()
+        wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+        return {
+            "faces_per_wall_s": round(sum(done) / wall, 1),
+            "faces_per_cpu_s": round(sum(done) / cpu, 1),
+        }
+
+    plain = measure(engine)
+    batcher = CrossStreamBatcher(engine, max_batch=32)
+    batched = measure(batcher)
+    batched["mean_batch"] = round(batcher.faces / max(batcher.batches, 1), 1)
+    return {
+        "streams": streams,
+        "per_call": plain,
+        "batched": batched,
+        "ratio_batched_vs_per_call_wall": round(
+            batched["faces_per_wall_s"] / plain["faces_per_wall_s"], 2
+        ),
+    }
 
 
 def print_report(r: dict) -> None:
@@ -690,14 +747,30 @@ def print_report(r: dict) -> None:
         "of one embedding)"
     )
 
+    a = r["across_streams"]
     print(
-        "\n4. GPU: batching on a GPU was not measured here (no GPU on this machine; "
-        "onnxruntime has " + ", ".join(_available_providers()) + ")."
+        f"\n4. faces of {a['streams']} concurrent cameras (threads), one call per frame (1-3 faces)"
     )
-    print(
-        "  On a GPU host: pip install onnxruntime-gpu, then "
-        "python bench/recognition.py --providers CUDAExecutionProvider,CPUExecutionProvider"
-    )
+    for label, key in (("each call alone", "per_call"), ("batched across streams", "batched")):
+        m = a[key]
+        extra = f"  (mean batch {m['mean_batch']} faces)" if "mean_batch" in m else ""
+        print(
+            f"  {label:24s}{m['faces_per_wall_s']:8.1f} faces/s wall, "
+            f"{m['faces_per_cpu_s']:8.1f} per CPU s{extra}"
+        )
+    print(f"  batched / alone = x{a['ratio_batched_vs_per_call_wall']:.2f} (wall)")
+    gpu = any("CUDA" in p or "Tensorrt" in p for p in e["providers"])
+    if not gpu:
+        print(
+            "  GPU: not measured here (no GPU on this machine; onnxruntime has "
+            + ", ".join(_available_providers())
+            + ")."
+        )
+    if not gpu:
+        print(
+            "  On a GPU host: pip install onnxruntime-gpu, then python bench/recognition.py "
+            "--providers CUDAExecutionProvider,CPUExecutionProvider [--models-dir PACK]"
+        )
     if e["embedder_input"][0] == 1:
         print(
             "  Note: this embedder's batch dimension is fixed at 1, so embed() runs crops one "

@@ -336,7 +336,12 @@ def build_recognition(config: Config, database: Database) -> RecognitionService 
 
     return RecognitionService(
         database,
-        partial(load_engine, config.face_models_dir or None),
+        partial(
+            load_engine,
+            config.face_models_dir or None,
+            providers=config.face_providers,
+            batch_across_streams=config.batch_across_streams,
+        ),
         RecognitionConfig(
             evidence_dir=Path(config.evidence_dir).resolve(),
             pipeline=RecognitionSettings(

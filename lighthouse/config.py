@@ -62,6 +62,10 @@ class Config:
     # empty: the bundled YuNet + SFace; a directory: an insightface pack the operator
     # installed there (SCRFD + ArcFace, non-commercial licence: docs/recognition.md)
     face_models_dir: str = ""
+    # onnxruntime execution providers, in order (a GPU host: CUDA first, CPU after)
+    face_providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    # > 0: the faces of concurrent cameras are embedded together, up to this many (GPU)
+    batch_across_streams: int = 0
     recognition_workers: int = 2
     signin_window_s: float = 900.0
     signin_fps: float = 2.0
@@ -157,6 +161,8 @@ def _recording(section: dict) -> dict:
 
 
 def _recognition(section: dict) -> dict:
+    section = dict(section)
+    providers = section.pop("providers", None)
     values = _table(
         "recognition",
         section,
@@ -174,8 +180,17 @@ def _recognition(section: dict) -> dict:
             "liveness": ("liveness", bool),
             "liveness_min_change": ("liveness_min_change", float),
             "neighbour_levels": ("neighbour_levels", int),
+            "batch_across_streams": ("batch_across_streams", int),
         },
     )
+    if providers is not None:
+        if not (
+            isinstance(providers, list)
+            and providers
+            and all(isinstance(p, str) and p for p in providers)
+        ):
+            raise ConfigError("[recognition] providers must be a list of onnxruntime providers")
+        values["face_providers"] = tuple(providers)
     limits = {
         "recognition_workers": (1, 64),
         "signin_fps": (0.2, 10.0),
@@ -185,6 +200,7 @@ def _recognition(section: dict) -> dict:
         "match_margin": (0.0, 1.0),
         "liveness_min_change": (0.0, 1.0),
         "neighbour_levels": (0, 3),
+        "batch_across_streams": (0, 1024),
     }
     for key, (low, high) in limits.items():
         if key in values and not low <= values[key] <= high:

@@ -87,12 +87,28 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def load_engine(models_dir: Path | str | None = None, threads: int = 1) -> FaceEngine:
-    """The bundled YuNet + SFace, or the insightface pack installed in `models_dir`."""
+def load_engine(
+    models_dir: Path | str | None = None,
+    *,
+    threads: int = 1,
+    providers: list[str] | tuple[str, ...] | None = None,
+    batch_across_streams: int = 0,
+) -> FaceEngine:
+    """The bundled YuNet + SFace, or the insightface pack installed in `models_dir`, on
+    onnxruntime's `providers`; with `batch_across_streams`, concurrent cameras' faces are
+    embedded in shared calls of up to that many."""
+    chosen = list(providers) if providers else None
+    engine: FaceEngine
     if models_dir:
         from .insightface_pack import InsightfacePack
 
-        return InsightfacePack(Path(models_dir), threads=threads)
-    from .yunet_sface import YuNetSFace
+        engine = InsightfacePack(Path(models_dir), threads=threads, providers=chosen)
+    else:
+        from .yunet_sface import YuNetSFace
 
-    return YuNetSFace(threads=threads)
+        engine = YuNetSFace(threads=threads, providers=chosen)
+    if batch_across_streams > 0:
+        from .batching import CrossStreamBatcher
+
+        engine = CrossStreamBatcher(engine, max_batch=batch_across_streams)
+    return engine

@@ -33,10 +33,11 @@ class YuNetSFace:
         score_threshold: float = 0.7,
         nms_threshold: float = 0.3,
         threads: int = 1,
+        providers: list[str] | None = None,
     ) -> None:
         directory = models_dir or bundled_models_dir()
-        self.detector = inference_session(directory / YUNET_FILE, threads)
-        self.embedder = inference_session(directory / SFACE_FILE, threads)
+        self.detector = inference_session(directory / YUNET_FILE, threads, providers)
+        self.embedder = inference_session(directory / SFACE_FILE, threads, providers)
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         # onnxruntime sessions are thread-safe for run(); the grid is computed once

@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import aiohttp
@@ -31,6 +33,7 @@ from faces import (
 )
 from test_recognition import evaluate, gallery_dir
 
+from recognition.batching import CrossStreamBatcher
 from recognition.engine import DetectedFace, align, load_engine
 from recognition.insightface_pack import InsightfacePack
 from recognition.onnx_models import ModelError
@@ -102,6 +105,45 @@ def test_the_pack_finds_and_embeds_faces(pack):
     assert pack.embed([]).shape == (0, 512)
 
 
+def test_faces_of_concurrent_cameras_are_embedded_together(pack):
+    faces = sample_faces()
+    crops = [align(p, pack.detect(p)[0]) for p in faces.values()]
+    expected = pack.embed(crops)
+    batcher = CrossStreamBatcher(pack, max_batch=64, max_wait_s=0.2)
+    start = threading.Barrier(len(crops))
+
+    def camera_job(index: int) -> np.ndarray:
+        start.wait()
+        return batcher.embed([crops[index]])
+
+    with ThreadPoolExecutor(len(crops)) as pool:
+        rows = list(pool.map(camera_job, range(len(crops))))
+    for index, row in enumerate(rows):  # each camera gets its own face's vector back
+        assert row.shape == (1, 512) and np.abs(row[0] - expected[index]).max() < 1e-4
+    assert batcher.calls == len(crops) and batcher.batches < len(crops) / 2
+    assert batcher.faces == len(crops)
+
+    # a batch is cut at max_batch; one camera's unusable crop fails that camera only
+    small = CrossStreamBatcher(pack, max_batch=2, max_wait_s=0.2)
+    broken = np.zeros((112, 112), np.uint8)  # one channel: the model refuses it
+    start = threading.Barrier(3)
+
+    def job(crop: np.ndarray):
+        start.wait()
+        try:
+            return small.embed([crop])
+        except Exception as error:
+            return error
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(job, [crops[0], broken, crops[1]]))
+    assert isinstance(results[1], Exception)
+    assert np.abs(results[0][0] - expected[0]).max() < 1e-4
+    assert np.abs(results[2][0] - expected[1]).max() < 1e-4
+    assert small.batches >= 2 and small.embed([]).shape == (0, 512)
+    assert small.model_id == pack.model_id and small.embedder is pack.embedder
+
+
 def test_a_directory_that_is_not_a_pack_is_refused_with_what_it_holds(tmp_path, pack_dir):
     with pytest.raises(ModelError, match="is not a directory"):
         InsightfacePack(tmp_path / "missing")
@@ -119,6 +161,8 @@ def test_a_directory_that_is_not_a_pack_is_refused_with_what_it_holds(tmp_path, 
         InsightfacePack(broken)
     assert isinstance(load_engine(None), YuNetSFace)
     assert isinstance(load_engine(pack_dir), InsightfacePack)
+    batched = load_engine(pack_dir, batch_across_streams=8)
+    assert isinstance(batched, CrossStreamBatcher) and batched.max_batch == 8
 
 
 def test_evaluate_with_the_pack_signs_in_who_is_there(tmp_path, pack_dir):
@@ -170,7 +214,8 @@ async def test_the_server_on_the_pack_asks_for_re_enrolment_and_signs_in(api, pa
     assert secretary.last_status == 201
 
     # the operator installs a pack: Tom's SFace enrolment is kept but not current
-    await api.restart(face_models_dir=str(pack_dir))
+    # (on a GPU host the faces of concurrent cameras would be embedded together: on here)
+    await api.restart(face_models_dir=str(pack_dir), batch_across_streams=16)
     secretary = await api.as_user("a1_secretary")
     listed = await secretary.call("GET", f"/api/members/{tom}/faces")
     assert [f["current"] for f in listed["faces"]] == [False]
