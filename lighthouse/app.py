@@ -358,6 +358,7 @@ def build_recognition(config: Config, database: Database) -> RecognitionService 
             ),
             workers=config.recognition_workers,
             neighbour_levels=config.neighbour_levels,
+            evidence_retention_days=config.evidence_retention_days,
         ),
     )
 

@@ -76,6 +76,7 @@ class Config:
     liveness: bool = True
     liveness_min_change: float = 0.018
     neighbour_levels: int = 0
+    evidence_retention_days: int = 365  # 0 keeps face and scene pictures for ever
     # False when the secret was generated for this start (tokens die with the process)
     secret_configured: bool = True
 
@@ -181,6 +182,7 @@ def _recognition(section: dict) -> dict:
             "liveness_min_change": ("liveness_min_change", float),
             "neighbour_levels": ("neighbour_levels", int),
             "batch_across_streams": ("batch_across_streams", int),
+            "evidence_retention_days": ("evidence_retention_days", int),
         },
     )
     if providers is not None:
@@ -201,6 +203,7 @@ def _recognition(section: dict) -> dict:
         "liveness_min_change": (0.0, 1.0),
         "neighbour_levels": (0, 3),
         "batch_across_streams": (0, 1024),
+        "evidence_retention_days": (0, 36500),
     }
     for key, (low, high) in limits.items():
         if key in values and not low <= values[key] <= high:

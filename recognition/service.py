@@ -35,11 +35,13 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from db import audit
 from db.database import Database
 from db.models import (
     Attendance,
     AttendanceStatus,
     FaceEnrolment,
+    Meeting,
     MeetingSnapshot,
     Member,
     RoomEvent,
@@ -59,6 +61,7 @@ from .pipeline import SignIn as FaceSignIn
 from .watcher import CameraWatcher, SamplingSettings, WatchResult
 
 logger = logging.getLogger(__name__)
+SYSTEM_ACTOR = "system:recognition"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class RecognitionConfig:
     # how far up the tree a TV's gallery reaches: 0 its own unit (a village and its
     # branches), 1 its parent's subtree (the town's villages), ...
     neighbour_levels: int = 0
+    # face crops and scene pictures older than this are deleted (the sign-in stays, its
+    # pictures go; snapshots go whole); 0 keeps them for ever
+    evidence_retention_days: int = 365
+    retention_interval_s: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -136,6 +143,8 @@ class RecognitionService:
             max_workers=self.config.workers, thread_name_prefix="recognition"
         )
         self.config.evidence_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.evidence_retention_days > 0:
+            self._spawn(self._retention_forever(), "evidence-retention")
 
     def attach_room(self, room: Room, meeting_id: int) -> None:
         """Watch the village cameras of a meeting's room, from now on and those flowing."""
@@ -405,6 +414,75 @@ class RecognitionService:
         await asyncio.to_thread(_write_file, path, data)
         return relative
 
+    # -- retention ---------------------------------------------------------------------
+    async def apply_evidence_retention(self, now: datetime | None = None) -> int:
+        """Delete the evidence pictures older than the retention period: a face sign-in
+        keeps its record (who, when, how sure) without pictures, a snapshot goes whole.
+        Audited per meeting. Returns how many files were deleted."""
+        days = self.config.evidence_retention_days
+        cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+        async with self.database.session() as session:
+            signins = (
+                await session.scalars(
+                    select(SignIn).where(
+                        SignIn.at < cutoff,
+                        (SignIn.face_photo.is_not(None)) | (SignIn.scene_photo.is_not(None)),
+                    )
+                )
+            ).all()
+            snapshots = (
+                await session.scalars(select(MeetingSnapshot).where(MeetingSnapshot.at < cutoff))
+            ).all()
+            if not signins and not snapshots:
+                return 0
+            files: list[str] = []
+            per_meeting: dict[int, dict[str, int]] = {}
+            for signin in signins:
+                files += [p for p in (signin.face_photo, signin.scene_photo) if p]
+                signin.face_photo = signin.scene_photo = None
+                counts = per_meeting.setdefault(signin.meeting_id, {"signins": 0, "snapshots": 0})
+                counts["signins"] += 1
+            for snapshot in snapshots:
+                files += [p for p in (snapshot.face_photo, snapshot.scene_photo) if p]
+                await session.delete(snapshot)
+                counts = per_meeting.setdefault(snapshot.meeting_id, {"signins": 0, "snapshots": 0})
+                counts["snapshots"] += 1
+            meetings = {
+                m.id: m
+                for m in await session.scalars(select(Meeting).where(Meeting.id.in_(per_meeting)))
+            }
+            for meeting_id, counts in per_meeting.items():
+                meeting = meetings.get(meeting_id)
+                audit.record(
+                    session,
+                    None,
+                    "evidence.expired",
+                    actor=SYSTEM_ACTOR,
+                    target_type="meeting",
+                    target_id=meeting_id,
+                    org_path=meeting.org_path if meeting else None,
+                    detail={**counts, "retention_days": days},
+                )
+            # the rows first: a crash in between leaves files no row names, never rows
+            # naming files that are gone
+            await session.commit()
+        removed = await asyncio.to_thread(_remove_evidence, self.config.evidence_dir, files)
+        logger.info(
+            "evidence retention: %d sign-ins' and %d snapshots' pictures deleted (%d files)",
+            len(signins),
+            len(snapshots),
+            removed,
+        )
+        return removed
+
+    async def _retention_forever(self) -> None:
+        while True:
+            try:
+                await self.apply_evidence_retention()
+            except Exception:
+                logger.exception("evidence retention failed; trying again later")
+            await asyncio.sleep(self.config.retention_interval_s)
+
     def stats(self) -> dict[str, object]:
         return {
             "cameras": len(self.watchers),
@@ -412,6 +490,30 @@ class RecognitionService:
             "snapshots": self.snapshots,
             "watchers": {venue.name: w.stats() for venue, w in self.watchers.values()},
         }
+
+
+def _remove_evidence(root: Path, relatives: list[str]) -> int:
+    """Delete the files (paths relative to `root`, never outside it) and the folders they
+    leave empty; how many files were there."""
+    removed = 0
+    folders: set[Path] = set()
+    base = root.resolve()
+    for relative in relatives:
+        path = (root / relative).resolve()
+        if not path.is_relative_to(base):
+            continue
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+        folders.update(p for p in path.parents if p.is_relative_to(base) and p != base)
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+    return removed
 
 
 def _write_file(path: Path, data: bytes) -> None:

@@ -9,6 +9,8 @@ sign-ins by hand (audited); biometric data is only shown to roles entitled to it
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import aiohttp
 import cv2
 import numpy as np
@@ -23,7 +25,7 @@ from faces import (
 )
 from sqlalchemy import select
 
-from db.models import RoomEvent
+from db.models import MeetingSnapshot, Member, RoomEvent, SignIn, SignInMethod, SnapshotKind
 from lighthouse.app import DATABASE_KEY
 from signaling.client import SignalingClient
 from web.api.faces import RECOGNITION_KEY
@@ -269,3 +271,77 @@ async def test_members_are_signed_in_from_a_village_tvs_camera(api, tmp_path):
             )
         ).all()
     assert len(events) >= 5
+
+
+async def test_evidence_pictures_expire_after_the_retention_period(api):
+    """Pictures older than `evidence_retention_days` are deleted by the service's job: a
+    face sign-in keeps its record without pictures, a snapshot goes whole, audited."""
+    secretary = await api.as_user("a1_secretary")
+    county = await api.as_user("county_admin")
+    branch = api.orgs["branch_a1"].id
+    old_member = await add_member(secretary, branch, "去年签到")
+    new_member = await add_member(secretary, branch, "今天签到")
+    meeting = await secretary.call(
+        "POST", "/api/meetings", {"type": "theme_day", "topic": "主题党日", "organiser_id": branch}
+    )
+    recognition = api.app[RECOGNITION_KEY]
+    root = recognition.config.evidence_dir
+    now = datetime.now(UTC)
+    long_ago = now - timedelta(days=recognition.config.evidence_retention_days + 1)
+    files = {
+        name: f"meeting-{meeting['id']}/terminal_1/{name}.jpg"
+        for name in ("old-face", "old-scene", "new-face", "new-scene", "snap-scene", "snap-face")
+    }
+    for relative in files.values():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(b"\xff\xd8 a picture")
+    async with api.app[DATABASE_KEY].session() as session:
+        members = {
+            m.id: m for m in await session.scalars(select(Member).where(Member.branch_id == branch))
+        }
+        for member_id, when, prefix in ((old_member, long_ago, "old"), (new_member, now, "new")):
+            session.add(
+                SignIn(
+                    meeting_id=meeting["id"], member_id=member_id,
+                    org_path=members[member_id].org_path, method=SignInMethod.FACE, at=when,
+                    similarity=0.6, participant_id="terminal:1", venue_name="A1村电视",
+                    face_photo=files[f"{prefix}-face"], scene_photo=files[f"{prefix}-scene"],
+                )
+            )  # fmt: skip
+        session.add(
+            MeetingSnapshot(
+                meeting_id=meeting["id"], kind=SnapshotKind.UNKNOWN_FACE, at=long_ago,
+                participant_id="terminal:1", venue_name="A1村电视",
+                org_path=members[old_member].org_path, scene_photo=files["snap-scene"],
+                face_photo=files["snap-face"],
+            )
+        )  # fmt: skip
+        await session.commit()
+    before = await secretary.call("GET", f"/api/meetings/{meeting['id']}/signins")
+    old_face_url = signed(before)["去年签到"]["face_url"]
+    await secretary.call("GET", old_face_url, expect=200)
+
+    assert await recognition.apply_evidence_retention() == 4
+    sheet = await secretary.call("GET", f"/api/meetings/{meeting['id']}/signins")
+    rows = signed(sheet)
+    old, new = rows["去年签到"], rows["今天签到"]
+    # the record stays: who, when, how sure; the pictures are gone
+    assert old["method"] == "face" and old["similarity"] == 0.6
+    assert old["face_url"] is None and old["scene_url"] is None and old["evidence_expired"]
+    assert new["face_url"] and not new["evidence_expired"]
+    await secretary.call("GET", old_face_url, expect=404)
+    await secretary.call("GET", new["face_url"], expect=200)
+    assert sheet["unknown_faces"] == []  # the old snapshot went whole
+    assert sorted(p.name for p in root.rglob("*.jpg")) == ["new-face.jpg", "new-scene.jpg"]
+    trail = await county.call("GET", "/api/audit?limit=50")
+    expired = [e for e in trail["entries"] if e["action"] == "evidence.expired"]
+    assert len(expired) == 1 and expired[0]["detail"]["signins"] == 1
+    assert expired[0]["detail"]["snapshots"] == 1 and expired[0]["actor"] == "system:recognition"
+    assert expired[0]["target_id"] == str(meeting["id"])
+    assert await recognition.apply_evidence_retention() == 0  # nothing left to do
+
+    # every picture gone: the meeting's folder goes too
+    gone = await recognition.apply_evidence_retention(now + timedelta(days=400))
+    assert gone == 2 and not (root / f"meeting-{meeting['id']}").exists()
+    rows = signed(await secretary.call("GET", f"/api/meetings/{meeting['id']}/signins"))
+    assert rows["今天签到"]["evidence_expired"]

@@ -97,6 +97,10 @@ def signin_dict(signin: SignIn, with_photos: bool) -> dict:
         "reviewed_at": signin.reviewed_at,
         "face_url": url("face_photo", "face"),
         "scene_url": url("scene_photo", "scene"),
+        # a face sign-in whose pictures the retention period has deleted
+        "evidence_expired": signin.method == SignInMethod.FACE
+        and not signin.face_photo
+        and not signin.scene_photo,
     }
 
 

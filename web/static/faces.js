@@ -133,10 +133,13 @@
           el('td', {}, signin ? dateTimeSeconds(signin.at) : ''),
           el('td', {}, signin && signin.venue ? signin.venue : ''),
           el('td', { className: 'num' }, signin && signin.similarity !== null ? signin.similarity.toFixed(2) : ''),
-          el('td', { className: 'con-evidence-photos' }, signin ? [
-            photo(signin.face_url, t('face')),
-            photo(signin.scene_url, t('scene'), 'con-evidence-scene'),
-          ] : []),
+          el('td', { className: 'con-evidence-photos' }, !signin ? []
+            : signin.evidence_expired && sheet.can_see_photos
+              ? el('span', { className: 'con-expired' }, t('evidenceExpired'))
+              : [
+                photo(signin.face_url, t('face')),
+                photo(signin.scene_url, t('scene'), 'con-evidence-scene'),
+              ]),
           reviewCell(row, sheet, act),
         ]);
       });
