@@ -348,7 +348,7 @@ def build_recognition(config: Config, database: Database) -> RecognitionService 
                 match_threshold=config.match_threshold,
                 margin=config.match_margin,
                 liveness=config.liveness,
-                liveness_min_change=config.liveness_min_change,
+                liveness_min_residual=config.liveness_min_residual,
             ),
             sampling=SamplingSettings(
                 signin_window_s=config.signin_window_s,

@@ -74,7 +74,7 @@ class Config:
     match_threshold: float = 0.37
     match_margin: float = 0.10
     liveness: bool = True
-    liveness_min_change: float = 0.018
+    liveness_min_residual: float = 0.018
     neighbour_levels: int = 0
     evidence_retention_days: int = 365  # 0 keeps face and scene pictures for ever
     # False when the secret was generated for this start (tokens die with the process)
@@ -163,6 +163,11 @@ def _recording(section: dict) -> dict:
 
 def _recognition(section: dict) -> dict:
     section = dict(section)
+    if "liveness_min_change" in section:  # the landmark-crop measure's key, another scale
+        raise ConfigError(
+            "[recognition] liveness_min_change is gone: the liveness check now measures "
+            "liveness_min_residual (default 0.018, docs/recognition.md); remove the old key"
+        )
     providers = section.pop("providers", None)
     values = _table(
         "recognition",
@@ -179,7 +184,7 @@ def _recognition(section: dict) -> dict:
             "match_threshold": ("match_threshold", float),
             "margin": ("match_margin", float),
             "liveness": ("liveness", bool),
-            "liveness_min_change": ("liveness_min_change", float),
+            "liveness_min_residual": ("liveness_min_residual", float),
             "neighbour_levels": ("neighbour_levels", int),
             "batch_across_streams": ("batch_across_streams", int),
             "evidence_retention_days": ("evidence_retention_days", int),
@@ -200,7 +205,7 @@ def _recognition(section: dict) -> dict:
         "snapshot_every_s": (10.0, 86400.0),
         "match_threshold": (0.0, 1.0),
         "match_margin": (0.0, 1.0),
-        "liveness_min_change": (0.0, 1.0),
+        "liveness_min_residual": (0.0, 1.0),
         "neighbour_levels": (0, 3),
         "batch_across_streams": (0, 1024),
         "evidence_retention_days": (0, 36500),

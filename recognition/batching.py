@@ -47,6 +47,7 @@ class CrossStreamBatcher:
         self.calls = 0
         self.batches = 0
         self.faces = 0
+        self.largest_batch = 0
 
     def __getattr__(self, name: str):  # detector/embedder sessions, for reports
         return getattr(self.engine, name)
@@ -98,19 +99,27 @@ class CrossStreamBatcher:
             else:
                 self._gathering = False
             self.batches += 1
-            self.faces += sum(len(r.crops) for r in batch)
+            self.faces += size
+            self.largest_batch = max(self.largest_batch, size)
         try:
-            rows = self.engine.embed([crop for r in batch for crop in r.crops])
-        except Exception:  # one caller's bad crop must not fail the others
+            try:
+                rows = self.engine.embed([crop for r in batch for crop in r.crops])
+            except Exception:  # one caller's bad crop must not fail the others
+                for r in batch:
+                    try:
+                        r.rows = self.engine.embed(r.crops)
+                    except Exception as error:  # handed to its caller
+                        r.error = error
+                return
+            start = 0
             for r in batch:
-                try:
-                    r.rows = self.engine.embed(r.crops)
-                except Exception as error:  # handed to its caller
+                r.rows = rows[start : start + len(r.crops)]
+                start += len(r.crops)
+        except BaseException as error:  # even then, no caller may wait for ever
+            for r in batch:
+                if r.rows is None and r.error is None:
                     r.error = error
+            raise
+        finally:
+            for r in batch:
                 r.done.set()
-            return
-        start = 0
-        for r in batch:
-            r.rows = rows[start : start + len(r.crops)]
-            start += len(r.crops)
-            r.done.set()

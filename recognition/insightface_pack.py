@@ -48,7 +48,8 @@ class InsightfacePack:
         detector, embedder = find_pack_models(Path(models_dir))
         self.detector = inference_session(detector, threads, providers, fix=False)
         self.embedder = inference_session(embedder, threads, providers, fix=False)
-        self.model_id = f"arcface-{embedder.stem}-{_sha256(embedder)[:8]}"[:64]
+        # fits the 64 characters of face_enrolments.model_id, the hash never cut off
+        self.model_id = f"arcface-{embedder.stem[:45]}-{_sha256(embedder)[:8]}"
         self.score_threshold = score_threshold
         self.nms_threshold = nms_threshold
         self._detector_input = self.detector.get_inputs()[0].name

@@ -50,8 +50,8 @@ class RecognitionSettings:
     liveness: bool = True
     # median residual between consecutive samples once a homography has registered them
     # (0-1 scale): a flat picture leaves codec noise (<= 0.013 measured with every sample
-    # at another bitrate, 60-1500 kbit/s), a head turning 14 degrees its depth (>= 0.024)
-    liveness_min_change: float = 0.018
+    # at another bitrate, 60-1500 kbit/s), a head turning 14 degrees its depth (>= 0.025)
+    liveness_min_residual: float = 0.018
 
 
 @dataclass
@@ -86,6 +86,8 @@ class Track:
     best_crop: np.ndarray | None = None
     best_size: float = 0.0
     match: tuple[str, float] | None = None  # recognised, waiting to look alive
+    embedded_at: float = -1e9  # when the last of `embeddings` was taken
+    unconfirmed: int = 0  # live samples since the match that were not clearly the member
     reported_still: bool = False
     decided: bool = False
     samples: int = 0
@@ -152,13 +154,16 @@ class FacePipeline:
             if settings.liveness:
                 track.sample_liveness(liveness_patch(crop), settings.max_samples - 1)
             sampled.append(track)
-            if track.match is None:  # recognised faces need no more embeddings
+            # a recognised face waiting to look alive needs no embedding until it does;
+            # then one, to check it is still the member (not a photo swapped for a face)
+            if track.match is None or not settings.liveness or self.looks_alive(track):
                 to_embed.append((track, crop))
         if to_embed:
             vectors = self.engine.embed([crop for _, crop in to_embed])
             self.faces_embedded += len(to_embed)
             for (track, _), vector in zip(to_embed, vectors, strict=True):
                 track.embeddings.append(vector)
+                track.embedded_at = t
         decisions: list[SignIn | Rejected] = []
         for track in sampled:
             decision = self._decide(track, bgr, t)
@@ -195,16 +200,37 @@ class FacePipeline:
             track.decided = True
             return None
         if settings.liveness and not self.looks_alive(track):
-            if track.samples >= settings.max_samples and not track.reported_still:
+            flat = len(track.residuals) >= settings.min_samples - 1  # measured, not failed
+            if flat and track.samples >= settings.max_samples and not track.reported_still:
                 # flat so far: kept for review once, and still watched (a person sitting
                 # very still signs in when they move; a picture never does)
                 track.reported_still = True
                 self.still_pictures += 1
                 return Rejected("still_picture", t, _jpeg(track.best_crop), member, similarity)
             return None
+        # The face in front of the camera now must be the member's: the samples that made
+        # the match may have been a photo, the movement that made it look alive another
+        # face put in its place. A sample that is not clearly theirs waits for the next
+        # (one sample is noisier than a median); after `max_samples` such samples the
+        # track starts again from its latest faces, so a stranger ends as an unknown face.
+        if track.embedded_at != t or not self._ranks_first(track.embeddings[-1], member):
+            track.unconfirmed += 1
+            if track.unconfirmed >= settings.max_samples:
+                track.match, track.unconfirmed = None, 0
+                track.embeddings = track.embeddings[-settings.min_samples :]
+                track.residuals.clear()
+            return None
         track.decided = True
         self.signed_in.add(member)
         return SignIn(member, t, round(similarity, 4), _jpeg(track.best_crop), _jpeg(bgr))
+
+    def _ranks_first(self, vector: np.ndarray, member: str) -> bool:
+        ranking = self.gallery.rank(vector[None])
+        if not ranking or ranking[0][0] != member:
+            return False
+        second = ranking[1][1] if len(ranking) > 1 else -1.0
+        best = ranking[0][1]
+        return best >= self.settings.match_threshold and best - second >= self.settings.margin
 
     def _clearly_signed_in(self, track: Track) -> bool:
         """One sample is enough to recognise a member already signed in (never to sign
@@ -221,7 +247,7 @@ class FacePipeline:
     def looks_alive(self, track: Track) -> bool:
         if not track.residuals:
             return False
-        return float(np.median(track.residuals)) >= self.settings.liveness_min_change
+        return float(np.median(track.residuals)) >= self.settings.liveness_min_residual
 
 
 def liveness_patch(crop: np.ndarray) -> np.ndarray:
@@ -236,6 +262,8 @@ def liveness_patch(crop: np.ndarray) -> np.ndarray:
 _INNER = (slice(8, 52), slice(10, 46))
 # 1e-4 converges in a few iterations at this size; 1e-5 runs to the cap at 7x the cost
 _ECC_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 50, 1e-4)
+# The homography is fitted on the whole aligned crop (mostly face): fitting it on the
+# inner face only (ECC's mask) measured far worse, a still photo up to 0.036.
 
 
 def registered_residual(a: np.ndarray, b: np.ndarray) -> float | None:

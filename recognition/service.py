@@ -507,6 +507,8 @@ def _remove_evidence(root: Path, relatives: list[str]) -> int:
             removed += 1
         except FileNotFoundError:
             pass
+        except OSError:  # the row is gone already: say so, and go on with the rest
+            logger.exception("evidence retention could not delete %s", path)
         folders.update(p for p in path.parents if p.is_relative_to(base) and p != base)
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         try:
@@ -517,9 +519,15 @@ def _remove_evidence(root: Path, relatives: list[str]) -> int:
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".part")
-    temporary.write_bytes(data)
+    for attempt in range(3):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            temporary.write_bytes(data)
+            break
+        except FileNotFoundError:  # retention removed the emptied folder just now
+            if attempt == 2:
+                raise
     temporary.replace(path)
 
 

@@ -62,21 +62,24 @@ def test_ice_servers_from_env_must_be_json():
 def test_recognition_settings_from_file_and_env(tmp_path):
     path = tmp_path / "lighthouse.toml"
     path.write_text(
-        '[recognition]\nmodels_dir = "/srv/models/buffalo_l"\nliveness_min_change = 0.02\n'
+        '[recognition]\nmodels_dir = "/srv/models/buffalo_l"\nliveness_min_residual = 0.02\n'
         'providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]\n'
         "batch_across_streams = 32\n",
         encoding="utf-8",
     )
     config = load_config(path, env={})
     assert config.face_models_dir == "/srv/models/buffalo_l"
-    assert config.liveness_min_change == 0.02
+    assert config.liveness_min_residual == 0.02
     assert config.face_providers == ("CUDAExecutionProvider", "CPUExecutionProvider")
     assert config.batch_across_streams == 32
     env = {"LIGHTHOUSE_FACE_MODELS_DIR": "/opt/pack"}
     assert load_config(path, env=env).face_models_dir == "/opt/pack"
     assert load_config(env={}).face_models_dir == ""  # the bundled models
-    path.write_text("[recognition]\nliveness_min_change = 2\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="liveness_min_change must be between"):
+    path.write_text("[recognition]\nliveness_min_residual = 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="liveness_min_residual must be between"):
+        load_config(path, env={})
+    path.write_text("[recognition]\nliveness_min_change = 0.035\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="liveness_min_change is gone"):
         load_config(path, env={})
     path.write_text('[recognition]\nproviders = "CUDAExecutionProvider"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="providers must be a list"):

@@ -134,6 +134,24 @@ def test_a_still_picture_is_refused_by_the_liveness_check(tmp_path, faces):
     assert [s["member"] for s in off["signins"]] == ["t1_2"]
 
 
+def test_a_photo_swapped_for_a_live_stranger_signs_nobody_in(tmp_path, faces):
+    """A printed photo of a member is held up until it is recognised, then a stranger
+    puts their own moving face in its place: the track goes on (same place), it now looks
+    alive, but the face in front of the camera is not the member's."""
+    gallery = gallery_dir(tmp_path, faces, ["t1_0", "tom"])
+    video = write_meeting_video(
+        tmp_path / "swap.mp4",
+        [
+            Appearance(faces["t1_0"], 0.0, 1.6, 320, 170, 150, motion="still"),
+            Appearance(faces["t1_3"], 1.6, 9.0, 320, 170, 150),
+        ],
+        duration_s=9.0,
+    )
+    result = evaluate(gallery, video)
+    assert result["signins"] == [], result
+    assert result["unknown_faces"] >= 1  # the stranger, once their own samples decide
+
+
 def decoded_frames(path: Path) -> list[np.ndarray]:
     import av
 
