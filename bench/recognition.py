@@ -431,14 +431,20 @@ def rate(work, units: int, min_cpu_s: float) -> float:
     return done / cpu
 
 
-def engine_rates(engine, faces: dict, video: Video, min_cpu_s: float) -> dict:
-    frame = render_frame(video.appearances, 1.0)
+def member_crops(engine, faces: dict) -> list:
+    """Each member's aligned face, as a camera at 640x360 shows them."""
     crops = []
     for member in MEMBERS:
         picture = render_frame([Appearance(faces[member], 0, 1, 320, 180, 150)], 0.5)
         found = engine.detect(picture)
         if found:
             crops.append(align(picture, found[0]))
+    return crops
+
+
+def engine_rates(engine, faces: dict, video: Video, min_cpu_s: float) -> dict:
+    frame = render_frame(video.appearances, 1.0)
+    crops = member_crops(engine, faces)
     batch = (crops * 2)[:8]
     # a live head's consecutive samples, as the liveness check registers them
     head = Appearance(faces[MEMBERS[0]], 0, 9, 320, 180, 150)
@@ -618,12 +624,7 @@ def across_streams(engine, faces: dict, min_wall_s: float, streams: int = 8) -> 
     """`streams` threads, each a camera job embedding a frame's faces (1-3) again and
     again, for `min_wall_s`: faces per wall second and per CPU second, each call on its own
     (as the server runs by default) and through a `CrossStreamBatcher` (up to 32 faces)."""
-    crops = []
-    for member in MEMBERS:
-        picture = render_frame([Appearance(faces[member], 0, 1, 320, 180, 150)], 0.5)
-        found = engine.detect(picture)
-        if found:
-            crops.append(align(picture, found[0]))
+    crops = member_crops(engine, faces)
     frames = [crops[i % len(crops) : i % len(crops) + 1 + i % 3] for i in range(64)]
 
     def measure(embedder) -> dict:

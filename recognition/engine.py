@@ -68,6 +68,23 @@ class FaceEngine(Protocol):
         ...
 
 
+def best_faces(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    marks: np.ndarray,
+    score_threshold: float,
+    nms_threshold: float,
+) -> list[DetectedFace]:
+    """Detections (x, y, w, h boxes, scores, (n, 5, 2) landmarks, frame pixels) after
+    non-maximum suppression, surest first."""
+    chosen = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), score_threshold, nms_threshold)
+    faces = [
+        DetectedFace(*(float(v) for v in boxes[i]), float(scores[i]), marks[i].astype(np.float32))
+        for i in np.array(chosen).reshape(-1)
+    ]
+    return sorted(faces, key=lambda f: -f.score)
+
+
 def align(bgr: np.ndarray, face: DetectedFace) -> np.ndarray:
     """The 112x112 crop of `face`, rotated and scaled so its landmarks sit on the template."""
     matrix, _ = cv2.estimateAffinePartial2D(

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .engine import DetectedFace, normalise
+from .engine import DetectedFace, best_faces, normalise
 from .onnx_models import ModelError, inference_session
 
 SCRFD_STRIDES = (8, 16, 32)
@@ -95,18 +95,13 @@ class InsightfacePack:
             marks.append(centres[:, None, :] + offsets)
         if not boxes:
             return []
-        all_boxes = np.concatenate(boxes) / scale
-        all_scores = np.concatenate(scores)
-        all_marks = np.concatenate(marks) / scale
-        chosen = cv2.dnn.NMSBoxes(
-            all_boxes.tolist(), all_scores.tolist(), self.score_threshold, self.nms_threshold
+        return best_faces(
+            np.concatenate(boxes) / scale,
+            np.concatenate(scores),
+            np.concatenate(marks) / scale,
+            self.score_threshold,
+            self.nms_threshold,
         )
-        faces = []
-        for i in np.array(chosen).reshape(-1):
-            x, y, w, h = (float(v) for v in all_boxes[i])
-            marks_i = all_marks[i].astype(np.float32)
-            faces.append(DetectedFace(x, y, w, h, float(all_scores[i]), marks_i))
-        return sorted(faces, key=lambda f: -f.score)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .engine import DetectedFace, normalise
+from .engine import DetectedFace, best_faces, normalise
 from .onnx_models import SFACE_FILE, YUNET_FILE, bundled_models_dir, inference_session
 
 INPUT_SIZE = 640
@@ -79,26 +79,13 @@ class YuNetSFace:
             marks.append(points)
         if not boxes:
             return []
-        all_boxes = np.concatenate(boxes) / scale
-        all_scores = np.concatenate(scores)
-        all_marks = np.concatenate(marks) / scale
-        chosen = cv2.dnn.NMSBoxes(
-            all_boxes.tolist(), all_scores.tolist(), self.score_threshold, self.nms_threshold
+        return best_faces(
+            np.concatenate(boxes) / scale,
+            np.concatenate(scores),
+            np.concatenate(marks) / scale,
+            self.score_threshold,
+            self.nms_threshold,
         )
-        faces = []
-        for i in np.array(chosen).reshape(-1):
-            x, y, w, h = all_boxes[i]
-            faces.append(
-                DetectedFace(
-                    float(x),
-                    float(y),
-                    float(w),
-                    float(h),
-                    float(all_scores[i]),
-                    all_marks[i].astype(np.float32),
-                )
-            )
-        return sorted(faces, key=lambda f: -f.score)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:

@@ -180,3 +180,26 @@ async def wait_for_sheet(client, meeting_id: int, done, timeout: float = 30.0) -
 
 def signed(sheet: dict) -> dict[str, dict]:
     return {row["name"]: row["signin"] for row in sheet["members"] if row["signin"]}
+
+
+async def tv_films_meeting(api, secretary, tv_token: str, meeting_id: int, camera, done) -> dict:
+    """A paired village TV waits in its lobby, the secretary starts the meeting, the TV
+    joins when invited (the town's standing room invites it first) and publishes `camera`;
+    the meeting's sign-in sheet once `done(sheet)`, the TV gone again."""
+    from signaling.client import SignalingClient
+
+    async with aiohttp.ClientSession() as http:
+        lobby = Lobby(http, api.base_url, tv_token)
+        await lobby.connect()
+        await secretary.call("POST", f"/api/meetings/{meeting_id}/start", expect=200)
+        invite = await lobby.receive()
+        while invite.get("meeting_id") != meeting_id:
+            invite = await lobby.receive()
+        tv = SignalingClient(api.base_url, invite["token"])
+        await tv.connect()
+        try:
+            await tv.publish([camera])
+            return await wait_for_sheet(secretary, meeting_id, done)
+        finally:
+            await tv.close()
+            await lobby.ws.close()

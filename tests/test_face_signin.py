@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import cv2
 import numpy as np
 import pytest
@@ -27,10 +26,9 @@ from sqlalchemy import select
 
 from db.models import MeetingSnapshot, Member, RoomEvent, SignIn, SignInMethod, SnapshotKind
 from lighthouse.app import DATABASE_KEY
-from signaling.client import SignalingClient
 from web.api.faces import RECOGNITION_KEY
 
-from apiclient import Lobby, add_member, pair_terminal, signed, upload, wait_for_sheet
+from apiclient import add_member, pair_terminal, signed, tv_films_meeting, upload
 
 pytestmark = pytest.mark.server_config(
     recognition_enabled=True, recognition_workers=2, snapshot_every_s=20.0
@@ -163,30 +161,19 @@ async def test_members_are_signed_in_from_a_village_tvs_camera(api, tmp_path):
             Appearance(faces["t1_1"], 1.0, 60, 70, 290, 110, motion="hand_held"),
         ]
     )
-    async with aiohttp.ClientSession() as http:
-        lobby = Lobby(http, api.base_url, tv_token)
-        await lobby.connect()
-        await secretary.call("POST", f"/api/meetings/{meeting['id']}/start", expect=200)
-        invite = await lobby.receive()  # the town's standing room first, then the meeting
-        while invite.get("meeting_id") != meeting["id"]:
-            invite = await lobby.receive()
-        tv = SignalingClient(api.base_url, invite["token"])
-        await tv.connect()
-        try:
-            await tv.publish([camera])
-            sheet = await wait_for_sheet(
-                secretary,
-                meeting["id"],
-                lambda s: (
-                    {"汤姆", "航天员"} <= set(signed(s))
-                    and any(u["kind"] == "unknown_face" for u in s["unknown_faces"])
-                    and sum(u["kind"] == "still_picture" for u in s["unknown_faces"]) == 2
-                ),
-            )
-        finally:
-            await tv.close()
-            await lobby.ws.close()
-        assert camera.started is not None
+    sheet = await tv_films_meeting(
+        api,
+        secretary,
+        tv_token,
+        meeting["id"],
+        camera,
+        lambda s: (
+            {"汤姆", "航天员"} <= set(signed(s))
+            and any(u["kind"] == "unknown_face" for u in s["unknown_faces"])
+            and sum(u["kind"] == "still_picture" for u in s["unknown_faces"]) == 2
+        ),
+    )
+    assert camera.started is not None
 
     # the two who looked at the camera, by face, with evidence; nobody else
     rows = signed(sheet)

@@ -17,7 +17,6 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import aiohttp
 import cv2
 import numpy as np
 import pytest
@@ -38,9 +37,8 @@ from recognition.engine import DetectedFace, align, load_engine
 from recognition.insightface_pack import InsightfacePack
 from recognition.onnx_models import ModelError
 from recognition.yunet_sface import YuNetSFace
-from signaling.client import SignalingClient
 
-from apiclient import Lobby, add_member, pair_terminal, signed, upload, wait_for_sheet
+from apiclient import add_member, pair_terminal, signed, tv_films_meeting, upload
 
 PACK_FILES = ("scrfd_500m_bnkps.onnx", "w600k_mbf.onnx", "2d106det.onnx")
 W600K_MBF_SHA256 = "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f"
@@ -240,23 +238,14 @@ async def test_the_server_on_the_pack_asks_for_re_enrolment_and_signs_in(api, pa
             Appearance(faces["astronaut"], 0.5, 60, 440, 180, 150),
         ]
     )
-    async with aiohttp.ClientSession() as http:
-        lobby = Lobby(http, api.base_url, tv_token)
-        await lobby.connect()
-        await secretary.call("POST", f"/api/meetings/{meeting['id']}/start", expect=200)
-        invite = await lobby.receive()
-        while invite.get("meeting_id") != meeting["id"]:
-            invite = await lobby.receive()
-        tv = SignalingClient(api.base_url, invite["token"])
-        await tv.connect()
-        try:
-            await tv.publish([camera])
-            sheet = await wait_for_sheet(
-                secretary, meeting["id"], lambda s: {"汤姆", "航天员"} <= set(signed(s))
-            )
-        finally:
-            await tv.close()
-            await lobby.ws.close()
+    sheet = await tv_films_meeting(
+        api,
+        secretary,
+        tv_token,
+        meeting["id"],
+        camera,
+        lambda s: {"汤姆", "航天员"} <= set(signed(s)),
+    )
     rows = signed(sheet)
     assert set(rows) == {"汤姆", "航天员"}
     assert all(r["method"] == "face" and r["similarity"] >= 0.37 for r in rows.values())
