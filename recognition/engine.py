@@ -69,17 +69,28 @@ class FaceEngine(Protocol):
 
 
 def best_faces(
-    boxes: np.ndarray,
-    scores: np.ndarray,
-    marks: np.ndarray,
+    boxes: list[np.ndarray],
+    scores: list[np.ndarray],
+    marks: list[np.ndarray],
+    scale: float,
     score_threshold: float,
     nms_threshold: float,
 ) -> list[DetectedFace]:
-    """Detections (x, y, w, h boxes, scores, (n, 5, 2) landmarks, frame pixels) after
+    """A detector's candidates, gathered per level (x, y, w, h boxes, scores, (n, 5, 2)
+    landmarks, in detector-input pixels: divided by `scale` for frame pixels), after
     non-maximum suppression, surest first."""
-    chosen = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), score_threshold, nms_threshold)
+    if not boxes:
+        return []
+    all_boxes = np.concatenate(boxes) / scale
+    all_scores = np.concatenate(scores)
+    all_marks = np.concatenate(marks) / scale
+    chosen = cv2.dnn.NMSBoxes(
+        all_boxes.tolist(), all_scores.tolist(), score_threshold, nms_threshold
+    )
     faces = [
-        DetectedFace(*(float(v) for v in boxes[i]), float(scores[i]), marks[i].astype(np.float32))
+        DetectedFace(
+            *(float(v) for v in all_boxes[i]), float(all_scores[i]), all_marks[i].astype("f4")
+        )
         for i in np.array(chosen).reshape(-1)
     ]
     return sorted(faces, key=lambda f: -f.score)

@@ -93,15 +93,7 @@ class InsightfacePack:
             boxes.append(np.concatenate([x1y1, x2y2 - x1y1], axis=1))
             scores.append(score[keep])
             marks.append(centres[:, None, :] + offsets)
-        if not boxes:
-            return []
-        return best_faces(
-            np.concatenate(boxes) / scale,
-            np.concatenate(scores),
-            np.concatenate(marks) / scale,
-            self.score_threshold,
-            self.nms_threshold,
-        )
+        return best_faces(boxes, scores, marks, scale, self.score_threshold, self.nms_threshold)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:

@@ -180,17 +180,14 @@ class FacePipeline:
                     # (a patrol burst would otherwise embed everyone in the room again)
                     track.decided = True
                 return None
-            ranking = self.gallery.rank(np.stack(track.embeddings))
-            best_member, best = ranking[0] if ranking else (None, 0.0)
-            second = ranking[1][1] if len(ranking) > 1 else -1.0
-            if best_member is None or not (
-                best >= settings.match_threshold and best - second >= settings.margin
-            ):
+            best_member, best, clear = self._winner(np.stack(track.embeddings))
+            if not clear:
                 if len(track.embeddings) >= settings.max_samples:
                     track.decided = True
                     self.unknown_faces += 1
                     return Rejected("unknown", t, _jpeg(track.best_crop), best_member, best)
                 return None
+            assert best_member is not None  # a clear winner is a member
             if best_member in self.signed_in:
                 track.decided = True  # already signed in: nothing more to do for this face
                 return None
@@ -224,25 +221,27 @@ class FacePipeline:
         self.signed_in.add(member)
         return SignIn(member, t, round(similarity, 4), _jpeg(track.best_crop), _jpeg(bgr))
 
+    def _winner(self, samples: np.ndarray) -> tuple[str | None, float, bool]:
+        """The best-ranked expected member for these samples, their score, and whether
+        it is clear: at least the threshold, and the margin over the second best."""
+        ranking = self.gallery.rank(samples)
+        if not ranking:
+            return None, 0.0, False
+        (member, best), second = ranking[0], ranking[1][1] if len(ranking) > 1 else -1.0
+        settings = self.settings
+        return member, best, best >= settings.match_threshold and best - second >= settings.margin
+
     def _ranks_first(self, vector: np.ndarray, member: str) -> bool:
-        ranking = self.gallery.rank(vector[None])
-        if not ranking or ranking[0][0] != member:
-            return False
-        second = ranking[1][1] if len(ranking) > 1 else -1.0
-        best = ranking[0][1]
-        return best >= self.settings.match_threshold and best - second >= self.settings.margin
+        winner, _, clear = self._winner(vector[None])
+        return clear and winner == member
 
     def _clearly_signed_in(self, track: Track) -> bool:
         """One sample is enough to recognise a member already signed in (never to sign
         one in): their best similarity clears the threshold and the margin."""
         if not self.signed_in:
             return False
-        ranking = self.gallery.rank(np.stack(track.embeddings))
-        if not ranking or ranking[0][0] not in self.signed_in:
-            return False
-        second = ranking[1][1] if len(ranking) > 1 else -1.0
-        best = ranking[0][1]
-        return best >= self.settings.match_threshold and best - second >= self.settings.margin
+        winner, _, clear = self._winner(np.stack(track.embeddings))
+        return clear and winner in self.signed_in
 
     def looks_alive(self, track: Track) -> bool:
         if not track.residuals:

@@ -77,15 +77,7 @@ class YuNetSFace:
             points[:, :, 0] = (points[:, :, 0] + col[:, None]) * stride
             points[:, :, 1] = (points[:, :, 1] + row[:, None]) * stride
             marks.append(points)
-        if not boxes:
-            return []
-        return best_faces(
-            np.concatenate(boxes) / scale,
-            np.concatenate(scores),
-            np.concatenate(marks) / scale,
-            self.score_threshold,
-            self.nms_threshold,
-        )
+        return best_faces(boxes, scores, marks, scale, self.score_threshold, self.nms_threshold)
 
     def embed(self, crops: list[np.ndarray]) -> np.ndarray:
         if not crops:
