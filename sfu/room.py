@@ -17,22 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.exceptions import InternalError, InvalidStateError, OperationError
+from aiortc import RTCPeerConnection
 
-from .aiortc_seam import ForwardingReceiver, ForwardingSender
 from .control import CAMERA, CONTENT, FLOOR_SLOT_ID, MAIN_ROLE, FloorSlot, MeetingControl
 from .local import LocalSink, LocalSubscription
-from .negotiation import (
-    IceServer,
-    NegotiationError,
-    check_publish_offer,
-    codec_preferences,
-    limit_video_bitrate,
-    new_peer_connection,
-    parse_sdp,
-)
+from .negotiation import IceServer, NegotiationError, check_publish_offer, parse_sdp
 from .tracks import DownTrack, UpTrack
+from .webrtc import accept_answer, open_downstream, open_upstream
 
 logger = logging.getLogger(__name__)
 
@@ -215,22 +206,16 @@ class Peer:
             previous = self.room.control.content_publication()
             if previous is not None:
                 await previous.close()
-        pc = new_peer_connection(self.room.ice_servers)
+        upstream = await open_upstream(
+            offer_sdp,
+            kinds,
+            video_codec=settings.video_codec,
+            max_video_kbps=settings.max_video_kbps,
+            ice_servers=self.room.ice_servers,
+        )
+        pc = upstream.pc
         publication = Publication(self, pc, kinds, source)
-        try:
-            for kind in kinds:
-                transceiver = pc.addTransceiver(kind, direction="recvonly")
-                transceiver.setCodecPreferences(codec_preferences(kind, settings.video_codec))
-                receiver = ForwardingReceiver.install(transceiver.receiver)
-                publication.uptracks[kind] = UpTrack(kind, receiver)
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            await pc.setLocalDescription(await pc.createAnswer())
-        except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
-            await pc.close()
-            raise NegotiationError(
-                "codec_not_supported" if isinstance(exc, OperationError) else "bad_sdp",
-                f"the offer cannot be accepted: {exc}",
-            ) from exc
+        publication.uptracks = upstream.uptracks
         self.publications[publication.id] = publication
         self.room.publications[publication.id] = publication
         self.room.control.publication_opened(publication)
@@ -241,8 +226,7 @@ class Peer:
                 await publication.close()
 
         publication.announce_task = asyncio.ensure_future(self._announce_when_flowing(publication))
-        answer = limit_video_bitrate(pc.localDescription.sdp, settings.max_video_kbps)
-        return publication, answer
+        return publication, upstream.answer_sdp
 
     async def _announce_when_flowing(self, publication: Publication) -> None:
         # Subscribers are told once media arrives, so their first subscribe finds packets
@@ -300,21 +284,16 @@ class Peer:
             raise NegotiationError(
                 "bad_request", f"the publication has none of the kinds {', '.join(kinds or [])}"
             )
-        settings = self.room.settings
-        pc = new_peer_connection(self.room.ice_servers)
-        subscription = Subscription(self, publication, pc)
         source = publication.source if isinstance(publication, FloorSlot) else publication
-        for kind in wanted:
-            transceiver = pc.addTransceiver(kind, direction="sendonly")
-            transceiver.setCodecPreferences(codec_preferences(kind, settings.video_codec))
-            sender = ForwardingSender.install(transceiver.sender)
-            subscription.downtracks[kind] = DownTrack(
-                source.uptracks.get(kind) if source is not None else None,
-                sender,
-                kind=kind,
-                limits_publisher=not self.hidden,
-            )
-        await pc.setLocalDescription(await pc.createOffer())
+        downstream = await open_downstream(
+            {k: source.uptracks.get(k) if source is not None else None for k in wanted},
+            video_codec=self.room.settings.video_codec,
+            ice_servers=self.room.ice_servers,
+            limits_publisher=not self.hidden,
+        )
+        pc = downstream.pc
+        subscription = Subscription(self, publication, pc)
+        subscription.downtracks = downstream.downtracks
         self.subscriptions[subscription.id] = subscription
         publication.subscriptions.add(subscription)
         subscription.expiry = asyncio.ensure_future(self._expire_unanswered(subscription))
@@ -324,7 +303,7 @@ class Peer:
             if pc.connectionState == "failed":
                 await subscription.close(reason="connection_failed")
 
-        return subscription, pc.localDescription.sdp
+        return subscription, downstream.offer_sdp
 
     async def _expire_unanswered(self, subscription: Subscription) -> None:
         await asyncio.sleep(self.room.settings.answer_timeout_s)
@@ -338,12 +317,7 @@ class Peer:
         if subscription.answered:
             raise NegotiationError("bad_sdp", "this subscription has been answered already")
         parse_sdp(answer_sdp, "answer")
-        try:
-            await subscription.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=answer_sdp, type="answer")
-            )
-        except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
-            raise NegotiationError("bad_sdp", f"the answer cannot be accepted: {exc}") from exc
+        await accept_answer(subscription.pc, answer_sdp)
         subscription.answered = True
         return subscription
 

@@ -1,0 +1,94 @@
+"""The WebRTC ends of the SFU: an upstream connection with its UpTracks, a downstream
+connection with its DownTracks.
+
+`open_upstream` accepts a publisher's offer; `open_downstream` makes the offer for a
+subscriber. Both only build media objects: who may publish or subscribe, and what a room
+does with them, is decided in `room.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InternalError, InvalidStateError, OperationError
+
+from .aiortc_seam import ForwardingReceiver, ForwardingSender
+from .negotiation import (
+    IceServer,
+    NegotiationError,
+    codec_preferences,
+    limit_video_bitrate,
+    new_peer_connection,
+)
+from .tracks import DownTrack, UpTrack
+
+
+@dataclass
+class Upstream:
+    pc: RTCPeerConnection
+    uptracks: dict[str, UpTrack]
+    answer_sdp: str
+
+
+@dataclass
+class Downstream:
+    pc: RTCPeerConnection
+    downtracks: dict[str, DownTrack]
+    offer_sdp: str
+
+
+async def open_upstream(
+    offer_sdp: str,
+    kinds: list[str],
+    *,
+    video_codec: str,
+    max_video_kbps: int,
+    ice_servers: list[IceServer],
+) -> Upstream:
+    """Answer a publisher's (already checked) offer with one forwarding UpTrack per kind."""
+    pc = new_peer_connection(ice_servers)
+    uptracks: dict[str, UpTrack] = {}
+    try:
+        for kind in kinds:
+            transceiver = pc.addTransceiver(kind, direction="recvonly")
+            transceiver.setCodecPreferences(codec_preferences(kind, video_codec))
+            receiver = ForwardingReceiver.install(transceiver.receiver)
+            uptracks[kind] = UpTrack(kind, receiver)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+    except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
+        await pc.close()
+        raise NegotiationError(
+            "codec_not_supported" if isinstance(exc, OperationError) else "bad_sdp",
+            f"the offer cannot be accepted: {exc}",
+        ) from exc
+    answer = limit_video_bitrate(pc.localDescription.sdp, max_video_kbps)
+    return Upstream(pc, uptracks, answer)
+
+
+async def open_downstream(
+    sources: dict[str, UpTrack | None],
+    *,
+    video_codec: str,
+    ice_servers: list[IceServer],
+    limits_publisher: bool = True,
+) -> Downstream:
+    """Offer a subscriber one DownTrack per kind in `sources`, each fed by its UpTrack
+    (None: attached later, as a floor slot nobody holds)."""
+    pc = new_peer_connection(ice_servers)
+    downtracks: dict[str, DownTrack] = {}
+    for kind, uptrack in sources.items():
+        transceiver = pc.addTransceiver(kind, direction="sendonly")
+        transceiver.setCodecPreferences(codec_preferences(kind, video_codec))
+        sender = ForwardingSender.install(transceiver.sender)
+        downtracks[kind] = DownTrack(uptrack, sender, kind=kind, limits_publisher=limits_publisher)
+    await pc.setLocalDescription(await pc.createOffer())
+    return Downstream(pc, downtracks, pc.localDescription.sdp)
+
+
+async def accept_answer(pc: RTCPeerConnection, answer_sdp: str) -> None:
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+    except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
+        raise NegotiationError("bad_sdp", f"the answer cannot be accepted: {exc}") from exc
