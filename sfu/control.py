@@ -38,27 +38,25 @@ FOLLOWER_ROLES = frozenset({"terminal", "viewer"})
 
 
 class FloorSlot:
-    """A virtual publication: the tracks of whichever venue holds the floor."""
+    """A virtual publication: the tracks of whichever venue holds the floor. Its
+    subscribers' media follows on every worker (MediaPlane.switch_slot)."""
 
     id = FLOOR_SLOT_ID
     closed = False
 
-    def __init__(self) -> None:
+    def __init__(self, room: Room) -> None:
+        self.room = room
         self.kinds = ["audio", "video"]
         self.subscriptions: set[Subscription] = set()
         self.source: Publication | None = None
 
-    def switch(self, publication: Publication | None) -> None:
+    async def switch(self, publication: Publication | None) -> None:
         if publication is self.source:
             return
         self.source = publication
-        for subscription in tuple(self.subscriptions):
-            for kind, downtrack in subscription.downtracks.items():
-                uptrack = publication.uptracks.get(kind) if publication is not None else None
-                if uptrack is None:
-                    downtrack.detach()
-                else:
-                    downtrack.attach(uptrack)
+        await self.room.plane.switch_slot(
+            self.room.id, publication.id if publication is not None else None
+        )
 
 
 class MeetingControl:
@@ -66,7 +64,7 @@ class MeetingControl:
 
     def __init__(self, room: Room) -> None:
         self.room = room
-        self.slot = FloorSlot()
+        self.slot = FloorSlot(room)
         self.floor: str | None = None  # participant id
         self.spotlight = False  # roll call: the floor venue is everyone's main view
         self.mute_all = False
@@ -110,8 +108,8 @@ class MeetingControl:
             previous_peer = self.room.peer_by_participant(previous)
             if previous_peer is not None and previous_peer.role != MAIN_ROLE:
                 self.muted.add(previous)
-        self.slot.switch(self._camera_of(participant_id))
-        self._apply_mutes()
+        await self.slot.switch(self._camera_of(participant_id))
+        await self._apply_mutes()
         await self._changed()
 
     async def set_muted(self, participant_id: str, muted: bool) -> None:
@@ -119,7 +117,7 @@ class MeetingControl:
             self.muted.add(participant_id)
         else:
             self.muted.discard(participant_id)
-        self._apply_mutes()
+        await self._apply_mutes()
         await self._changed()
 
     async def set_mute_all(self, muted: bool) -> None:
@@ -134,7 +132,7 @@ class MeetingControl:
             }
         else:
             self.muted.clear()
-        self._apply_mutes()
+        await self._apply_mutes()
         await self._changed()
 
     async def set_hand(self, participant_id: str, raised: bool) -> None:
@@ -158,21 +156,19 @@ class MeetingControl:
             self.hands.remove(peer.participant_id)
         await self._changed()
 
-    def publication_opened(self, publication: Publication) -> None:
-        """A new publication (before any subscriber): muted if its venue is."""
-        uptrack = publication.uptracks.get("audio")
-        if uptrack is not None:
-            uptrack.muted = publication.peer.participant_id in self.muted
+    def is_muted(self, participant_id: str) -> bool:
+        """Whether a venue's new publication starts muted."""
+        return participant_id in self.muted
 
     async def publication_flowing(self, publication: Publication) -> None:
         if publication.source == CONTENT:
             await self._changed()
         elif publication.peer.participant_id == self.floor and self.slot.source is None:
-            self.slot.switch(publication)  # the floor holder's TV came back
+            await self.slot.switch(publication)  # the floor holder's TV came back
 
     async def publication_closed(self, publication: Publication) -> None:
         if self.slot.source is publication:
-            self.slot.switch(self._camera_of(self.floor))
+            await self.slot.switch(self._camera_of(self.floor))
         if publication.source == CONTENT:
             await self._changed()
 
@@ -203,8 +199,9 @@ class MeetingControl:
                 return publication
         return None
 
-    def _apply_mutes(self) -> None:
-        for publication in self.room.publications.values():
-            uptrack = publication.uptracks.get("audio")
-            if uptrack is not None and publication.source == CAMERA:
-                uptrack.muted = publication.peer.participant_id in self.muted
+    async def _apply_mutes(self) -> None:
+        for publication in tuple(self.room.publications.values()):
+            if "audio" in publication.kinds and publication.source == CAMERA:
+                await self.room.plane.set_muted(
+                    publication.id, publication.peer.participant_id in self.muted
+                )

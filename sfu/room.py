@@ -22,8 +22,8 @@ from aiortc import RTCPeerConnection
 from .control import CAMERA, CONTENT, FLOOR_SLOT_ID, MAIN_ROLE, FloorSlot, MeetingControl
 from .local import LocalSink, LocalSubscription
 from .negotiation import IceServer, NegotiationError, check_publish_offer, parse_sdp
+from .plane import LOCAL, MediaPlane
 from .tracks import DownTrack, UpTrack
-from .webrtc import accept_answer, open_downstream, open_upstream
 
 logger = logging.getLogger(__name__)
 
@@ -58,29 +58,42 @@ def _new_id(prefix: str) -> str:
 
 
 class Publication:
-    """One publisher's camera/microphone: an upstream peer connection and its UpTracks."""
+    """One publisher's camera/microphone: its media lives on its peer's worker."""
 
-    def __init__(
-        self, peer: Peer, pc: RTCPeerConnection, kinds: list[str], source: str = CAMERA
-    ) -> None:
+    def __init__(self, peer: Peer, kinds: list[str], source: str = CAMERA) -> None:
         self.id = _new_id("pub")
         self.peer = peer
         self.source = source  # camera | content (a shared screen, 双流)
-        self.pc = pc
         self.kinds = kinds
-        self.uptracks: dict[str, UpTrack] = {}
         self.subscriptions: set[Subscription] = set()
         self.announced = False
-        self.announce_task: asyncio.Future | None = None
         self.closed = False
         self._close_done = asyncio.Event()
 
+    @property
+    def worker(self) -> str:
+        return self.peer.worker
+
+    @property
+    def uptracks(self) -> dict[str, UpTrack]:
+        """The publication's tracks in this process (one process, or piped to the front)."""
+        local = self.peer.room.plane.local
+        routed = local.publications.get(self.id) if local is not None else None
+        return routed.uptracks if routed is not None else {}
+
+    @property
+    def pc(self) -> RTCPeerConnection | None:
+        """The publisher's connection, when it is in this process."""
+        local = self.peer.room.plane.local
+        routed = local.publications.get(self.id) if local is not None else None
+        return routed.pc if routed is not None else None
+
     def subscribe_locally(self, sink: LocalSink) -> LocalSubscription:
-        """Subscribe a server-side sink (recorder, recognizer) to this publication's media."""
-        subscription = LocalSubscription(self.uptracks, sink)
-        if self.closed:
-            subscription.close()
-        return subscription
+        """Subscribe a server-side sink (recorder, recognizer) to this publication's media
+        (in the front process: the room pipes it there before telling its listeners)."""
+        local = self.peer.room.plane.local
+        assert local is not None, "this process has no router"
+        return local.subscribe_locally(self.id, sink)
 
     def describe(self) -> dict:
         return {
@@ -106,12 +119,8 @@ class Publication:
             self._close_done.set()
 
     async def _close(self) -> None:
-        if self.announce_task is not None:
-            self.announce_task.cancel()
         for subscription in tuple(self.subscriptions):
             await subscription.close(reason="publication_removed")
-        for uptrack in self.uptracks.values():
-            uptrack.close()
         self.peer.publications.pop(self.id, None)
         room = self.peer.room
         if room.publications.pop(self.id, None) is not None:
@@ -119,23 +128,56 @@ class Publication:
                 {"type": "publication_removed", "publication_id": self.id}, exclude=None
             )
             await room.control.publication_closed(self)
-        await self.pc.close()
+        await room.plane.close_publication(self.id)
+
+    async def flowing(self) -> None:
+        """Its media arrived (or waited long enough): subscribers are told now, so their
+        first subscribe finds packets to forward."""
+        if self.closed or self.announced:
+            return
+        self.announced = True
+        room = self.peer.room
+        await room.emit({"type": "publication_added", **self.describe()}, exclude=self.peer)
+        await room.control.publication_flowing(self)
+        if room.publication_listeners and not self.closed:
+            try:  # server-side subscribers live in the front: pipe it there first
+                await room.plane.ensure_on(self.id, LOCAL)
+            except Exception:
+                logger.exception("publication %s cannot reach the front", self.id)
+                return
+        for listener in tuple(room.publication_listeners):
+            try:
+                await listener(self)
+            except Exception:  # one server-side subscriber must not stop the others
+                logger.exception("publication listener failed")
 
 
 class Subscription:
-    """One publication received by one peer: a downstream connection and its DownTracks."""
+    """One publication received by one peer: a downstream connection on the peer's worker."""
 
-    def __init__(
-        self, peer: Peer, publication: Publication | FloorSlot, pc: RTCPeerConnection
-    ) -> None:
+    def __init__(self, peer: Peer, publication: Publication | FloorSlot) -> None:
         self.id = _new_id("sub")
         self.peer = peer
         self.publication = publication
-        self.pc = pc
-        self.downtracks: dict[str, DownTrack] = {}
         self.answered = False
         self.expiry: asyncio.Future | None = None
         self.closed = False
+
+    @property
+    def _routed(self):
+        local = self.peer.room.plane.local
+        return local.subscriptions.get(self.id) if local is not None else None
+
+    @property
+    def downtracks(self) -> dict[str, DownTrack]:
+        """Its tracks, when its worker is this process."""
+        routed = self._routed
+        return routed.downtracks if routed is not None else {}
+
+    @property
+    def pc(self) -> RTCPeerConnection | None:
+        routed = self._routed
+        return routed.pc if routed is not None else None
 
     async def close(self, reason: str = "unsubscribed") -> None:
         if self.closed:
@@ -143,15 +185,15 @@ class Subscription:
         self.closed = True
         if self.expiry is not None and self.expiry is not asyncio.current_task():
             self.expiry.cancel()
-        for downtrack in self.downtracks.values():
-            downtrack.close()
         self.publication.subscriptions.discard(self)
         self.peer.subscriptions.pop(self.id, None)
         if reason != "unsubscribed" and not self.peer.closed:
             await self.peer.send(
                 {"type": "subscription_ended", "subscription_id": self.id, "reason": reason}
             )
-        await self.pc.close()
+        await self.peer.room.plane.close_subscription(
+            self.peer.worker, self.id, self.peer.room.id, isinstance(self.publication, FloorSlot)
+        )
 
 
 class Peer:
@@ -164,8 +206,11 @@ class Peer:
         name: str,
         role: str,
         send: Callable[[dict], Awaitable[None]],
+        worker: str = LOCAL,
     ) -> None:
         self.id = _new_id("p")
+        # the media worker holding this peer's connections (sfu/plane.py)
+        self.worker = worker
         self.room = room
         self.participant_id = participant_id
         self.name = name
@@ -206,52 +251,22 @@ class Peer:
             previous = self.room.control.content_publication()
             if previous is not None:
                 await previous.close()
-        upstream = await open_upstream(
+        publication = Publication(self, kinds, source)
+        answer = await self.room.plane.publish(
+            self.worker,
+            publication.id,
+            self.room.id,
             offer_sdp,
             kinds,
             video_codec=settings.video_codec,
             max_video_kbps=settings.max_video_kbps,
             ice_servers=self.room.ice_servers,
+            media_wait_s=settings.media_wait_s,
+            muted=self.room.control.is_muted(self.participant_id),
         )
-        pc = upstream.pc
-        publication = Publication(self, pc, kinds, source)
-        publication.uptracks = upstream.uptracks
         self.publications[publication.id] = publication
         self.room.publications[publication.id] = publication
-        self.room.control.publication_opened(publication)
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                await publication.close()
-
-        publication.announce_task = asyncio.ensure_future(self._announce_when_flowing(publication))
-        return publication, upstream.answer_sdp
-
-    async def _announce_when_flowing(self, publication: Publication) -> None:
-        # Subscribers are told once media arrives, so their first subscribe finds packets
-        # to forward; a publication that never sends is still announced after a while.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.room.settings.media_wait_s
-        for uptrack in publication.uptracks.values():
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(uptrack.first_packet.wait(), remaining)
-            except TimeoutError:
-                break
-        if not publication.closed:
-            publication.announced = True
-            await self.room.emit(
-                {"type": "publication_added", **publication.describe()}, exclude=self
-            )
-            await self.room.control.publication_flowing(publication)
-            for listener in tuple(self.room.publication_listeners):
-                try:
-                    await listener(publication)
-                except Exception:  # one server-side subscriber must not stop the others
-                    logger.exception("publication listener failed")
+        return publication, answer
 
     async def unpublish(self, publication_id: str) -> None:
         publication = self.publications.get(publication_id)
@@ -284,26 +299,21 @@ class Peer:
             raise NegotiationError(
                 "bad_request", f"the publication has none of the kinds {', '.join(kinds or [])}"
             )
-        source = publication.source if isinstance(publication, FloorSlot) else publication
-        downstream = await open_downstream(
-            {k: source.uptracks.get(k) if source is not None else None for k in wanted},
+        subscription = Subscription(self, publication)
+        offer = await self.room.plane.subscribe(
+            self.worker,
+            subscription.id,
+            self.room.id,
+            None if isinstance(publication, FloorSlot) else publication.id,
+            wanted,
             video_codec=self.room.settings.video_codec,
             ice_servers=self.room.ice_servers,
             limits_publisher=not self.hidden,
         )
-        pc = downstream.pc
-        subscription = Subscription(self, publication, pc)
-        subscription.downtracks = downstream.downtracks
         self.subscriptions[subscription.id] = subscription
         publication.subscriptions.add(subscription)
         subscription.expiry = asyncio.ensure_future(self._expire_unanswered(subscription))
-
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            if pc.connectionState == "failed":
-                await subscription.close(reason="connection_failed")
-
-        return subscription, downstream.offer_sdp
+        return subscription, offer
 
     async def _expire_unanswered(self, subscription: Subscription) -> None:
         await asyncio.sleep(self.room.settings.answer_timeout_s)
@@ -317,7 +327,7 @@ class Peer:
         if subscription.answered:
             raise NegotiationError("bad_sdp", "this subscription has been answered already")
         parse_sdp(answer_sdp, "answer")
-        await accept_answer(subscription.pc, answer_sdp)
+        await self.room.plane.answer(self.worker, subscription.id, answer_sdp)
         subscription.answered = True
         return subscription
 
@@ -336,6 +346,7 @@ class Peer:
         for publication in tuple(self.publications.values()):
             await publication.close()
         self.room.hidden_peers.pop(self.id, None)
+        self.room.plane.release(self.worker)
         if self.room.peers.pop(self.id, None) is not None:
             await self.room.emit({"type": "peer_left", "peer_id": self.id}, exclude=self)
             await self.room.control.peer_left(self)
@@ -357,10 +368,13 @@ class Room:
     publication_listeners: list[Callable[[Publication], Awaitable[None]]] = field(
         default_factory=list
     )
+    # where the media lives; a room alone (tests, tools) gets a one-process plane
+    plane: MediaPlane = field(default_factory=MediaPlane.single_process)
     control: MeetingControl = field(init=False)
 
     def __post_init__(self) -> None:
         self.control = MeetingControl(self)
+        self.plane.listeners.append(self.media_event)
 
     @property
     def id(self) -> str:
@@ -384,7 +398,7 @@ class Room:
     async def add_peer(
         self, participant_id: str, name: str, role: str, send: Callable[[dict], Awaitable[None]]
     ) -> Peer:
-        peer = Peer(self, participant_id, name, role, send)
+        peer = Peer(self, participant_id, name, role, send, worker=self.plane.place())
         if peer.hidden:
             self.hidden_peers[peer.id] = peer
             return peer
@@ -407,3 +421,27 @@ class Room:
     async def close(self) -> None:
         for peer in (*self.peers.values(), *self.hidden_peers.values()):
             await peer.close()
+        await self.plane.forget_room(self.id)
+        if self.media_event in self.plane.listeners:
+            self.plane.listeners.remove(self.media_event)
+
+    # -- what the media plane reports ------------------------------------------------------
+    async def media_event(self, event: dict) -> bool:
+        """A router's report about one of this room's objects; False if none is ours."""
+        kind = event.get("event")
+        if kind in ("publication_flowing", "publication_ended"):
+            publication = self.publications.get(event.get("publication_id", ""))
+            if publication is None:
+                return False
+            if kind == "publication_flowing":
+                await publication.flowing()
+            else:
+                await publication.close()
+            return True
+        if kind == "subscription_failed":
+            for peer in (*self.peers.values(), *self.hidden_peers.values()):
+                subscription = peer.subscriptions.get(event.get("subscription_id", ""))
+                if subscription is not None:
+                    await subscription.close(reason="connection_failed")
+                    return True
+        return False

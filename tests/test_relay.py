@@ -173,6 +173,9 @@ async def test_closing_the_publisher_ends_every_subscription(server):
         room = server.room("h264room")
         publication = room.publications[publication_id]
         server_subscriptions = list(publication.subscriptions)
+        # the media objects, held before they are closed and let go
+        uptrack, publication_pc = publication.uptracks["video"], publication.pc
+        subscription_pcs = [sub.pc for sub in server_subscriptions]
         await publisher.close()
         for s, sub in zip(subscribers, subs, strict=True):
             ended = await s.next_event("subscription_ended")
@@ -186,10 +189,11 @@ async def test_closing_the_publisher_ends_every_subscription(server):
         assert publication_id not in room.publications
         assert all(sub.closed for sub in server_subscriptions)
         assert all(not sub.peer.subscriptions for sub in server_subscriptions)
-        assert publication.uptracks["video"].downtracks == []
+        assert uptrack.downtracks == []
+        assert publication.uptracks == {}, "the router let go of them"
         await asyncio.sleep(0.2)
-        assert publication.pc.connectionState == "closed"
-        assert all(sub.pc.connectionState == "closed" for sub in server_subscriptions)
+        assert publication_pc.connectionState == "closed"
+        assert all(pc.connectionState == "closed" for pc in subscription_pcs)
     finally:
         for s in subscribers:
             await s.close()
