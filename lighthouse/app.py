@@ -20,7 +20,11 @@ from recognition.service import RecognitionConfig, RecognitionService
 from recognition.watcher import SamplingSettings
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
+from sfu.cluster import ClusterState
+from sfu.plane import MediaPlane
+from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings
+from sfu.workers import WorkerPool
 from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
 from signaling.lobby import LobbyRefusal, TerminalIdentity, TerminalLobby
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
@@ -42,14 +46,18 @@ ROOMS_KEY = web.AppKey("rooms", dict)
 SIGNALING_KEY = web.AppKey("signaling", SignalingService)
 DATABASE_KEY = web.AppKey("database_handle", Database)
 LOBBY_KEY = web.AppKey("lobby", TerminalLobby)
+PLANE_KEY = web.AppKey("media_plane", MediaPlane)
+WORKER_POOL_KEY = web.AppKey("worker_pool", WorkerPool)
 
 
-def build_rooms(config: Config) -> dict[str, Room]:
+def build_rooms(config: Config, plane: MediaPlane) -> RoomRegistry:
+    """The registry with the configured (standing) rooms open."""
     room_configs = list(config.rooms)
     if config.demo and not any(r.id == DEMO_ROOM.id for r in room_configs):
         room_configs.append(DEMO_ROOM)
-    return {
-        r.id: Room(
+    rooms = RoomRegistry(plane, list(config.ice_servers))
+    for r in room_configs:
+        rooms.open(
             RoomSettings(
                 room_id=r.id,
                 name=r.name,
@@ -58,11 +66,19 @@ def build_rooms(config: Config) -> dict[str, Room]:
                 org_code=r.org_code,
                 record=r.record,
                 controlled=r.controlled,
-            ),
-            ice_servers=list(config.ice_servers),
+            )
         )
-        for r in room_configs
-    }
+    return rooms
+
+
+def build_media_plane(config: Config) -> tuple[MediaPlane, WorkerPool | None]:
+    """One process: one in-process router. With workers: the front's own router for
+    server-side subscribers, and the worker processes (started with the app)."""
+    if not config.workers:
+        return MediaPlane.single_process(), None
+    plane = MediaPlane()
+    plane.cluster = ClusterState(config.redis_url)
+    return plane, WorkerPool(plane, config.workers, plane.cluster, log_level=config.log_level)
 
 
 def create_app(config: Config) -> web.Application:
@@ -72,7 +88,8 @@ def create_app(config: Config) -> web.Application:
     from web.pages import add_page_routes
 
     tokens = TokenIssuer(config.secret)
-    rooms = build_rooms(config)
+    plane, worker_pool = build_media_plane(config)
+    rooms = build_rooms(config, plane)
     database = Database(config.database_url)
     api_tokens = TokenService(config.secret)
 
@@ -233,6 +250,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ws/terminal", lobby.handle)
     app.router.add_get("/healthz", _healthz)
     app[DATABASE_KEY] = database
+    app[PLANE_KEY] = plane
+    if worker_pool is not None:
+        app[WORKER_POOL_KEY] = worker_pool
     add_api_routes(app, database, api_tokens, rooms, tokens, Path(config.recording_dir))
     app[DISCONNECT_KEY] = signaling.disconnect
     if recording is not None:
@@ -253,8 +273,7 @@ def create_app(config: Config) -> web.Application:
         await signaling.close()
         await meeting_rooms.close_all()
         await emergency_desk.close_all()
-        for room in rooms.values():
-            await room.close()
+        await rooms.close_all()
 
     async def database_lifetime(_: web.Application):
         _ensure_sqlite_dir(config.database_url)
@@ -276,6 +295,22 @@ def create_app(config: Config) -> web.Application:
             await recognition.close()
         await database.close()
 
+    async def media_workers(_: web.Application):
+        if worker_pool is None:
+            yield
+            return
+
+        async def worker_lost(worker_id: str) -> None:
+            await signaling.move_off_worker(worker_id)
+
+        worker_pool.on_lost = worker_lost
+        await worker_pool.start()
+        yield
+        await worker_pool.close()
+
+    # the workers start before the database reopens live meetings and stop after the
+    # rooms have closed (on_shutdown)
+    app.cleanup_ctx.append(media_workers)
     app.cleanup_ctx.append(database_lifetime)
     app.on_shutdown.append(shutdown)
     return app
@@ -370,9 +405,15 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 async def _healthz(request: web.Request) -> web.Response:
     rooms = request.app[ROOMS_KEY]
+    plane = request.app[PLANE_KEY]
     return web.json_response(
         {
             "status": "ok",
+            "workers": {
+                w.id: {"alive": w.alive, "peers": w.peers}
+                for w in plane.workers.values()
+                if w.capacity != 0
+            },
             "rooms": {
                 rid: {"peers": len(r.peers), "publications": len(r.publications)}
                 for rid, r in rooms.items()

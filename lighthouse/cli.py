@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .config import Config, ConfigError, load_config
+from .config import Config, ConfigError, load_config, parse_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="listen address (default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="listen port (default 8080)")
     serve.add_argument("--demo", action="store_true", help="add the demo room and print its links")
+    serve.add_argument(
+        "--workers",
+        help="media worker processes beside the front: a number or auto (one per core); "
+        "needs Redis (LIGHTHOUSE_REDIS_URL)",
+    )
     token = commands.add_parser("token", help="mint a participant token with the configured secret")
     token.add_argument("--config", help="TOML config file (also LIGHTHOUSE_CONFIG)")
     token.add_argument("--room", required=True)
@@ -40,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         overrides["port"] = args.port
     if getattr(args, "demo", False):
         overrides["demo"] = True
+    try:
+        if getattr(args, "workers", None) is not None:
+            overrides["workers"] = parse_workers(args.workers)
+    except ConfigError as exc:
+        print(f"lighthouse: {exc}", file=sys.stderr)
+        return 2
     if getattr(args, "database_url", None):
         overrides["database_url"] = args.database_url
     try:
@@ -175,6 +186,25 @@ def serve_forever(config: Config) -> int:
         except DemoDataError as exc:
             print(f"lighthouse: {exc}", file=sys.stderr)
             return 2
+    if config.workers:
+        from sfu.cluster import ClusterState, RedisUnavailable
+
+        cores = os.cpu_count() or 1
+        if config.workers > cores:
+            print(
+                f"lighthouse: warning: {config.workers} media workers on {cores} cores: "
+                "they will compete for the CPU",
+                file=sys.stderr,
+            )
+        try:
+            asyncio.run(_check_redis(ClusterState(config.redis_url)))
+        except RedisUnavailable as exc:
+            print(
+                f"lighthouse: --workers needs Redis for the workers' shared state: {exc} "
+                "(start Redis or set LIGHTHOUSE_REDIS_URL)",
+                file=sys.stderr,
+            )
+            return 2
     app = create_app(config)
 
     def announce(_: str) -> None:
@@ -193,6 +223,13 @@ def serve_forever(config: Config) -> int:
         print(f"lighthouse: cannot load the face models: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+async def _check_redis(state) -> None:
+    try:
+        await state.check()
+    finally:
+        await state.close()
 
 
 if __name__ == "__main__":

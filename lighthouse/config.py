@@ -43,6 +43,10 @@ class Config:
     demo: bool = False
     idle_timeout_s: float = 30.0
     log_level: str = "INFO"
+    # media worker processes beside the front (0: one process, no Redis needed)
+    workers: int = 0
+    # the shared state of the media workers (required with workers)
+    redis_url: str = "redis://127.0.0.1:6379/0"
     # SQLite by default (embedded); postgresql://user@host/db in production
     database_url: str = "sqlite:///var/lighthouse.db"
     # recordings: where segments go, how long each is, and the limits that protect the disk
@@ -236,6 +240,19 @@ def _meetings(section: dict) -> dict:
     return values
 
 
+def parse_workers(value: object) -> int:
+    """`--workers` / [server] workers: a count, or "auto" for one per core."""
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ConfigError(f"workers must be a number or auto, not {value!r}") from None
+    if not 0 <= count <= 256:
+        raise ConfigError("workers must be between 0 and 256")
+    return count
+
+
 def load_config(
     path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: object
 ) -> Config:
@@ -256,6 +273,8 @@ def load_config(
         "secret": server.get("secret", ""),
         "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
         "log_level": server.get("log_level", "INFO"),
+        "workers": parse_workers(server.get("workers", 0)),
+        "redis_url": data.get("redis", {}).get("url", "redis://127.0.0.1:6379/0"),
         "database_url": data.get("database", {}).get("url", "sqlite:///var/lighthouse.db"),
         **_recording(data.get("recording", {})),
         **_meetings(data.get("meetings", {})),
@@ -273,10 +292,13 @@ def load_config(
         "LIGHTHOUSE_RECORDING_DIR": "recording_dir",
         "LIGHTHOUSE_EVIDENCE_DIR": "evidence_dir",
         "LIGHTHOUSE_FACE_MODELS_DIR": "face_models_dir",
+        "LIGHTHOUSE_REDIS_URL": "redis_url",
     }
     for var, key in env_map.items():
         if env.get(var):
             values[key] = int(env[var]) if key == "port" else env[var]
+    if env.get("LIGHTHOUSE_WORKERS"):
+        values["workers"] = parse_workers(env["LIGHTHOUSE_WORKERS"])
     if env.get("LIGHTHOUSE_ICE_SERVERS"):
         try:
             values["ice_servers"] = _ice_servers(json.loads(env["LIGHTHOUSE_ICE_SERVERS"]))

@@ -14,12 +14,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .local import LocalSink, LocalSubscription
 from .negotiation import IceServer
 from .pipe import Address, PipeStream
 from .router import MediaRouter, RouterEvent
+
+if TYPE_CHECKING:
+    from .cluster import ClusterState
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +117,8 @@ class MediaPlane:
         # the front's own router, where server-side subscribers (recorder, recognizer)
         # receive media piped from the workers; the only router in one process
         self.local: MediaRouter | None = None
+        # with workers: where placements and room events are recorded (Redis)
+        self.cluster: ClusterState | None = None
 
     @classmethod
     def single_process(cls) -> MediaPlane:
@@ -170,6 +175,8 @@ class MediaPlane:
             publication_id, room_id, offer_sdp, kinds, **options
         )
         self._publications[publication_id] = _PlacedPublication(room_id, worker_id)
+        if self.cluster is not None:
+            await self.cluster.publication_placed(room_id, publication_id, worker_id)
         return answer
 
     async def ensure_on(self, publication_id: str, worker_id: str) -> None:
@@ -197,6 +204,8 @@ class MediaPlane:
         placed = self._publications.pop(publication_id, None)
         if placed is None:
             return
+        if self.cluster is not None:
+            await self.cluster.publication_gone(placed.room_id, publication_id)
         for worker_id in placed.piped_to:
             await self._quietly(worker_id, "close_publication", publication_id)
         await self._quietly(placed.origin, "close_publication", publication_id)
@@ -265,7 +274,17 @@ class MediaPlane:
                     continue
             await self._quietly(worker_id, "switch_slot", room_id, publication_id)
 
+    async def peer_placed(self, room_id: str, participant_id: str, worker_id: str | None) -> None:
+        if self.cluster is not None:
+            await self.cluster.participant_placed(room_id, participant_id, worker_id)
+
+    async def room_event(self, room_id: str, event: dict[str, Any]) -> None:
+        if self.cluster is not None:
+            await self.cluster.room_event(room_id, event)
+
     async def forget_room(self, room_id: str) -> None:
+        if self.cluster is not None:
+            await self.cluster.room_closed(room_id)
         self._slot_sources.pop(room_id, None)
         for worker_id, counts in self._slot_subscribers.items():
             counts.pop(room_id, None)

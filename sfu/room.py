@@ -347,6 +347,7 @@ class Peer:
             await publication.close()
         self.room.hidden_peers.pop(self.id, None)
         self.room.plane.release(self.worker)
+        await self.room.plane.peer_placed(self.room.id, self.participant_id, None)
         if self.room.peers.pop(self.id, None) is not None:
             await self.room.emit({"type": "peer_left", "peer_id": self.id}, exclude=self)
             await self.room.control.peer_left(self)
@@ -399,6 +400,7 @@ class Room:
         self, participant_id: str, name: str, role: str, send: Callable[[dict], Awaitable[None]]
     ) -> Peer:
         peer = Peer(self, participant_id, name, role, send, worker=self.plane.place())
+        await self.plane.peer_placed(self.id, participant_id, peer.worker)
         if peer.hidden:
             self.hidden_peers[peer.id] = peer
             return peer
@@ -417,6 +419,7 @@ class Room:
         for peer in (*self.peers.values(), *self.hidden_peers.values()):
             if peer is not exclude:
                 await peer.send(event)
+        await self.plane.room_event(self.id, event)
 
     async def close(self) -> None:
         for peer in (*self.peers.values(), *self.hidden_peers.values()):

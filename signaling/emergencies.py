@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.negotiation import IceServer
+from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class EmergencyRoomSettings:
 class EmergencyDesk:
     def __init__(
         self,
-        rooms: MutableMapping[str, Room],
+        rooms: RoomRegistry,
         *,
         ice_servers: list[IceServer],
         settings: EmergencyRoomSettings,
@@ -70,7 +71,7 @@ class EmergencyDesk:
         room = self.live.get(emergency_id)
         if room is not None:
             return room
-        room = Room(
+        room = self.rooms.open(
             RoomSettings(
                 room_id=emergency_room_id(emergency_id),
                 name=title,
@@ -78,10 +79,8 @@ class EmergencyDesk:
                 max_video_kbps=self.settings.max_video_kbps,
                 org_code=org_code,
                 record=self.settings.record,
-            ),
-            ice_servers=list(self.ice_servers),
+            )
         )
-        self.rooms[room.id] = room
         self.live[emergency_id] = room
         if self.on_room_opened is not None:
             await self.on_room_opened(room)
@@ -93,8 +92,7 @@ class EmergencyDesk:
         if room is None:
             return False
         await room.emit({"type": "emergency_ended", "emergency_id": emergency_id}, exclude=None)
-        await room.close()
-        self.rooms.pop(room.id, None)
+        await self.rooms.close(room.id)
         if self.on_room_closed is not None:
             await self.on_room_closed(room)
         logger.info("emergency %s ended", emergency_id)
@@ -103,8 +101,7 @@ class EmergencyDesk:
     async def close_all(self) -> None:
         """At shutdown: rooms close, emergencies stay active (reopened at the next start)."""
         for room in tuple(self.live.values()):
-            await room.close()
-            self.rooms.pop(room.id, None)
+            await self.rooms.close(room.id)
         self.live.clear()
         for feed in tuple(self.feeds):
             self._cut_off(feed)

@@ -11,11 +11,12 @@ one is sent there when no meeting invites it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.negotiation import IceServer
+from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings
 
 from .lobby import TerminalIdentity, TerminalLobby
@@ -54,7 +55,7 @@ class MeetingRoomDefaults:
 class MeetingRooms:
     def __init__(
         self,
-        rooms: MutableMapping[str, Room],
+        rooms: RoomRegistry,
         tokens: TokenIssuer,
         lobby: TerminalLobby,
         *,
@@ -89,7 +90,7 @@ class MeetingRooms:
         existing = self.live.get(meeting_id)
         if existing is not None:
             return existing
-        room = Room(
+        room = self.rooms.open(
             RoomSettings(
                 room_id=meeting_room_id(meeting_id),
                 name=topic,
@@ -98,13 +99,11 @@ class MeetingRooms:
                 org_code=organiser_code,
                 record=self.defaults.record,
                 controlled=True,
-            ),
-            ice_servers=list(self.ice_servers),
+            )
         )
         live = LiveMeeting(
             meeting_id, topic, room, organiser_path, tuple(site_paths or [organiser_path])
         )
-        self.rooms[room.id] = room
         self.live[meeting_id] = live
         if self.on_room_opened is not None:
             await self.on_room_opened(room, meeting_id)
@@ -124,8 +123,7 @@ class MeetingRooms:
             if live.invites(identity.org_path):
                 await self.lobby.send_to(identity.terminal_id, ended)
         await live.room.emit({"type": "meeting_ended", "meeting_id": meeting_id}, exclude=None)
-        await live.room.close()
-        self.rooms.pop(live.room.id, None)
+        await self.rooms.close(live.room.id)
         if self.on_room_closed is not None:
             await self.on_room_closed(live.room)
         logger.info("meeting %s ended", meeting_id)
@@ -135,8 +133,7 @@ class MeetingRooms:
         """At shutdown: the rooms close, the meetings stay live in the database (they are
         opened again at the next start)."""
         for live in tuple(self.live.values()):
-            await live.room.close()
-            self.rooms.pop(live.room.id, None)
+            await self.rooms.close(live.room.id)
         self.live.clear()
 
     # -- terminals -------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu.negotiation import NegotiationError
+from sfu.plane import WorkerUnavailable
 from sfu.room import Peer, Room
 
 from .schema import CONTROL_ACTIONS, MAX_FRAME_BYTES, MessageError, validate_message
@@ -139,6 +140,9 @@ class SignalingService:
                 await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION)
         except NegotiationError as exc:
             await connection.error(exc.code, exc.message, raw.get("id"))
+        except WorkerUnavailable as exc:
+            # a media worker went away or is full: the client retries (join again)
+            await connection.error("worker_unavailable", f"{exc}; try again", raw.get("id"))
         except Exception:
             logger.exception("signaling request failed: %s", raw.get("type"))
             await connection.error(
@@ -301,6 +305,21 @@ class SignalingService:
                 await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION)
                 dropped += 1
         return dropped
+
+    async def move_off_worker(self, worker_id: str) -> int:
+        """A media worker died: its peers' clients are told and disconnected, so that they
+        reconnect at once and are placed on a live worker; return how many."""
+        moved = 0
+        for connection in tuple(self.connections):
+            peer = connection.peer
+            if peer is not None and peer.worker == worker_id:
+                await connection.error(
+                    "worker_lost", "the server moves you to another media worker; reconnect"
+                )
+                await self._drop(connection)
+                await connection.ws.close(code=WSCloseCode.SERVICE_RESTART)
+                moved += 1
+        return moved
 
     async def end_room(self, room_id: str) -> int:
         """A meeting ended: close its participants' sockets (they were told `meeting_ended`,

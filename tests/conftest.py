@@ -46,12 +46,11 @@ class RunningServer:
 def config_overrides(request) -> dict:
     """Settings a test asks for with @pytest.mark.server_config(...). Recording is off
     unless asked for: the SFU's tests count packets and keyframe requests exactly."""
-    marker = request.node.get_closest_marker("server_config")
-    return {
-        "recording_enabled": False,
-        "recognition_enabled": False,
-        **(marker.kwargs if marker else {}),
-    }
+    settings: dict = {"recording_enabled": False, "recognition_enabled": False}
+    # a test's own marker adds to (and wins over) its module's
+    for marker in reversed(list(request.node.iter_markers("server_config"))):
+        settings.update(marker.kwargs)
+    return settings
 
 
 @pytest.fixture

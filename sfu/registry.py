@@ -1,0 +1,34 @@
+"""The rooms a server has open, and their one owner: opening a room gives it the media
+plane and the ICE servers; closing it closes its peers and forgets it."""
+
+from __future__ import annotations
+
+from .negotiation import IceServer
+from .plane import MediaPlane
+from .room import Room, RoomSettings
+
+
+class RoomRegistry(dict[str, Room]):
+    """room id -> Room; read like a dict, opened and closed only through its methods."""
+
+    def __init__(self, plane: MediaPlane, ice_servers: list[IceServer]) -> None:
+        super().__init__()
+        self.plane = plane
+        self.ice_servers = list(ice_servers)
+
+    def open(self, settings: RoomSettings) -> Room:
+        room = self.get(settings.room_id)
+        if room is None:
+            room = Room(settings, ice_servers=list(self.ice_servers), plane=self.plane)
+            self[room.id] = room
+        return room
+
+    async def close(self, room_id: str) -> Room | None:
+        room = self.pop(room_id, None)
+        if room is not None:
+            await room.close()
+        return room
+
+    async def close_all(self) -> None:
+        for room_id in tuple(self):
+            await self.close(room_id)
