@@ -28,7 +28,7 @@ from aiortc.rtp import RtpPacket
 from sfu.aiortc_seam import ForwardingReceiver
 from signaling.client import SignalingClient, prefer_codec
 
-from clip import ClipTrack, encode_clip
+from clip import Clip, ClipTrack, encode_clip
 
 logger = logging.getLogger("bench.loadclients")
 
@@ -108,6 +108,8 @@ class Worker:
         self.pcs: list[RTCPeerConnection] = []
         self.sinks: list[CountingSink] = []
         self.track: ClipTrack | None = None
+        self.village_clip: Clip | None = None
+        self.village_tracks: list[ClipTrack] = []
         self._pingers: list[asyncio.Task] = []
         self._process = psutil.Process()
 
@@ -138,12 +140,15 @@ class Worker:
         self._answer_keyframe_requests(pc)
         return {}
 
-    def _answer_keyframe_requests(self, pc: RTCPeerConnection) -> None:
+    def _answer_keyframe_requests(
+        self, pc: RTCPeerConnection, track: ClipTrack | None = None
+    ) -> None:
         # aiortc's sender turns a PLI/FIR into _send_keyframe(), which only flags its own
         # encoder; with pre-encoded packets the track has to do it.
-        assert self.track is not None
+        track = track or self.track
+        assert track is not None
         for sender in pc.getSenders():
-            sender._send_keyframe = self.track.request_keyframe  # type: ignore[method-assign]
+            sender._send_keyframe = track.request_keyframe  # type: ignore[method-assign]
 
     # -- subscribers -----------------------------------------------------------------------
     async def add_lighthouse(
@@ -164,6 +169,50 @@ class Worker:
                 self.pcs.append(pc)
                 await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
                 # The transceivers exist now and their receivers start with the answer.
+                self.sinks.append(_count_on(pc))
+                await pc.setLocalDescription(await pc.createAnswer())
+                await client.request(
+                    {
+                        "type": "subscription_answer",
+                        "subscription_id": offer["subscription_id"],
+                        "sdp": pc.localDescription.sdp,
+                    }
+                )
+
+        await asyncio.gather(*(one(t) for t in tokens))
+        return {"subscribers": len(self.sinks)}
+
+    async def add_villages(
+        self,
+        url: str,
+        tokens: list[str],
+        publication_id: str,
+        clip_kbps: int = 300,
+        clip_fps: int = 15,
+    ) -> dict[str, Any]:
+        """Village TVs (bench/county.py): each publishes its own camera (a small pre-encoded
+        clip, a village uplink) and receives the main venue, without decoding."""
+        if self.village_clip is None:
+            self.village_clip = encode_clip(seconds=4.0, fps=clip_fps, bitrate=clip_kbps * 1000)
+        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def one(token: str) -> None:
+            async with limit:
+                client = SignalingClient(url, token)
+                self.clients.append(client)
+                await client.connect()
+                self._keep_alive(client)
+                assert self.village_clip is not None
+                camera = ClipTrack(self.village_clip)
+                self.village_tracks.append(camera)
+                await client.publish([camera])
+                self._answer_keyframe_requests(client.publish_pcs[-1], camera)
+                offer = await client.request(
+                    {"type": "subscribe", "publication_id": publication_id}
+                )
+                pc = RTCPeerConnection(_rtc_config())
+                self.pcs.append(pc)
+                await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
                 self.sinks.append(_count_on(pc))
                 await pc.setLocalDescription(await pc.createAnswer())
                 await client.request(
@@ -247,6 +296,7 @@ class Worker:
         self.clients.clear()
         self.pcs.clear()
         self.sinks.clear()
+        self.village_tracks.clear()
         if self.track is not None:
             # a new ClipTrack for the next publication: a stopped track cannot be resent
             clip = self.track.clip
@@ -264,6 +314,7 @@ class Worker:
             "publish_reencode": self.publish_reencode,
             "add_lighthouse": self.add_lighthouse,
             "add_reencode": self.add_reencode,
+            "add_villages": self.add_villages,
             "close_all": self.close_all,
         }
         return await handlers[name](**command)

@@ -41,7 +41,6 @@ import numpy as np
 import psutil
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
-from relay import Child, free_port, machine_busy_seconds, spawn, stop, wait_healthy
 
 from sfu.aiortc_seam import ForwardingReceiver
 from signaling.client import SignalingClient
@@ -49,6 +48,7 @@ from signaling.tokens import TokenIssuer
 
 from clip import Clip, ClipTrack, encode_clip
 from loadclients import CountingSink
+from relay import Child, free_port, machine_busy_seconds, spawn, stop, wait_healthy
 
 SECRET = "recorder-benchmark-secret-0123456789-abcdefghijkl"
 TARGET_CPU_PER_STREAM = 0.02

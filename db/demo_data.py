@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .accounts import hash_password
@@ -516,7 +516,9 @@ async def _bulk_insert(
     progress: Callable[[str], None],
 ) -> None:
     # Core executemany, not the ORM's bulk mode: four times faster on SQLite
-    statement = insert(model.__table__)
+    table = model.__table__
+    assert isinstance(table, Table)  # a declarative model's table
+    statement = insert(table)
     for start in range(0, len(rows), _CHUNK):
         await session.execute(statement, list(rows[start : start + _CHUNK]))
         progress(f"{step}: {min(start + _CHUNK, len(rows))}/{len(rows)}")

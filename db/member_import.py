@@ -12,11 +12,13 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import enum
 import io
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
+from typing import TypeVar
 
 import openpyxl
 from sqlalchemy import insert, select
@@ -88,8 +90,11 @@ def _key(text: str) -> str:
     return re.sub(r"[\s*＊\ufeff]+", "", text).replace("(", "（").replace(")", "）").lower()
 
 
-def _lookup(labels: dict, extra: dict[str, object] | None = None) -> dict[str, object]:
-    table: dict[str, object] = {_key(label): value for value, label in labels.items()}
+_Label = TypeVar("_Label", bound=enum.StrEnum)
+
+
+def _lookup(labels: dict[_Label, str], extra: dict[str, _Label] | None = None) -> dict[str, _Label]:
+    table: dict[str, _Label] = {_key(label): value for value, label in labels.items()}
     table.update({_key(value.value): value for value in labels})  # the API's own spelling
     table.update({_key(k): v for k, v in (extra or {}).items()})
     return table
@@ -305,7 +310,7 @@ def parse_date(value: Cell) -> dt.date | None:
         raise ValueError(f"“{value}”不是有效日期") from None
 
 
-def _label(value: Cell, table: dict[str, object], expected: str) -> object:
+def _label(value: Cell, table: Mapping[str, object], expected: str) -> object:
     if value is None:
         return None
     found = table.get(_key(str(value)))

@@ -76,7 +76,9 @@ async def add_segment(
 
 
 async def total_bytes(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.coalesce(func.sum(RecordingSegment.bytes), 0))))
+    total = await session.scalar(select(func.coalesce(func.sum(RecordingSegment.bytes), 0)))
+    assert total is not None  # coalesce(..., 0)
+    return int(total)
 
 
 async def recover_after_crash(session: AsyncSession, root: Path) -> dict[str, int]:

@@ -6,7 +6,9 @@ opens a `HiddenView` and an audit entry, each leave closes the view with its dur
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import AuditEntry, HiddenView, utcnow
@@ -71,7 +73,11 @@ async def view_ended(session: AsyncSession, *, supervisor: str, room_id: str) ->
 
 async def close_dangling(session: AsyncSession) -> int:
     """At start-up: views a crash left open end now, their end unknown (duration NULL)."""
-    result = await session.execute(
-        update(HiddenView).where(HiddenView.ended_at.is_(None)).values(ended_at=utcnow())
+    # an UPDATE's result is a CursorResult (the one with a rowcount)
+    result = cast(
+        "CursorResult[Any]",
+        await session.execute(
+            update(HiddenView).where(HiddenView.ended_at.is_(None)).values(ended_at=utcnow())
+        ),
     )
     return result.rowcount or 0

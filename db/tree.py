@@ -66,6 +66,7 @@ async def subtree_counts(
     per_child: dict[int, dict[str, int]] = {}
     for key, rows in (("members", member_rows), ("terminals", terminal_rows)):
         for path, count in rows:
+            assert path is not None  # LIKE never matches a NULL org_path
             total[key] += count
             child = path[len(org.path) :].split("/", 1)[0]
             if child.isdigit():

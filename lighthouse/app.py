@@ -78,7 +78,14 @@ def build_media_plane(config: Config) -> tuple[MediaPlane, WorkerPool | None]:
         return MediaPlane.single_process(), None
     plane = MediaPlane()
     plane.cluster = ClusterState(config.redis_url)
-    return plane, WorkerPool(plane, config.workers, plane.cluster, log_level=config.log_level)
+    pool = WorkerPool(
+        plane,
+        config.workers,
+        plane.cluster,
+        log_level=config.log_level,
+        max_peers=config.worker_max_peers or None,
+    )
+    return plane, pool
 
 
 def create_app(config: Config) -> web.Application:
@@ -409,10 +416,9 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok",
+            # no per-worker peer counts: they would count hidden supervisors too
             "workers": {
-                w.id: {"alive": w.alive, "peers": w.peers}
-                for w in plane.workers.values()
-                if w.capacity != 0
+                w.id: {"alive": w.alive} for w in plane.workers.values() if w.capacity != 0
             },
             "rooms": {
                 rid: {"peers": len(r.peers), "publications": len(r.publications)}

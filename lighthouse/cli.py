@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -38,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     add_demo_data_parser(commands)
     args = parser.parse_args(argv)
 
-    overrides: dict[str, object] = {}
+    # Any, not object: mypy would otherwise match these keywords against load_config's `env`
+    overrides: dict[str, Any] = {}
     if getattr(args, "host", None):
         overrides["host"] = args.host
     if getattr(args, "port", None):

@@ -45,6 +45,8 @@ class Config:
     log_level: str = "INFO"
     # media worker processes beside the front (0: one process, no Redis needed)
     workers: int = 0
+    # the most participants one media worker takes (0: no limit); a full one is skipped
+    worker_max_peers: int = 0
     # the shared state of the media workers (required with workers)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # SQLite by default (embedded); postgresql://user@host/db in production
@@ -274,6 +276,7 @@ def load_config(
         "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
         "log_level": server.get("log_level", "INFO"),
         "workers": parse_workers(server.get("workers", 0)),
+        "worker_max_peers": int(server.get("worker_max_peers", 0)),
         "redis_url": data.get("redis", {}).get("url", "redis://127.0.0.1:6379/0"),
         "database_url": data.get("database", {}).get("url", "sqlite:///var/lighthouse.db"),
         **_recording(data.get("recording", {})),

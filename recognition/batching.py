@@ -87,7 +87,8 @@ class CrossStreamBatcher:
                 if left <= 0:
                     break
                 self._full.wait(left)
-            batch, size = [], 0
+            batch: list[_Request] = []
+            size = 0
             while self._waiting and (
                 not batch or size + len(self._waiting[0].crops) <= self.max_batch
             ):

@@ -87,12 +87,10 @@ def best_faces(
     chosen = cv2.dnn.NMSBoxes(
         all_boxes.tolist(), all_scores.tolist(), score_threshold, nms_threshold
     )
-    faces = [
-        DetectedFace(
-            *(float(v) for v in all_boxes[i]), float(all_scores[i]), all_marks[i].astype("f4")
-        )
-        for i in np.array(chosen).reshape(-1)
-    ]
+    faces = []
+    for i in np.array(chosen).reshape(-1):
+        x, y, w, h = (float(v) for v in all_boxes[i])
+        faces.append(DetectedFace(x, y, w, h, float(all_scores[i]), all_marks[i].astype("f4")))
     return sorted(faces, key=lambda f: -f.score)
 
 

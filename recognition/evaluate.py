@@ -51,6 +51,7 @@ def sampled_frames(video: Path, sample_fps: float):
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
+            assert frame.time_base is not None  # a decoded frame has its stream's
             t = float(frame.pts * frame.time_base)
             if t + 1e-6 < next_t:
                 continue

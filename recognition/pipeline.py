@@ -253,8 +253,8 @@ def liveness_patch(crop: np.ndarray) -> np.ndarray:
     """The aligned crop, grey and blurred (codec noise and blocking are fine detail; a
     head's depth shows at the scale of the nose and the eyes)."""
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)
-    grey = cv2.GaussianBlur(grey, (0, 0), 3.5)
-    return cv2.resize(grey, (LIVENESS_SIZE, LIVENESS_SIZE), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(grey, (0, 0), 3.5)
+    return cv2.resize(blurred, (LIVENESS_SIZE, LIVENESS_SIZE), interpolation=cv2.INTER_AREA)
 
 
 # the inner face (eyes, nose, mouth) of a LIVENESS_SIZE patch: the background moves anyway
@@ -269,7 +269,8 @@ def registered_residual(a: np.ndarray, b: np.ndarray) -> float | None:
     """What is left between two patches once the best homography maps `b` onto `a`;
     None when they do not register."""
     try:
-        _, homography = cv2.findTransformECC(
+        # opencv's stubs want a mask array with gaussFiltSize; None (no mask) is accepted
+        _, homography = cv2.findTransformECC(  # type: ignore[call-overload]
             a, b, np.eye(3, dtype=np.float32), cv2.MOTION_HOMOGRAPHY, _ECC_CRITERIA, None, 3
         )
     except cv2.error:  # no convergence: the pair says nothing either way

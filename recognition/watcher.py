@@ -74,7 +74,10 @@ class WatchResult:
 def encode_scene(bgr: np.ndarray, max_width: int, quality: int = 80) -> bytes:
     height, width = bgr.shape[:2]
     if width > max_width:
-        bgr = cv2.resize(bgr, (max_width, round(height * max_width / width)), cv2.INTER_AREA)
+        size = (max_width, round(height * max_width / width))
+        # NB: resize's third positional parameter is `dst`, not `interpolation`: this call
+        # resizes with the default INTER_LINEAR, not INTER_AREA (kept as it behaves today)
+        bgr = cv2.resize(bgr, size, cv2.INTER_AREA)  # type: ignore[call-overload]
     ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return encoded.tobytes() if ok else b""
 
@@ -115,7 +118,7 @@ class CameraWatcher:
         self._depacketizer: Depacketizer | None = None
         # "h264" or "vp8": from the negotiated MIME type, or given for frames pushed directly
         self.codec = codec
-        self._decoder: av.CodecContext | None = None
+        self._decoder: av.VideoCodecContext | None = None
         self._decodable = False  # the decoder has seen a keyframe and every frame since
         self._pending: list[Frame] = []
         self._sample_due = False
@@ -321,8 +324,9 @@ class CameraWatcher:
         }
 
 
-def _decoder(codec: str) -> av.CodecContext:
+def _decoder(codec: str) -> av.VideoCodecContext:
     decoder = av.CodecContext.create(codec, "r")
+    assert isinstance(decoder, av.VideoCodecContext)  # the camera's video codec
     # frame threading would hold pictures back by a frame per thread
     decoder.thread_count = 1
     return decoder

@@ -320,9 +320,10 @@ class OpusDepacketizer(Depacketizer):
 
 def depacketizer_for(mime_type: str) -> Depacketizer | None:
     """A depacketizer for a negotiated codec, or None if the recorder cannot store it."""
-    factory = {
+    factories: dict[str, type[Depacketizer]] = {
         "video/vp8": Vp8Depacketizer,
         "video/h264": H264Depacketizer,
         "audio/opus": OpusDepacketizer,
-    }.get(mime_type.lower())
+    }
+    factory = factories.get(mime_type.lower())
     return factory() if factory is not None else None

@@ -82,18 +82,18 @@ def probe_segment(path: str | Path) -> ProbedSegment:
             if a["last_dts"] is not None and dts <= a["last_dts"]:
                 a["mono"] = False
             a["last_dts"] = dts
-        streams = {}
+        streams: dict[str, StreamProbe] = {}
         for stream in container.streams:
-            a = acc.get(stream.index)
-            if a is None:
+            found = acc.get(stream.index)
+            if found is None:
                 continue
             streams[kinds[stream.index]] = StreamProbe(
                 kind=kinds[stream.index],
                 codec=stream.codec_context.name if stream.codec_context else "",
-                packets=a["n"],
-                keyframes=a["key"],
-                start_s=a["start"],
-                end_s=a["end"],
-                monotonic=a["mono"],
+                packets=found["n"],
+                keyframes=found["key"],
+                start_s=found["start"],
+                end_s=found["end"],
+                monotonic=found["mono"],
             )
     return ProbedSegment(path, streams, tags, complete)

@@ -121,6 +121,7 @@ class SegmentFile:
             templates = av.open(io.BytesIO(), "w", format=self.container)
             try:
                 for spec, time_base in zip(self.streams, self._time_bases, strict=True):
+                    template: av.stream.Stream
                     if spec.codec == "opus":
                         template = templates.add_stream("opus", rate=AUDIO_CLOCK)
                     else:
@@ -128,10 +129,12 @@ class SegmentFile:
                     stream = output.add_stream_from_template(template)
                     context = stream.codec_context
                     if spec.codec == "opus":
+                        assert isinstance(context, av.AudioCodecContext)
                         context.layout = "stereo"  # WebRTC's opus/48000/2
                         context.extradata = opus_head()
                     else:
                         assert spec.config is not None
+                        assert isinstance(context, av.VideoCodecContext)
                         context.width = spec.config.width
                         context.height = spec.config.height
                         if spec.config.extradata:

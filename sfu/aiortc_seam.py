@@ -30,12 +30,14 @@ from typing import Protocol
 import aiortc
 from aiortc import clock
 from aiortc.codecs import is_rtx
+from aiortc.rate import RemoteBitrateEstimator
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpReceiveParameters,
     RTCRtpSendParameters,
 )
-from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
+from aiortc.rtcrtpreceiver import NackGenerator, RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -152,6 +154,21 @@ class ForwardingReceiver(RTCRtpReceiver):
     """An RTCRtpReceiver that forwards RTP to a sink instead of decoding it."""
 
     sink: UpstreamSink | None
+    media_ssrc: int | None
+    packets_forwarded: int
+    sink_errors: int
+    # RTCRtpReceiver's private (name-mangled) attributes used here, typed as aiortc 1.16.0's
+    # RTCRtpReceiver.__init__ sets them (check_seam() checks they exist). Declarations
+    # only: nothing is assigned at class level.
+    _RTCRtpReceiver__codecs: dict[int, RTCRtpCodecParameters]
+    _RTCRtpReceiver__rtx_ssrc: dict[int, int]
+    _RTCRtpReceiver__remote_streams: dict[int, StreamStatistics]
+    _RTCRtpReceiver__nack_generator: NackGenerator | None
+    _RTCRtpReceiver__remote_bitrate_estimator: RemoteBitrateEstimator | None
+    _RTCRtpReceiver__rtcp_ssrc: int | None
+    _RTCRtpReceiver__rtcp_task: asyncio.Future[None] | None
+    _RTCRtpReceiver__started: bool
+    _RTCRtpReceiver__transport: RTCDtlsTransport
 
     @classmethod
     def install(cls, receiver: RTCRtpReceiver) -> ForwardingReceiver:
@@ -171,6 +188,7 @@ class ForwardingReceiver(RTCRtpReceiver):
         if self._RTCRtpReceiver__started:
             return
         for codec in parameters.codecs:
+            assert codec.payloadType is not None  # negotiated codecs have their payload type
             self._RTCRtpReceiver__codecs[codec.payloadType] = codec
         for encoding in parameters.encodings:
             if encoding.rtx:
@@ -302,6 +320,17 @@ class ForwardingSender(RTCRtpSender):
 
     sink: DownstreamSink | None
     negotiated: NegotiatedSend | None
+    packets_sent: int
+    octets_sent: int
+    rtt: float | None
+    _sr_sent_at: float | None
+    _sr_lsr: int | None
+    # RTCRtpSender's private (name-mangled) attributes used here (see ForwardingReceiver)
+    _RTCRtpSender__rtp_started: asyncio.Event
+    _RTCRtpSender__rtp_exited: asyncio.Event
+    _RTCRtpSender__rtcp_started: asyncio.Event
+    _RTCRtpSender__rtcp_exited: asyncio.Event
+    _RTCRtpSender__cname: str | None
 
     @classmethod
     def install(cls, sender: RTCRtpSender) -> ForwardingSender:
@@ -320,6 +349,7 @@ class ForwardingSender(RTCRtpSender):
 
     async def send(self, parameters: RTCRtpSendParameters) -> None:
         first = parameters.codecs[0]
+        assert first.payloadType is not None  # negotiated codecs have their payload type
         rtx_pt = None
         for codec in parameters.codecs:
             if is_rtx(codec) and codec.parameters.get("apt") == first.payloadType:

@@ -1,8 +1,9 @@
 """The media plane's shared state in Redis (after LiveKit's routing): plain keys with
 lifetimes, no home-made consensus.
 
-- `lh:worker:<id>`: a worker's addresses and load (JSON), written by the worker every
-  second with a 3 s lifetime. A worker whose key has expired is dead.
+- `lh:worker:<id>`: a worker's addresses, load and the time of writing (JSON), written by
+  the worker twice a second with a 3 s lifetime. A worker whose last heartbeat is older
+  than 2.5 s is dead.
 - `lh:room:<room>:publications`: publication id -> the worker holding its origin.
 - `lh:room:<room>:participants`: participant id -> the worker holding its media.
 - channel `lh:room:<room>:events`: every room event and meeting-control action the front
@@ -19,8 +20,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -28,7 +30,10 @@ from redis.exceptions import RedisError
 logger = logging.getLogger(__name__)
 
 PREFIX = "lh"
-HEARTBEAT_S = 1.0
+HEARTBEAT_S = 0.5
+# a worker whose last heartbeat is older than this is dead (the front checks 4 times a
+# second, so a hung worker is declared dead 2.5-2.75 s after its last heartbeat)
+DEAD_AFTER_S = 2.5
 # a worker is dead when it has not heartbeated for this long
 WORKER_TTL_S = 3.0
 # writes waiting while Redis is away; beyond this they are dropped (and counted)
@@ -51,7 +56,7 @@ class ClusterState:
         self._writes: asyncio.Queue[tuple[str, Callable[[], Awaitable[Any]]]] = asyncio.Queue(
             maxsize=WRITE_QUEUE
         )
-        self._writer: asyncio.Task | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     async def check(self) -> None:
         """Raise RedisUnavailable unless Redis answers now."""
@@ -88,8 +93,11 @@ class ClusterState:
 
     # -- workers -----------------------------------------------------------------------------
     async def heartbeat(self, worker_id: str, info: dict[str, Any]) -> None:
+        """`info` and the time it was sent (`at`, wall clock: the front compares)."""
         await self.redis.set(
-            self._key("worker", worker_id), json.dumps(info), px=int(WORKER_TTL_S * 1000)
+            self._key("worker", worker_id),
+            json.dumps({**info, "at": time.time()}),
+            px=int(WORKER_TTL_S * 1000),
         )
 
     async def heartbeat_forever(
@@ -160,8 +168,10 @@ class ClusterState:
         await self._write("event", lambda: self.redis.publish(channel, json.dumps(event)))
 
     async def room_state(self, room_id: str) -> dict[str, dict[str, str]]:
+        # str keys and values: the client decodes responses (decode_responses=True), which
+        # redis-py's types cannot express
         return {
-            kind: await self.redis.hgetall(self._key("room", room_id, kind))
+            kind: cast("dict[str, str]", await self.redis.hgetall(self._key("room", room_id, kind)))
             for kind in ("publications", "participants")
         }
 

@@ -21,7 +21,7 @@ Every change is sent to the whole room as one `meeting_state` event.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .room import Peer, Publication, Room, Subscription
@@ -72,8 +72,8 @@ class MeetingControl:
         self.hands: list[str] = []
 
     # -- what everyone is told ---------------------------------------------------------
-    def state(self) -> dict:
-        def peer_of(participant_id: str | None) -> dict | None:
+    def state(self) -> dict[str, Any]:
+        def peer_of(participant_id: str | None) -> dict[str, Any] | None:
             if participant_id is None:
                 return None
             peer = self.room.peer_by_participant(participant_id)

@@ -7,6 +7,7 @@ outstanding picture-loss request.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # H.264 NAL unit types (RFC 6184)
@@ -88,7 +89,7 @@ def is_h264_keyframe_start(payload: bytes) -> bool:
     return False
 
 
-def keyframe_detector(mime_type: str):
+def keyframe_detector(mime_type: str) -> Callable[[bytes], bool] | None:
     """The keyframe-start predicate for a codec's MIME type, or None for audio/unknown."""
     mime = mime_type.lower()
     if mime == "video/vp8":

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from aiortc.rtp import RtpPacket
 
-from .tracks import KEYFRAME_WAIT_RETRY_S, UpTrack
+from .tracks import KEYFRAME_WAIT_RETRY_S, PacketTemplates, UpTrack
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class LocalDownTrack:
         self.remb_bitrate: int | None = None
         self.remb_time: float | None = None
         self._closed = False
-        self._waiter: asyncio.Future | None = None
-        uptrack.downtracks.append(self)  # type: ignore[arg-type] - same fan-out protocol
+        self._waiter: asyncio.Future[None] | None = None
+        uptrack.downtracks.append(self)
         if self.waiting_for_keyframe:
             self._waiter = asyncio.ensure_future(self._ask_until_keyframe())
 
@@ -64,7 +64,7 @@ class LocalDownTrack:
             pass
 
     async def forward(
-        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: dict
+        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: PacketTemplates
     ) -> None:
         if self._closed:
             return
@@ -98,7 +98,7 @@ class LocalDownTrack:
         if self._waiter is not None:
             self._waiter.cancel()
         if self in self.uptrack.downtracks:
-            self.uptrack.downtracks.remove(self)  # type: ignore[arg-type]
+            self.uptrack.downtracks.remove(self)
         try:
             self.sink.on_end(self.kind)
         except Exception:

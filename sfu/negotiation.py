@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
@@ -30,8 +31,8 @@ class IceServer:
     def to_aiortc(self) -> RTCIceServer:
         return RTCIceServer(urls=self.urls, username=self.username, credential=self.credential)
 
-    def to_browser(self) -> dict:
-        entry: dict = {"urls": self.urls}
+    def to_browser(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"urls": self.urls}
         if self.username:
             entry["username"] = self.username
             entry["credential"] = self.credential
@@ -67,7 +68,9 @@ def parse_sdp(sdp: str, expected_type: str) -> SessionDescription:
     if not description.media:
         raise NegotiationError("bad_sdp", f"the {expected_type} has no media sections")
     for media in description.media:
-        if media.kind in ("audio", "video") and (not media.ice.usernameFragment or not media.dtls):
+        if media.kind in ("audio", "video") and (
+            media.ice is None or not media.ice.usernameFragment or not media.dtls
+        ):
             raise NegotiationError(
                 "bad_sdp",
                 f"the {expected_type}'s {media.kind} section lacks ICE or DTLS attributes",

@@ -35,6 +35,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, SupportsBytes
 
 from aiortc import clock
 from aiortc.rtcrtpparameters import (
@@ -60,7 +61,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
-from .tracks import UpTrack
+from .tracks import PacketTemplates, UpTrack
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,8 @@ class PipeEndpoint(asyncio.DatagramProtocol):
         self.extensions = pipe_extensions()
         self._inbox: deque[tuple[bytes, Address]] = deque()
         self._wake = asyncio.Event()
-        self._drainer: asyncio.Task | None = None
-        self._reporter: asyncio.Task | None = None
+        self._drainer: asyncio.Task[None] | None = None
+        self._reporter: asyncio.Task[None] | None = None
         self._used_ssrcs: set[int] = set()
 
     async def open(self, host: str = "127.0.0.1", port: int = 0) -> Address:
@@ -132,7 +133,7 @@ class PipeEndpoint(asyncio.DatagramProtocol):
         return self.address
 
     # -- asyncio.DatagramProtocol --------------------------------------------------------
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         # Handled on the drainer task, a batch per wake-up: no coroutine per packet.
         self._inbox.append((data, (addr[0], addr[1])))
         self._wake.set()
@@ -165,7 +166,7 @@ class PipeEndpoint(asyncio.DatagramProtocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(data, destination)
 
-    def send_rtcp(self, packets: Sequence[object], destination: Address) -> None:
+    def send_rtcp(self, packets: Sequence[SupportsBytes], destination: Address) -> None:
         self.send(b"".join(bytes(p) for p in packets), destination)
 
     async def close(self) -> None:
@@ -201,8 +202,8 @@ class PipeEndpoint(asyncio.DatagramProtocol):
             except ValueError:
                 self.malformed_packets += 1
                 return
-            for packet in packets:
-                await self._handle_rtcp(packet, addr)
+            for rtcp in packets:
+                await self._handle_rtcp(rtcp, addr)
             return
         if len(data) < 12:
             self.malformed_packets += 1
@@ -270,7 +271,7 @@ class PipeOut:
         self.keyframe_requests = 0
         self._payload_type: int | None = None
         self._closed = False
-        uptrack.downtracks.append(self)  # type: ignore[arg-type] - the same fan-out protocol
+        uptrack.downtracks.append(self)
 
     @property
     def closed(self) -> bool:
@@ -295,7 +296,7 @@ class PipeOut:
         return bytearray(copy.serialize(self.endpoint.extensions))
 
     async def forward(
-        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: dict
+        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: PacketTemplates
     ) -> None:
         if self._closed:
             return
@@ -368,7 +369,7 @@ class PipeOut:
             return
         self._closed = True
         if self in self.uptrack.downtracks:
-            self.uptrack.downtracks.remove(self)  # type: ignore[arg-type]
+            self.uptrack.downtracks.remove(self)
         self.endpoint.outs.pop((self.destination, self.stream.ssrc), None)
         self.endpoint.send_rtcp([RtcpByePacket(sources=[self.stream.ssrc])], self.destination)
 
@@ -398,7 +399,7 @@ class PipeIn:
     def uptrack(self, **options: int) -> UpTrack:
         """The UpTrack this pipe feeds (made once)."""
         if self.sink is None:
-            UpTrack(self.kind, self, **options)  # type: ignore[arg-type] - the same upstream protocol
+            UpTrack(self.kind, self, **options)
         assert self.sink is not None
         return self.sink
 

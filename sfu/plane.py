@@ -85,6 +85,8 @@ class RouterHandle(Protocol):
 
     async def publication_stats(self, publication_id: str) -> dict[str, Any]: ...
 
+    async def subscription_stats(self, subscription_id: str) -> dict[str, Any]: ...
+
 
 @dataclass
 class WorkerSlot:
@@ -225,6 +227,9 @@ class MediaPlane:
             worker_id: await self.router(worker_id).publication_stats(publication_id)
             for worker_id in (placed.origin, *sorted(placed.piped_to))
         }
+
+    async def subscription_stats(self, worker_id: str, subscription_id: str) -> dict[str, Any]:
+        return await self.router(worker_id).subscription_stats(subscription_id)
 
     # -- subscriptions ---------------------------------------------------------------------
     async def subscribe(

@@ -16,6 +16,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiortc import RTCPeerConnection
 
@@ -23,11 +24,12 @@ from .control import CAMERA, CONTENT, FLOOR_SLOT_ID, MAIN_ROLE, FloorSlot, Meeti
 from .local import LocalSink, LocalSubscription
 from .negotiation import IceServer, NegotiationError, check_publish_offer, parse_sdp
 from .plane import LOCAL, MediaPlane
+from .router import RoutedSubscription, RouterEvent
 from .tracks import DownTrack, UpTrack
 
 logger = logging.getLogger(__name__)
 
-RoomEvent = dict
+RoomEvent = dict[str, Any]
 # the signaling role of a supervisor watching unannounced
 HIDDEN_ROLE = "supervisor"
 Listener = Callable[[RoomEvent, "Peer | None"], Awaitable[None]]
@@ -95,7 +97,7 @@ class Publication:
         assert local is not None, "this process has no router"
         return local.subscribe_locally(self.id, sink)
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "publication_id": self.id,
             "peer_id": self.peer.id,
@@ -160,11 +162,11 @@ class Subscription:
         self.peer = peer
         self.publication = publication
         self.answered = False
-        self.expiry: asyncio.Future | None = None
+        self.expiry: asyncio.Future[None] | None = None
         self.closed = False
 
     @property
-    def _routed(self):
+    def _routed(self) -> RoutedSubscription | None:
         local = self.peer.room.plane.local
         return local.subscriptions.get(self.id) if local is not None else None
 
@@ -205,7 +207,7 @@ class Peer:
         participant_id: str,
         name: str,
         role: str,
-        send: Callable[[dict], Awaitable[None]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
         worker: str = LOCAL,
     ) -> None:
         self.id = _new_id("p")
@@ -223,10 +225,10 @@ class Peer:
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {"peer_id": self.id, "name": self.name, "role": self.role}
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: dict[str, Any]) -> None:
         if self.closed:
             return
         try:
@@ -381,7 +383,7 @@ class Room:
     def id(self) -> str:
         return self.settings.room_id
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "id": self.settings.room_id,
             "name": self.settings.name,
@@ -397,7 +399,11 @@ class Room:
         return None
 
     async def add_peer(
-        self, participant_id: str, name: str, role: str, send: Callable[[dict], Awaitable[None]]
+        self,
+        participant_id: str,
+        name: str,
+        role: str,
+        send: Callable[[dict[str, Any]], Awaitable[None]],
     ) -> Peer:
         peer = Peer(self, participant_id, name, role, send, worker=self.plane.place())
         await self.plane.peer_placed(self.id, participant_id, peer.worker)
@@ -411,7 +417,7 @@ class Room:
         await self.emit({"type": "peer_joined", **peer.describe()}, exclude=peer)
         return peer
 
-    def visible_publications(self) -> list[dict]:
+    def visible_publications(self) -> list[dict[str, Any]]:
         return [p.describe() for p in self.publications.values() if not p.closed and p.announced]
 
     async def emit(self, event: RoomEvent, exclude: Peer | None) -> None:
@@ -429,7 +435,7 @@ class Room:
             self.plane.listeners.remove(self.media_event)
 
     # -- what the media plane reports ------------------------------------------------------
-    async def media_event(self, event: dict) -> bool:
+    async def media_event(self, event: RouterEvent) -> bool:
         """A router's report about one of this room's objects; False if none is ours."""
         kind = event.get("event")
         if kind in ("publication_flowing", "publication_ended"):

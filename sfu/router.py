@@ -45,7 +45,7 @@ class RoutedPublication:
     pipe_ins: list[PipeIn] = field(default_factory=list)  # piped only
     pipe_outs: dict[Address, list[PipeOut]] = field(default_factory=dict)
     closed: bool = False
-    flowing_task: asyncio.Future | None = None
+    flowing_task: asyncio.Future[None] | None = None
 
     @property
     def origin(self) -> bool:
@@ -79,7 +79,7 @@ class MediaRouter:
         self.subscriptions: dict[str, RoutedSubscription] = {}
         self.slots: dict[str, SlotMedia] = {}
         self.closed = False
-        self._tasks: set[asyncio.Future] = set()
+        self._tasks: set[asyncio.Future[None]] = set()
 
     async def _emit(self, event: RouterEvent) -> None:
         if self.on_event is None or self.closed:
@@ -329,6 +329,22 @@ class MediaRouter:
                 "forwarded": [getattr(d, "packets_forwarded", 0) for d in up.downtracks],
             }
             for kind, up in publication.uptracks.items()
+        }
+
+    async def subscription_stats(self, subscription_id: str) -> dict[str, Any]:
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise LookupError(subscription_id)
+        return {
+            kind: {
+                "attached": down.uptrack is not None,
+                "limits_publisher": down.limits_publisher,
+                "packets_forwarded": down.packets_forwarded,
+                "source_switches": down.source_switches,
+                "retransmissions": down.retransmissions,
+                "keyframe_requests": down.keyframe_requests,
+            }
+            for kind, down in subscription.downtracks.items()
         }
 
     def load(self) -> dict[str, int]:

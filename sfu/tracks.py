@@ -1,6 +1,7 @@
 """UpTrack (publisher -> SFU) and DownTrack (SFU -> one subscriber) for one media kind.
 
-An UpTrack fans each packet out to its DownTracks. It keeps a packet cache for NACKs,
+An UpTrack fans each packet out to its DownTracks (and to the other `FanoutMember`s:
+server-side subscribers, pipes to other workers). It keeps a packet cache for NACKs,
 limits keyframe requests to its publisher, and remembers the publisher's last sender
 report. A DownTrack rewrites each packet into its subscriber's numbering and sends it;
 video starts at a keyframe. Nothing here decodes or re-encodes media.
@@ -11,14 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from aiortc import clock
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import HeaderExtensions, RtpPacket, wrap_rtx
 from aiortc.utils import random16, random32
 
-from .aiortc_seam import ForwardingReceiver, ForwardingSender
+from .aiortc_seam import ForwardingSender, UpstreamSink
 from .keyframes import KeyframeRequestLimiter, keyframe_detector
 from .packetcache import PacketCache
 from .rewriter import StreamRewriter, rewrite_header
@@ -30,6 +32,48 @@ KEYFRAME_WAIT_RETRY_S = 0.3
 # Downstream REMBs older than this no longer cap the publisher's bitrate.
 REMB_FRESH_S = 5.0
 
+# The packet being fanned out, serialised once per distinct downstream form and shared by
+# the fan-out: keyed by a subscriber's header-extension signature (DownTrack, through
+# UpTrack.template) or by the pipe's own key (sfu.pipe.PipeOut).
+PacketTemplates = dict[object, bytes | bytearray]
+
+
+class FanoutMember(Protocol):
+    """What an UpTrack fans its packets out to: a DownTrack, a server-side subscriber's
+    LocalDownTrack (sfu/local.py) or a PipeOut to another worker (sfu/pipe.py)."""
+
+    # whether a muted venue's audio is withheld from it
+    obeys_mute: bool
+    # whether its REMB (remb_bitrate, received at remb_time) caps the publisher's bitrate
+    limits_publisher: bool
+    remb_bitrate: int | None
+    remb_time: float | None
+
+    async def forward(
+        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: PacketTemplates
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Upstream(Protocol):
+    """Where an UpTrack's packets come from: a WebRTC publisher's ForwardingReceiver
+    (sfu/aiortc_seam.py) or a PipeIn from another worker (sfu/pipe.py). The UpTrack makes
+    itself its sink."""
+
+    @property
+    def sink(self) -> UpstreamSink | None: ...
+
+    @sink.setter
+    def sink(self, sink: UpTrack | None) -> None: ...
+
+    @property
+    def media_ssrc(self) -> int | None: ...
+
+    async def request_keyframe(self) -> bool: ...
+
+    async def request_retransmission(self, sequence_numbers: Sequence[int]) -> None: ...
+
 
 class UpTrack:
     """One media kind of one publication, as received from the publisher."""
@@ -37,7 +81,7 @@ class UpTrack:
     def __init__(
         self,
         kind: str,
-        receiver: ForwardingReceiver,
+        receiver: Upstream,
         *,
         cache_size: int = 512,
         min_upstream_bitrate: int = 300_000,
@@ -46,7 +90,7 @@ class UpTrack:
         self.receiver = receiver
         self.cache: PacketCache[RtpPacket] = PacketCache(cache_size)
         self.keyframes = KeyframeRequestLimiter()
-        self.downtracks: list[DownTrack] = []
+        self.downtracks: list[FanoutMember] = []
         self.mime_type: str | None = None
         self.clock_rate: int = 90000 if kind == "video" else 48000
         self.min_upstream_bitrate = min_upstream_bitrate
@@ -84,7 +128,7 @@ class UpTrack:
             self.first_packet.set()
         if not self.downtracks:
             return
-        templates: dict[tuple, bytes] = {}
+        templates: PacketTemplates = {}
         muted = self.muted
         if muted:
             self.packets_withheld += 1
@@ -128,7 +172,9 @@ class UpTrack:
     async def request_retransmission(self, sequence_numbers: list[int]) -> None:
         await self.receiver.request_retransmission(sequence_numbers)
 
-    def template(self, packet: RtpPacket, downtrack: DownTrack, templates: dict) -> bytes:
+    def template(
+        self, packet: RtpPacket, downtrack: DownTrack, templates: PacketTemplates
+    ) -> bytes | bytearray:
         """The packet serialised with the downstream header extensions (once per signature)."""
         negotiated = downtrack.sender.negotiated
         assert negotiated is not None
@@ -193,7 +239,7 @@ class DownTrack:
         self._last_send_time: float | None = None
         self._last_out_ts: int | None = None
         self._rtx_sequence = random16()
-        self._waiter: asyncio.Task | None = None
+        self._waiter: asyncio.Task[None] | None = None
         self._closed = False
         self.source_switches = 0
         sender.sink = self
@@ -223,7 +269,7 @@ class DownTrack:
 
     # -- forwarding ----------------------------------------------------------------------
     async def forward(
-        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: dict
+        self, packet: RtpPacket, is_keyframe: bool, now: float, templates: PacketTemplates
     ) -> None:
         uptrack = self.uptrack
         if not self.started or self._closed or uptrack is None:

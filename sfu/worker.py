@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import sys
+from typing import Any
 
 from .aiortc_seam import check_seam
 from .pipe import PipeEndpoint
@@ -30,7 +31,7 @@ async def run_worker(worker_id: str, key: str, redis_url: str | None) -> None:
     endpoint = PipeEndpoint()
     pipe_address = await endpoint.open()
     router = MediaRouter(endpoint)
-    serving: set[asyncio.Task] = set()
+    serving: set[asyncio.Task[Any]] = set()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

@@ -64,7 +64,7 @@ class RemoteRouter:
         self._on_lost = on_lost
         self.timeout_s = timeout_s
         self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, asyncio.Future[Any]] = {}
         self.lost = False
         # events are handled on their own task, in order: handling one may call this
         # worker again, and the reply must not wait behind the handler
@@ -132,7 +132,7 @@ class RemoteRouter:
         if self.lost:
             raise WorkerUnavailable(f"media worker {self.worker_id} is gone")
         request_id = next(self._ids)
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
         try:
             line = json.dumps({"id": request_id, "method": method, "params": params})
@@ -178,7 +178,7 @@ class RemoteRouter:
         media_wait_s: float = 5.0,
         muted: bool = False,
     ) -> str:
-        return await self.call(
+        answer_sdp: str = await self.call(
             "publish",
             publication_id=publication_id,
             room_id=room_id,
@@ -190,6 +190,7 @@ class RemoteRouter:
             media_wait_s=media_wait_s,
             muted=muted,
         )
+        return answer_sdp
 
     async def close_publication(self, publication_id: str) -> None:
         await self.call("close_publication", publication_id=publication_id)
@@ -227,7 +228,7 @@ class RemoteRouter:
         ice_servers: list[IceServer],
         limits_publisher: bool = True,
     ) -> str:
-        return await self.call(
+        offer_sdp: str = await self.call(
             "subscribe",
             subscription_id=subscription_id,
             room_id=room_id,
@@ -237,6 +238,7 @@ class RemoteRouter:
             ice_servers=_ice(ice_servers),
             limits_publisher=limits_publisher,
         )
+        return offer_sdp
 
     async def answer(self, subscription_id: str, answer_sdp: str) -> None:
         await self.call("answer", subscription_id=subscription_id, answer_sdp=answer_sdp)
@@ -251,7 +253,14 @@ class RemoteRouter:
         await self.call("forget_room", room_id=room_id)
 
     async def publication_stats(self, publication_id: str) -> dict[str, Any]:
-        return await self.call("publication_stats", publication_id=publication_id)
+        stats: dict[str, Any] = await self.call("publication_stats", publication_id=publication_id)
+        return stats
+
+    async def subscription_stats(self, subscription_id: str) -> dict[str, Any]:
+        stats: dict[str, Any] = await self.call(
+            "subscription_stats", subscription_id=subscription_id
+        )
+        return stats
 
 
 # ------------------------------------------------------------------------------------------
@@ -283,6 +292,7 @@ _METHODS = frozenset(
         "switch_slot",
         "forget_room",
         "publication_stats",
+        "subscription_stats",
     }
 )
 
@@ -332,7 +342,7 @@ async def serve_router(
             await send(event)
 
     router.on_event = on_event
-    tasks: set[asyncio.Task] = set()
+    tasks: set[asyncio.Task[None]] = set()
     try:
         while True:
             line = await reader.readline()

@@ -3,9 +3,10 @@
 `lighthouse serve --workers N` runs N `sfu.worker` processes beside the front. Each is
 driven over its control connection (sfu/worker_rpc.py) and heartbeats into Redis
 (sfu/cluster.py). A worker is declared dead when its control connection drops (a crash:
-at once) or its heartbeat stops (a hang: within 3 s); the front then forgets its media,
-hands its peers back to the application (`on_lost`: their pages reconnect and are placed
-on a live worker), clears its entries in Redis and starts a replacement.
+at once) or its heartbeat stops (a hang: 2.5 s after its last one); the front then
+forgets its media, hands its peers back to the application (`on_lost`: their pages
+reconnect and are placed on a live worker), clears its entries in Redis and starts a
+replacement.
 
 The front keeps a router of its own (`LOCAL`, never given peers): the recorder and the
 recognizer receive publications there through the same pipes, in the front process, off
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-from .cluster import WORKER_TTL_S, ClusterState
+from .cluster import DEAD_AFTER_S, ClusterState
 from .pipe import PipeEndpoint
 from .plane import LOCAL, MediaPlane, WorkerSlot
 from .router import MediaRouter
@@ -51,21 +52,23 @@ class WorkerPool:
         *,
         on_lost: Callable[[str], Awaitable[None]] | None = None,
         log_level: str = "INFO",
+        max_peers: int | None = None,
     ) -> None:
         self.plane = plane
         self.count = count
         self.cluster = cluster
         self.on_lost = on_lost
         self.log_level = log_level
+        self.max_peers = max_peers
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self.endpoint = PipeEndpoint()
         self.lost_workers: list[str] = []
-        # when each worker's heartbeat was last seen in Redis (or it started)
-        self._last_seen: dict[str, float] = {}
+        # each worker's last heartbeat seen in Redis (wall clock; at first: its start)
+        self._last_beat: dict[str, float] = {}
         self._generation = 0
         self._closing = False
-        self._watcher: asyncio.Task | None = None
-        self._tasks: set[asyncio.Task] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await self.cluster.check()
@@ -110,9 +113,9 @@ class WorkerPool:
                 process.kill()
             raise WorkerStartError(f"media worker {worker_id} did not start: {exc}") from exc
         self.processes[worker_id] = process
-        self._last_seen[worker_id] = time.monotonic()
+        self._last_beat[worker_id] = time.time()
         pipe = (info["pipe"][0], int(info["pipe"][1]))
-        self.plane.add_worker(WorkerSlot(worker_id, router, pipe))
+        self.plane.add_worker(WorkerSlot(worker_id, router, pipe, capacity=self.max_peers))
         logger.info("media worker %s started (pid %s)", worker_id, info["pid"])
         return worker_id
 
@@ -151,26 +154,30 @@ class WorkerPool:
         logger.info("media worker %s replaces %s", replacement, worker_id)
 
     async def _watch_heartbeats(self) -> None:
-        """A worker that is up but silent (hung, stopped) is dead once its heartbeat has
-        been missing for WORKER_TTL_S. While Redis is away nobody is judged, and after it
-        comes back every worker gets a fresh WORKER_TTL_S to heartbeat again."""
+        """A worker that is up but silent (hung, stopped) is dead once its last heartbeat
+        is DEAD_AFTER_S old. While Redis is away nobody is judged, and after it comes back
+        every worker gets a fresh DEAD_AFTER_S to heartbeat again."""
         redis_was_away = False
         while True:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.25)
             try:
                 live = await self.cluster.live_workers()
             except (RedisError, OSError):
                 redis_was_away = True  # it cannot say; the control connections still can
                 continue
-            now = time.monotonic()
-            last_seen = self._last_seen
-            for worker_id in tuple(last_seen):
+            now = time.time()
+            last_beat = self._last_beat
+            for worker_id in tuple(last_beat):
                 worker = self.plane.workers.get(worker_id)
                 if worker is None or not worker.alive:
-                    last_seen.pop(worker_id, None)
-                elif worker_id in live or redis_was_away:
-                    last_seen[worker_id] = now
-                elif now - last_seen[worker_id] > WORKER_TTL_S:
+                    last_beat.pop(worker_id, None)
+                    continue
+                info = live.get(worker_id)
+                if redis_was_away:
+                    last_beat[worker_id] = now
+                elif info is not None:
+                    last_beat[worker_id] = max(last_beat[worker_id], float(info.get("at", 0)))
+                if now - last_beat[worker_id] > DEAD_AFTER_S:
                     logger.error("media worker %s stopped heartbeating", worker_id)
                     await self._lost(worker_id)
             redis_was_away = False

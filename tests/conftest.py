@@ -42,6 +42,17 @@ class RunningServer:
     def room(self, room_id: str):
         return self.app[ROOMS_KEY][room_id]
 
+    async def publication_views(self, room_id: str, publication_id: str) -> dict:
+        """Each worker's counters of one publication (origin first): the same in one
+        process and with media workers."""
+        room = self.room(room_id)
+        return await room.plane.publication_stats(publication_id)
+
+    async def subscription_view(self, room_id: str, subscription) -> dict:
+        """The counters of a server-side Subscription's tracks, on its worker."""
+        room = self.room(room_id)
+        return await room.plane.subscription_stats(subscription.peer.worker, subscription.id)
+
 
 def config_overrides(request) -> dict:
     """Settings a test asks for with @pytest.mark.server_config(...). Recording is off
@@ -53,6 +64,12 @@ def config_overrides(request) -> dict:
     return settings
 
 
+TEST_REDIS_URL = os.environ.get("LIGHTHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+# `server` parametrised indirectly with these runs the same test on both media planes
+ONE_PROCESS, TWO_WORKERS = "one process", "two workers"
+BOTH_PLANES = pytest.mark.parametrize("server", [ONE_PROCESS, TWO_WORKERS], indirect=True)
+
+
 @pytest.fixture
 async def server(request, tmp_path) -> AsyncIterator[RunningServer]:
     settings = {
@@ -62,6 +79,9 @@ async def server(request, tmp_path) -> AsyncIterator[RunningServer]:
         ),
         **config_overrides(request),
     }
+    if getattr(request, "param", ONE_PROCESS) == TWO_WORKERS:
+        settings.setdefault("workers", 2)
+        settings.setdefault("redis_url", TEST_REDIS_URL)
     config = load_config(
         env={},
         host="127.0.0.1",

@@ -20,7 +20,7 @@ from signaling.client import SignalingClient, SignalingError
 from signaling.tokens import TokenIssuer
 from web.api.common import DATABASE_KEY
 
-from conftest import TEST_SECRET
+from conftest import TEST_REDIS_URL, TEST_SECRET
 from media import PictureTrack, face_picture, similarity
 
 ROOM = "town-a-meeting"
@@ -39,6 +39,16 @@ async def healthz(api) -> dict:
 
 
 async def test_a_hidden_viewer_is_seen_by_no_one_and_is_in_the_trail(api):
+    await hidden_viewer_scenario(api)
+
+
+@pytest.mark.server_config(workers=2, redis_url=TEST_REDIS_URL)
+async def test_a_hidden_viewer_on_media_workers_is_seen_by_no_one_either(api):
+    """The same, with the village, the member and the supervisor on two media workers."""
+    await hidden_viewer_scenario(api)
+
+
+async def hidden_viewer_scenario(api) -> None:
     picture = face_picture()
     tokens = TokenIssuer(TEST_SECRET)
     village = SignalingClient(api.base_url, tokens.mint("terminal:1", "A1村", ROOM, "terminal"))
@@ -83,9 +93,9 @@ async def test_a_hidden_viewer_is_seen_by_no_one_and_is_in_the_trail(api):
         room = api.app[ROOMS_KEY][ROOM]
         assert len(room.peers) == 2 and len(room.hidden_peers) == 1
         assert await healthz(api) == before  # no count includes it
-        downtrack = next(iter(room.hidden_peers.values())).subscriptions
-        [subscription] = downtrack.values()
-        assert not subscription.downtracks["video"].limits_publisher  # never slows the village
+        [subscription] = next(iter(room.hidden_peers.values())).subscriptions.values()
+        view = await room.plane.subscription_stats(subscription.peer.worker, subscription.id)
+        assert not view["video"]["limits_publisher"]  # never slows the village
         await asyncio.sleep(1.5)
     finally:
         if hidden is not None:

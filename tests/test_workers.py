@@ -7,9 +7,11 @@ database of its own), real aiortc peers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,9 +19,9 @@ import redis.asyncio as aioredis
 from aiortc import AudioStreamTrack
 from redis.exceptions import RedisError
 
-from lighthouse.app import PLANE_KEY, WORKER_POOL_KEY
+from lighthouse.app import CONFIG_KEY, PLANE_KEY, WORKER_POOL_KEY
 from lighthouse.config import RoomConfig
-from signaling.client import SignalingClient
+from signaling.client import SignalingClient, SignalingError
 
 from conftest import free_port
 from media import PictureTrack, face_picture, latest_picture, similarity
@@ -209,6 +211,97 @@ async def test_a_killed_worker_is_replaced_and_the_others_keep_forwarding(server
         viewers += rejoined
     finally:
         for client in (publisher, *viewers):
+            await client.close()
+
+
+@pytest.mark.server_config(recording_enabled=True, recording_segment_s=1.0)
+async def test_the_recorder_keeps_every_segment_when_the_publishers_worker_is_killed(server):
+    """The recorder lives in the front, fed by a pipe: the worker's death is an end of
+    stream for it, so the open file is closed and indexed like any other."""
+    from sqlalchemy import select
+
+    from db.models import Recording, RecordingSegment, RecordingStatus
+    from web.api.common import DATABASE_KEY
+
+    from recorder_support import decode_all, segment_files
+
+    pool = server.app[WORKER_POOL_KEY]
+    village = await joined(server, "village")
+    try:
+        await village.publish([AudioStreamTrack(), PictureTrack(face_picture())])
+        await asyncio.sleep(4.5)
+        os.kill(pool.pid(worker_of(server, village)), signal.SIGKILL)
+        await asyncio.wait_for(village.next_event("error"), 5)
+    finally:
+        await village.close()
+    database = server.app[DATABASE_KEY]
+    for _ in range(50):
+        async with database.session() as session:
+            recordings = (await session.execute(select(Recording))).scalars().all()
+        if recordings and all(r.status == RecordingStatus.DONE for r in recordings):
+            break
+        await asyncio.sleep(0.2)
+    [recording] = recordings
+    assert recording.status == RecordingStatus.DONE
+    async with database.session() as session:
+        segments = (await session.execute(select(RecordingSegment))).scalars().all()
+    root = Path(server.app[CONFIG_KEY].recording_dir)
+    on_disk = segment_files(root)
+    # every file on disk is in the index, the one open at the kill included, and plays
+    assert len(segments) >= 3 and len(on_disk) == len(segments)
+    assert sum(s.duration_s for s in segments) > 3.5
+    for path in on_disk:
+        pictures, samples = decode_all(path)
+        assert pictures and samples > 0
+
+
+async def test_a_hung_worker_is_declared_dead_within_3_s(server):
+    """SIGSTOP: the control connection stays open, only the heartbeat stops."""
+    pool = server.app[WORKER_POOL_KEY]
+    viewers = [await joined(server, f"village-{i}") for i in range(2)]
+    try:
+        hung = worker_of(server, viewers[1])
+        pid = pool.pid(hung)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            stopped_at = time.monotonic()
+            error = await asyncio.wait_for(viewers[1].next_event("error"), 6)
+            assert error["code"] == "worker_lost"
+            # heartbeats twice a second, dead 2.5 s after the last, checked 4 times a second
+            assert time.monotonic() - stopped_at < 3.0
+            assert hung in pool.lost_workers
+            # the other worker's peer is untouched
+            assert (await viewers[0].request({"type": "ping"}))["type"] == "pong"
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # killed by the front by now
+                os.kill(pid, signal.SIGCONT)
+    finally:
+        for viewer in viewers:
+            await viewer.close()
+
+
+@pytest.mark.server_config(worker_max_peers=1)
+async def test_full_workers_are_skipped_and_then_refuse_with_a_clear_error(server):
+    first, second = await joined(server, "village-1"), await joined(server, "village-2")
+    third = SignalingClient(server.base_url, server.token("village-3"))
+    try:
+        assert {worker_of(server, first), worker_of(server, second)} == {"w1", "w2"}
+        with pytest.raises(SignalingError) as refused:
+            await third.connect()
+        assert refused.value.code == "worker_unavailable"
+        await third.close()
+        await first.close()  # a place frees up: a retry (as the pages do) gets it
+        for _ in range(20):
+            third = SignalingClient(server.base_url, server.token("village-3"))
+            try:
+                await third.connect()
+                break
+            except SignalingError:
+                await third.close()
+                await asyncio.sleep(0.1)
+        assert {worker_of(server, second), worker_of(server, third)} == {"w1", "w2"}
+    finally:
+        for client in (first, second, third):
             await client.close()
 
 

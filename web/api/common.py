@@ -25,7 +25,7 @@ DATABASE_KEY = web.AppKey("database", Database)
 TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
 SESSION_COOKIE = "lh_session"
 # called with a participant id ("terminal:12") whose access was revoked: ends its meeting
-DISCONNECT_KEY = web.AppKey("disconnect_participant", Callable)
+DISCONNECT_KEY = web.AppKey[Callable[[str], Awaitable[int]]]("disconnect_participant")
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

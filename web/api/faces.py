@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Capability, Principal
 from db.models import FaceEnrolment, Member
-from recognition.gallery import EnrolmentError, decode_image, enrol_photo
+from recognition.engine import FaceEngine
+from recognition.gallery import EnrolledFace, EnrolmentError, decode_image, enrol_photo
 from recognition.service import RecognitionService
 
 from .common import ApiError, audit_object, authed, check, json_response, not_found, scoped_object
@@ -115,6 +116,11 @@ async def _read_photos(request: web.Request) -> list[tuple[str, bytes]]:
     return photos
 
 
+def _enrol(engine: FaceEngine, data: bytes) -> EnrolledFace:
+    """In the worker pool: one enrolment photo decoded and checked."""
+    return enrol_photo(engine, decode_image(data))
+
+
 @authed
 async def post_faces(
     request: web.Request, session: AsyncSession, principal: Principal
@@ -141,9 +147,7 @@ async def post_faces(
     enrolled, rejected = [], []
     for file_name, data in photos:
         try:
-            face = await loop.run_in_executor(
-                service.executor, lambda d=data: enrol_photo(engine, decode_image(d))
-            )
+            face = await loop.run_in_executor(service.executor, _enrol, engine, data)
         except EnrolmentError as error:
             rejected.append(
                 {

@@ -53,7 +53,7 @@ async def post_meeting_token(
     if not principal.allows(Capability.MEETING_JOIN):
         raise ApiError(403, "forbidden", f"your role ({principal.role}) may not join meetings")
     rooms: Mapping[str, Room] = request.app[ROOMS_KEY]
-    candidates = [rooms[body.room_id]] if body.room_id in rooms else []
+    candidates = [rooms[body.room_id]] if body.room_id is not None and body.room_id in rooms else []
     if body.room_id is None:
         candidates = list(rooms.values())
     chosen = None

@@ -107,6 +107,7 @@ class MeetingFields(BaseModel):
     @field_validator("scheduled_end", "actual_end")
     @classmethod
     def end_after_start(cls, end: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        assert info.field_name is not None  # a field validator's
         start = info.data.get(info.field_name.replace("_end", "_start"))
         if start is not None and end is not None and end < start:
             raise ValueError("is before the start")

@@ -577,7 +577,7 @@ async def export_meetings(
         .where(Meeting.org_path.like(f"{org.path}%"))
         .options(raiseload("*"))  # the list needs no attendance, sites or guests
     )
-    found = result.all()
+    found = list(result.all())
     # in time order, meetings not yet timed last; compared as China time across databases
     far = dt.datetime.max
     found.sort(key=lambda r: (_local(_meeting_start(r[0])) or far, r[0].id))

@@ -8,6 +8,7 @@ own subtree only. Photos are shown to `faces:read` callers only; every change is
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -157,7 +158,7 @@ async def get_sheet(
         }
         for member in members.values()
     ]
-    snapshots = []
+    snapshots: Sequence[MeetingSnapshot] = []
     if with_photos:
         snapshots = (
             await session.scalars(

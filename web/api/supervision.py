@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field
@@ -88,7 +89,7 @@ async def list_live(
         if meeting_rooms is not None
         else {}
     )
-    live = []
+    live: list[dict[str, Any]] = []
     for room in rooms.values():
         if not room.peers:
             continue

@@ -137,7 +137,7 @@ async def get_org(
     raw = request.match_info.get("org_id")
     org = await scoped_org(session, principal, int(raw) if raw else None, Capability.TREE_READ)
     kids = await children(session, org)
-    ancestors = []
+    ancestors: list[dict] = []
     parent_id = org.parent_id
     while parent_id is not None and org.id != principal.org_id:
         parent = await session.get(OrgUnit, parent_id)
