@@ -86,7 +86,7 @@ from recognition.pipeline import (  # noqa: E402
 )
 from recognition.watcher import CameraWatcher, SamplingSettings, WatchResult  # noqa: E402
 from recognition.yunet_sface import YuNetSFace  # noqa: E402
-from recorder.depacketize import Frame  # noqa: E402
+from sfu.media.depacketize import Frame  # noqa: E402
 
 FPS = 15
 KBPS = 400

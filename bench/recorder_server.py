@@ -24,9 +24,9 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lighthouse.app import ROOMS_KEY, create_app
+from lighthouse.app import create_app
 from lighthouse.config import ConfigError, load_config
-from web.api.recordings import RECORDING_SERVICE_KEY
+from lighthouse.keys import RECORDING_SERVICE_KEY, ROOMS_KEY
 
 LAG_KEY = web.AppKey("loop_lag", dict)
 LAG_PROBE_S = 0.01

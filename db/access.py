@@ -11,6 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from .models import Role
+from .participants import ParticipantId
 
 
 class Capability(enum.StrEnum):
@@ -81,13 +82,11 @@ class Principal:
 
     @property
     def account_id(self) -> int | None:
-        kind, _, ident = self.subject.partition(":")
-        return int(ident) if kind == "account" else None
+        return ParticipantId.parse(self.subject).account_id
 
     @property
     def terminal_id(self) -> int | None:
-        kind, _, ident = self.subject.partition(":")
-        return int(ident) if kind == "terminal" else None
+        return ParticipantId.parse(self.subject).terminal_id
 
     def allows(self, capability: Capability) -> bool:
         return capability in ROLE_CAPABILITIES[self.role]

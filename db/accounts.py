@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .access import Principal
 from .models import IssuedToken, OrgUnit, Role, RoomEvent, StaffAccount, Terminal, utcnow
+from .participants import ParticipantId, account_participant
 
 _ALGORITHM = "HS256"
 SESSION_TTL = dt.timedelta(hours=12)
@@ -170,7 +171,7 @@ async def login(
     credential = await tokens.issue(
         session,
         kind="session",
-        subject=f"account:{account.id}",
+        subject=account_participant(account.id),
         name=account.display_name,
         role=account.role,
         org=org,
@@ -242,14 +243,14 @@ async def record_presence(
         name=name,
     )
     session.add(event)
-    kind, _, ident = participant_id.partition(":")
-    if kind == "account" and ident.isdigit():
-        account = await session.get(StaffAccount, int(ident))
+    who = ParticipantId.parse(participant_id)
+    if who.account_id is not None:
+        account = await session.get(StaffAccount, who.account_id)
         org = await session.get(OrgUnit, account.org_id) if account else None
         event.org_path = org.path if org else None
-    if kind != "terminal" or not ident.isdigit():
+    if who.terminal_id is None:
         return
-    terminal = await session.get(Terminal, int(ident))
+    terminal = await session.get(Terminal, who.terminal_id)
     if terminal is not None:
         event.org_path = terminal.org_path
         terminal.online = online if terminal_online is None else terminal_online

@@ -21,6 +21,7 @@ from .models import (
     Terminal,
     utcnow,
 )
+from .participants import ParticipantId
 from .tree import find_by_code, root_path
 
 
@@ -30,14 +31,14 @@ async def venue_org_path(
     """Where in the org tree a venue's recording belongs: its terminal's or account's unit,
     else the room's organiser (so the organiser's admins can always play it back), else
     the county (never nowhere: a recording no one may open could never be checked)."""
-    kind, _, ident = participant_id.partition(":")
-    if ident.isdigit():
-        if kind == "terminal":
-            terminal = await session.get(Terminal, int(ident))
+    who = ParticipantId.parse(participant_id)
+    if who.number is not None:
+        if who.terminal_id is not None:
+            terminal = await session.get(Terminal, who.terminal_id)
             if terminal is not None and terminal.org_path:
                 return terminal.org_path
-        elif kind == "account":
-            account = await session.get(StaffAccount, int(ident))
+        elif who.account_id is not None:
+            account = await session.get(StaffAccount, who.account_id)
             if account is not None:
                 org = await session.get(OrgUnit, account.org_id)
                 if org is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 
@@ -11,10 +11,10 @@ from aiohttp import web
 from sqlalchemy import select
 
 from db import supervision
-from db.accounts import AuthError, TokenService, record_presence
+from db.accounts import TokenService
 from db.database import Database
-from db.models import Emergency, EmergencyStatus, Meeting, MeetingStatus, OrgUnit, Role, Terminal
-from db.tree import find_by_code, meeting_site_paths, organiser, related
+from db.models import Emergency, EmergencyStatus, Meeting, MeetingStatus, OrgUnit
+from db.tree import meeting_site_paths
 from recognition.pipeline import RecognitionSettings
 from recognition.service import RecognitionConfig, RecognitionService
 from recognition.watcher import SamplingSettings
@@ -26,28 +26,30 @@ from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings
 from sfu.workers import WorkerPool
 from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
-from signaling.lobby import LobbyRefusal, TerminalIdentity, TerminalLobby
+from signaling.lobby import TerminalLobby
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
-from signaling.server import Presence, SignalingService
+from signaling.server import SignalingService
 from signaling.tokens import TokenIssuer
-from web.api.common import DISCONNECT_KEY
-from web.api.emergencies import EMERGENCY_DESK_KEY
-from web.api.faces import EVIDENCE_DIR_KEY, RECOGNITION_KEY
-from web.api.live_meetings import MEETING_ROOMS_KEY
 
 from .config import Config
 from .demo import DEMO_ROOM
+from .keys import (
+    CONFIG_KEY,
+    DISCONNECT_KEY,
+    EMERGENCY_DESK_KEY,
+    EVIDENCE_DIR_KEY,
+    LOBBY_KEY,
+    MEETING_ROOMS_KEY,
+    PLANE_KEY,
+    RECOGNITION_KEY,
+    RECORDING_SERVICE_KEY,
+    ROOMS_KEY,
+    SIGNALING_KEY,
+    WORKER_POOL_KEY,
+)
+from .presence import PresenceRecorder, TerminalDirectory
 
 logger = logging.getLogger(__name__)
-
-CONFIG_KEY = web.AppKey("config", Config)
-TOKENS_KEY = web.AppKey("tokens", TokenIssuer)
-ROOMS_KEY = web.AppKey("rooms", dict)
-SIGNALING_KEY = web.AppKey("signaling", SignalingService)
-DATABASE_KEY = web.AppKey("database_handle", Database)
-LOBBY_KEY = web.AppKey("lobby", TerminalLobby)
-PLANE_KEY = web.AppKey("media_plane", MediaPlane)
-WORKER_POOL_KEY = web.AppKey("worker_pool", WorkerPool)
 
 
 def build_rooms(config: Config, plane: MediaPlane) -> RoomRegistry:
@@ -104,90 +106,9 @@ def create_app(config: Config) -> web.Application:
         async with database.session() as session:
             return await api_tokens.is_revoked(session, token_id)
 
-    async def on_presence(presence: Presence) -> None:
-        async with database.session() as session:
-            if presence.hidden:  # a supervisor: into the trail, never onto a timeline
-                await record_hidden_view(session, presence)
-            else:
-                await record_presence(
-                    session,
-                    presence.room_id,
-                    presence.participant_id,
-                    presence.name,
-                    presence.online,
-                    # a TV that leaves a meeting is still online in the lobby
-                    terminal_online=presence.online
-                    or lobby.is_online(_terminal_id(presence.participant_id)),
-                )
-            await session.commit()
-
-    async def record_hidden_view(session, presence: Presence) -> None:
-        if not presence.online:
-            await supervision.view_ended(
-                session, supervisor=presence.participant_id, room_id=presence.room_id
-            )
-            return
-        room = rooms.get(presence.room_id)
-        org = await organiser(session, room.settings.org_code if room else None)
-        await supervision.view_started(
-            session,
-            supervisor=presence.participant_id,
-            supervisor_name=presence.name,
-            room_id=presence.room_id,
-            room_name=presence.room_name,
-            org_path=org.path if org else None,
-            mode=presence.purpose or "drop_in",
-        )
-
-    async def authenticate_terminal(token: str) -> TerminalIdentity:
-        async with database.session() as session:
-            try:
-                principal = await api_tokens.verify(session, token)
-            except AuthError as error:
-                raise LobbyRefusal(
-                    "invalid_token" if error.code != "token_expired" else error.code,
-                    error.message,
-                ) from None
-            if principal.role != Role.TERMINAL or principal.terminal_id is None:
-                raise LobbyRefusal("invalid_token", "this is not a terminal's token")
-            terminal = await session.get(Terminal, principal.terminal_id)
-            if terminal is None or terminal.revoked_at is not None:
-                raise LobbyRefusal("invalid_token", "this terminal's access was revoked")
-            return TerminalIdentity(
-                terminal_id=terminal.id,
-                participant_id=principal.subject,
-                name=principal.name,
-                org_path=terminal.org_path or principal.org_path,
-                token_id=principal.token_id,
-            )
-
-    async def terminal_online(identity: TerminalIdentity, online: bool) -> None:
-        async with database.session() as session:
-            terminal = await session.get(Terminal, identity.terminal_id)
-            if terminal is not None:
-                in_room = any(
-                    room.peer_by_participant(identity.participant_id) for room in rooms.values()
-                )
-                terminal.online = online or in_room
-                terminal.last_seen_at = datetime.now(UTC)
-                await session.commit()
-
-    async def standing_room_for(identity: TerminalIdentity) -> Room | None:
-        async with database.session() as session:
-            for room_id in standing_room_ids:
-                room = rooms[room_id]
-                code = room.settings.org_code
-                org = await find_by_code(session, code) if code else None
-                room_path = None if code is None else (org.path if org else None)
-                if code is not None and room_path is None:
-                    continue
-                if related(identity.org_path, room_path):
-                    return room
-        return None
-
-    standing_room_ids = tuple(rooms)
+    terminals = TerminalDirectory(database, api_tokens, rooms)
     lobby = TerminalLobby(
-        authenticate_terminal, on_online=terminal_online, idle_timeout_s=config.idle_timeout_s
+        terminals.authenticate, on_online=terminals.set_online, idle_timeout_s=config.idle_timeout_s
     )
     recording = build_recording(config, database)
     recognition = build_recognition(config, database)
@@ -217,7 +138,7 @@ def create_app(config: Config) -> web.Application:
         ),
         on_room_opened=meeting_room_opened,
         on_room_closed=meeting_room_closed,
-        standing_room_for=standing_room_for,
+        standing_room_for=terminals.standing_room_for,
     )
     lobby.greeting = meeting_rooms.greeting
 
@@ -242,13 +163,11 @@ def create_app(config: Config) -> web.Application:
         tokens,
         idle_timeout_s=config.idle_timeout_s,
         is_revoked=is_revoked,
-        on_presence=on_presence,
+        on_presence=PresenceRecorder(database, rooms, lobby),
     )
 
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG_KEY] = config
-    app[TOKENS_KEY] = tokens
-    app[ROOMS_KEY] = rooms
     app[SIGNALING_KEY] = signaling
     app[LOBBY_KEY] = lobby
     app[MEETING_ROOMS_KEY] = meeting_rooms
@@ -256,15 +175,12 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ws", signaling.handle)
     app.router.add_get("/ws/terminal", lobby.handle)
     app.router.add_get("/healthz", _healthz)
-    app[DATABASE_KEY] = database
     app[PLANE_KEY] = plane
     if worker_pool is not None:
         app[WORKER_POOL_KEY] = worker_pool
     add_api_routes(app, database, api_tokens, rooms, tokens, Path(config.recording_dir))
     app[DISCONNECT_KEY] = signaling.disconnect
     if recording is not None:
-        from web.api.recordings import RECORDING_SERVICE_KEY
-
         app[RECORDING_SERVICE_KEY] = recording
     app[EVIDENCE_DIR_KEY] = Path(config.evidence_dir).resolve()
     if recognition is not None:
@@ -275,51 +191,58 @@ def create_app(config: Config) -> web.Application:
         public_url=config.public_url,
     )
 
-    async def shutdown(_: web.Application) -> None:
+    async def close_connections_and_rooms(_: web.Application) -> None:
+        # before the server waits for its handlers: sockets close, then every room, so
+        # each recording sees its end of stream before the recorder stops
         await lobby.close()
         await signaling.close()
         await meeting_rooms.close_all()
         await emergency_desk.close_all()
         await rooms.close_all()
 
-    async def database_lifetime(_: web.Application):
+    async def database_lifetime(_: web.Application) -> AsyncIterator[None]:
         _ensure_sqlite_dir(config.database_url)
         await database.migrate()
         async with database.session() as session:
             if await supervision.close_dangling(session):  # views a crash left open
                 await session.commit()
-        if recording is not None:
-            await recording.start(rooms.values())
-        if recognition is not None:  # before the meetings reopen: their cameras are watched
-            await recognition.start()
-        await reopen_live_meetings(database, meeting_rooms)
-        await reopen_emergencies(database, emergency_desk)
         yield
-        # on_shutdown has closed the rooms by now: every recording has seen its end
-        if recording is not None:
-            await recording.close()
-        if recognition is not None:
-            await recognition.close()
         await database.close()
 
-    async def media_workers(_: web.Application):
+    async def media_workers(_: web.Application) -> AsyncIterator[None]:
         if worker_pool is None:
             yield
             return
-
-        async def worker_lost(worker_id: str) -> None:
-            await signaling.move_off_worker(worker_id)
-
-        worker_pool.on_lost = worker_lost
+        worker_pool.on_lost = signaling.move_off_worker  # its TVs reconnect elsewhere
         await worker_pool.start()
         yield
         await worker_pool.close()
 
-    # the workers start before the database reopens live meetings and stop after the
-    # rooms have closed (on_shutdown)
-    app.cleanup_ctx.append(media_workers)
-    app.cleanup_ctx.append(database_lifetime)
-    app.on_shutdown.append(shutdown)
+    async def recorder_lifetime(_: web.Application) -> AsyncIterator[None]:
+        if recording is not None:
+            await recording.start(rooms.values())
+        yield
+        if recording is not None:
+            await recording.close()
+
+    async def recognizer_lifetime(_: web.Application) -> AsyncIterator[None]:
+        if recognition is not None:
+            await recognition.start()
+        yield
+        if recognition is not None:
+            await recognition.close()
+
+    async def reopened_rooms(_: web.Application) -> AsyncIterator[None]:
+        # last: the workers, the recorder and the recognizer are ready for them
+        await reopen_live_meetings(database, meeting_rooms)
+        await reopen_emergencies(database, emergency_desk)
+        yield
+
+    # started in this order, stopped in the reverse one (after on_shutdown)
+    app.cleanup_ctx.extend(
+        [database_lifetime, media_workers, recorder_lifetime, recognizer_lifetime, reopened_rooms]
+    )
+    app.on_shutdown.append(close_connections_and_rooms)
     return app
 
 
@@ -349,11 +272,6 @@ async def reopen_emergencies(database: Database, desk: EmergencyDesk) -> None:
         )
         for emergency in active:
             await desk.open(emergency.id, title=emergency.org.name, org_code=emergency.org.code)
-
-
-def _terminal_id(participant_id: str) -> int:
-    kind, _, ident = participant_id.partition(":")
-    return int(ident) if kind == "terminal" and ident.isdigit() else -1
 
 
 def build_recording(config: Config, database: Database) -> RecordingService | None:

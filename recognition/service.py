@@ -51,8 +51,9 @@ from db.models import (
     SnapshotKind,
     Terminal,
 )
-from sfu.control import CAMERA
+from db.participants import ParticipantId
 from sfu.room import Publication, Room
+from sfu.vocabulary import Source
 
 from .engine import FaceEngine
 from .gallery import Gallery
@@ -200,8 +201,8 @@ class RecognitionService:
     def watches(publication: Publication) -> bool:
         """A village TV's camera: a terminal publishing video from its camera."""
         return (
-            publication.peer.participant_id.startswith("terminal:")
-            and publication.source == CAMERA
+            ParticipantId.parse(publication.peer.participant_id).terminal_id is not None
+            and publication.source == Source.CAMERA
             and "video" in publication.kinds
         )
 
@@ -214,9 +215,9 @@ class RecognitionService:
     async def _start_watching(self, publication: Publication, meeting_id: int) -> None:
         assert self.engine is not None and self.executor is not None
         peer = publication.peer
-        ident = peer.participant_id.partition(":")[2]
+        terminal_id = ParticipantId.parse(peer.participant_id).terminal_id
         async with self.database.session() as session:
-            terminal = await session.get(Terminal, int(ident)) if ident.isdigit() else None
+            terminal = await session.get(Terminal, terminal_id) if terminal_id is not None else None
             if terminal is None or terminal.org_path is None:
                 logger.warning("not watching %s: the terminal has no place", peer.participant_id)
                 return

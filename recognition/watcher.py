@@ -34,9 +34,10 @@ import cv2
 import numpy as np
 from aiortc.rtp import RtpPacket
 
-from recorder.depacketize import Depacketizer, Frame, depacketizer_for
-from recorder.reorder import ReorderBuffer
 from sfu.local import LocalSubscription
+from sfu.media.depacketize import Depacketizer, Frame, depacketizer_for
+from sfu.media.keyframes import KeyframeAsks
+from sfu.media.reorder import ReorderBuffer
 
 from .gallery import Gallery
 from .pipeline import FacePipeline, Rejected, SignIn
@@ -111,7 +112,7 @@ class CameraWatcher:
         self.frames_skipped = 0  # outside the decoding periods, or before a keyframe
         self.frames_dropped = 0  # waited too long for the worker
         self.samples = 0
-        self.keyframe_requests = 0
+        self.keyframe_asks = KeyframeAsks(KEYFRAME_RETRY_S)
         self.decode_errors = 0
         self.worker_s = 0.0  # time in the worker pool
         self._reorder = ReorderBuffer(self.settings.reorder_wait_s)
@@ -126,7 +127,6 @@ class CameraWatcher:
         self._next_snapshot_t = 0.0
         self._burst_start: float | None = None  # arrival of the keyframe that opened it
         self._next_burst_t: float | None = None  # when patrol asks for the next burst
-        self._last_keyframe_request = -1e9
         self._job: asyncio.Future | None = None
         self._new_gallery: Gallery | None = None
 
@@ -149,9 +149,9 @@ class CameraWatcher:
             for frame in self._depacketizer.push(item):  # type: ignore[union-attr]
                 self.push_frame(frame, now)
         if self._depacketizer.waiting_for_keyframe:  # type: ignore[union-attr]
-            await self._ask_keyframe(now)
+            await self.keyframe_asks.ask(self.subscription, now)
         elif self._keyframe_wanted(now):
-            await self._ask_keyframe(now)
+            await self.keyframe_asks.ask(self.subscription, now)
 
     def on_end(self, kind: str) -> None:
         if kind == "video":
@@ -227,16 +227,6 @@ class CameraWatcher:
             and self._next_burst_t is not None
             and now >= self._next_burst_t
         )
-
-    async def _ask_keyframe(self, now: float) -> None:
-        if now - self._last_keyframe_request < KEYFRAME_RETRY_S or self.subscription is None:
-            return
-        downtrack = self.subscription.downtracks.get("video")
-        if downtrack is None:
-            return
-        self._last_keyframe_request = now
-        if await downtrack.request_keyframe():
-            self.keyframe_requests += 1
 
     # -- the worker ----------------------------------------------------------------------
     def replace_gallery(self, gallery: Gallery) -> None:
@@ -317,7 +307,7 @@ class CameraWatcher:
             "frames_skipped": self.frames_skipped,
             "frames_dropped": self.frames_dropped,
             "samples": self.samples,
-            "keyframe_requests": self.keyframe_requests,
+            "keyframe_requests": self.keyframe_asks.sent,
             "decode_errors": self.decode_errors,
             "faces_embedded": self.pipeline.faces_embedded,
             "worker_s": round(self.worker_s, 3),

@@ -27,11 +27,12 @@ from pathlib import Path
 from aiortc.rtp import RtpPacket
 
 from sfu.local import LocalSubscription
+from sfu.media.depacketize import Depacketizer, Frame, depacketizer_for
+from sfu.media.keyframes import KeyframeAsks
+from sfu.media.reorder import ReorderBuffer
 from sfu.room import Publication, Room
 
-from .depacketize import Depacketizer, Frame, depacketizer_for
 from .interleave import Interleaver
-from .reorder import ReorderBuffer
 from .segments import ClosedSegment, Segmenter, mime_type
 from .timeline import Placement, StreamTimeline
 from .worker import FileWorker
@@ -126,7 +127,7 @@ class VenueRecording:
         self.subscription: LocalSubscription | None = None
         self.finished = False
         self.packets = 0
-        self.keyframe_requests = 0
+        self.keyframe_asks = KeyframeAsks(KEYFRAME_RETRY_S)
         self.loop_s = 0.0  # event-loop time spent on this recording's packets
         self._worker = worker
         self._clock = clock
@@ -138,7 +139,6 @@ class VenueRecording:
         self._interleaver: Interleaver[tuple[Frame, Placement]] = Interleaver(
             settings.interleave_wait_s
         )
-        self._last_keyframe_request = -1e9
         self.segmenter = Segmenter(
             worker,
             self.kinds,
@@ -212,7 +212,7 @@ class VenueRecording:
         )
         self.loop_s += time.perf_counter() - started
         if wants_keyframe:
-            await self._request_keyframe(now)
+            await self.keyframe_asks.ask(self.subscription, now)
 
     def _new_track(self, kind: str, mime_type: str, clock_rate: int) -> _Track | None:
         depacketizer = depacketizer_for(mime_type)
@@ -237,16 +237,6 @@ class VenueRecording:
         self._interleaver.push(
             track.kind, placement.ticks / track.clock_rate, (frame, placement), frame.arrival
         )
-
-    async def _request_keyframe(self, now: float) -> None:
-        if now - self._last_keyframe_request < KEYFRAME_RETRY_S or self.subscription is None:
-            return
-        downtrack = self.subscription.downtracks.get("video")
-        if downtrack is None:
-            return
-        self._last_keyframe_request = now
-        if await downtrack.request_keyframe():
-            self.keyframe_requests += 1
 
     def on_end(self, kind: str) -> None:
         track = self._tracks.get(kind)
@@ -282,7 +272,7 @@ class VenueRecording:
     def stats(self) -> dict[str, object]:
         return {
             "packets": self.packets,
-            "keyframe_requests": self.keyframe_requests,
+            "keyframe_requests": self.keyframe_asks.sent,
             "frames": {k: t.depacketizer.frames for k, t in self._tracks.items()},
             "frames_dropped": {k: t.depacketizer.frames_dropped for k, t in self._tracks.items()},
             "packets_lost": {k: t.reorder.packets_lost for k, t in self._tracks.items()},

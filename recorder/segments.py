@@ -29,8 +29,9 @@ from pathlib import Path
 
 import av
 
-from .bitstream import opus_head
-from .depacketize import Frame, VideoConfig
+from sfu.media.bitstream import opus_head
+from sfu.media.depacketize import Frame, VideoConfig
+
 from .worker import FileWorker
 
 AUDIO_CLOCK = 48000

@@ -21,7 +21,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import redis.asyncio as aioredis
@@ -163,7 +163,7 @@ class ClusterState:
             ),
         )
 
-    async def room_event(self, room_id: str, event: dict[str, Any]) -> None:
+    async def room_event(self, room_id: str, event: Mapping[str, Any]) -> None:
         channel = self._key("room", room_id, "events")
         await self._write("event", lambda: self.redis.publish(channel, json.dumps(event)))
 

@@ -21,7 +21,10 @@ Every change is sent to the whole room as one `meeting_state` event.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from . import events
+from .vocabulary import FOLLOWER_ROLES, Role, Source
 
 if TYPE_CHECKING:
     from .room import Peer, Publication, Room, Subscription
@@ -30,11 +33,6 @@ logger = logging.getLogger(__name__)
 
 # the publication id under which peers subscribe to whoever holds the floor
 FLOOR_SLOT_ID = "floor"
-MAIN_ROLE = "main"
-CONTENT = "content"
-CAMERA = "camera"
-# roles that only see what the meeting shows them (in a controlled room)
-FOLLOWER_ROLES = frozenset({"terminal", "viewer"})
 
 
 class FloorSlot:
@@ -72,8 +70,8 @@ class MeetingControl:
         self.hands: list[str] = []
 
     # -- what everyone is told ---------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        def peer_of(participant_id: str | None) -> dict[str, Any] | None:
+    def state(self) -> events.MeetingStateFields:
+        def peer_of(participant_id: str | None) -> events.PeerDescription | None:
             if participant_id is None:
                 return None
             peer = self.room.peer_by_participant(participant_id)
@@ -92,7 +90,7 @@ class MeetingControl:
         }
 
     async def _changed(self) -> None:
-        await self.room.emit({"type": "meeting_state", **self.state()}, exclude=None)
+        await self.room.emit(events.meeting_state(self.state()), exclude=None)
 
     # -- decisions (the main venue's) --------------------------------------------------
     async def give_floor(self, participant_id: str | None, *, roll_call: bool = False) -> None:
@@ -106,7 +104,7 @@ class MeetingControl:
                 self.hands.remove(participant_id)
         if previous is not None and previous != participant_id and self.mute_all:
             previous_peer = self.room.peer_by_participant(previous)
-            if previous_peer is not None and previous_peer.role != MAIN_ROLE:
+            if previous_peer is not None and previous_peer.role != Role.MAIN:
                 self.muted.add(previous)
         await self.slot.switch(self._camera_of(participant_id))
         await self._apply_mutes()
@@ -128,7 +126,7 @@ class MeetingControl:
             self.muted |= {
                 peer.participant_id
                 for peer in self.room.peers.values()
-                if peer.role != MAIN_ROLE and peer.participant_id != self.floor
+                if peer.role != Role.MAIN and peer.participant_id != self.floor
             }
         else:
             self.muted.clear()
@@ -146,7 +144,7 @@ class MeetingControl:
 
     # -- the room's life -----------------------------------------------------------------
     async def peer_joined(self, peer: Peer) -> None:
-        if self.mute_all and peer.role != MAIN_ROLE and peer.participant_id != self.floor:
+        if self.mute_all and peer.role != Role.MAIN and peer.participant_id != self.floor:
             self.muted.add(peer.participant_id)
 
     async def peer_left(self, peer: Peer) -> None:
@@ -161,7 +159,7 @@ class MeetingControl:
         return participant_id in self.muted
 
     async def publication_flowing(self, publication: Publication) -> None:
-        if publication.source == CONTENT:
+        if publication.source == Source.CONTENT:
             await self._changed()
         elif publication.peer.participant_id == self.floor and self.slot.source is None:
             await self.slot.switch(publication)  # the floor holder's TV came back
@@ -169,7 +167,7 @@ class MeetingControl:
     async def publication_closed(self, publication: Publication) -> None:
         if self.slot.source is publication:
             await self.slot.switch(self._camera_of(self.floor))
-        if publication.source == CONTENT:
+        if publication.source == Source.CONTENT:
             await self._changed()
 
     # -- enforcement -------------------------------------------------------------------
@@ -178,11 +176,11 @@ class MeetingControl:
         venues reach it only through the floor slot."""
         if not self.room.settings.controlled or peer.role not in FOLLOWER_ROLES:
             return True
-        return publication.peer.role == MAIN_ROLE or publication.source == CONTENT
+        return publication.peer.role == Role.MAIN or publication.source == Source.CONTENT
 
     def content_publication(self) -> Publication | None:
         for publication in self.room.publications.values():
-            if publication.source == CONTENT and not publication.closed:
+            if publication.source == Source.CONTENT and not publication.closed:
                 return publication
         return None
 
@@ -192,7 +190,7 @@ class MeetingControl:
         for publication in self.room.publications.values():
             if (
                 publication.peer.participant_id == participant_id
-                and publication.source == CAMERA
+                and publication.source == Source.CAMERA
                 and not publication.closed
                 and not publication.peer.closed
             ):
@@ -201,7 +199,7 @@ class MeetingControl:
 
     async def _apply_mutes(self) -> None:
         for publication in tuple(self.room.publications.values()):
-            if "audio" in publication.kinds and publication.source == CAMERA:
+            if "audio" in publication.kinds and publication.source == Source.CAMERA:
                 await self.room.plane.set_muted(
                     publication.id, publication.peer.participant_id in self.muted
                 )

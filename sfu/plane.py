@@ -12,7 +12,7 @@ router, `LOCAL`, and no pipes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -283,7 +283,7 @@ class MediaPlane:
         if self.cluster is not None:
             await self.cluster.participant_placed(room_id, participant_id, worker_id)
 
-    async def room_event(self, room_id: str, event: dict[str, Any]) -> None:
+    async def room_event(self, room_id: str, event: Mapping[str, Any]) -> None:
         if self.cluster is not None:
             await self.cluster.room_event(room_id, event)
 

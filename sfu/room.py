@@ -13,25 +13,25 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from .control import CAMERA, CONTENT, FLOOR_SLOT_ID, MAIN_ROLE, FloorSlot, MeetingControl
+from . import events
+from .control import FLOOR_SLOT_ID, FloorSlot, MeetingControl
+from .events import PeerDescription, PublicationDescription, RoomEvent
 from .local import LocalSink, LocalSubscription
 from .negotiation import IceServer, NegotiationError, check_publish_offer, parse_sdp
 from .plane import LOCAL, MediaPlane
 from .router import RoutedSubscription, RouterEvent
 from .tracks import DownTrack, UpTrack
+from .vocabulary import Role, Source
 
 logger = logging.getLogger(__name__)
 
-RoomEvent = dict[str, Any]
-# the signaling role of a supervisor watching unannounced
-HIDDEN_ROLE = "supervisor"
 Listener = Callable[[RoomEvent, "Peer | None"], Awaitable[None]]
 
 
@@ -62,7 +62,7 @@ def _new_id(prefix: str) -> str:
 class Publication:
     """One publisher's camera/microphone: its media lives on its peer's worker."""
 
-    def __init__(self, peer: Peer, kinds: list[str], source: str = CAMERA) -> None:
+    def __init__(self, peer: Peer, kinds: list[str], source: str = Source.CAMERA) -> None:
         self.id = _new_id("pub")
         self.peer = peer
         self.source = source  # camera | content (a shared screen, 双流)
@@ -97,7 +97,7 @@ class Publication:
         assert local is not None, "this process has no router"
         return local.subscribe_locally(self.id, sink)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> PublicationDescription:
         return {
             "publication_id": self.id,
             "peer_id": self.peer.id,
@@ -126,9 +126,7 @@ class Publication:
         self.peer.publications.pop(self.id, None)
         room = self.peer.room
         if room.publications.pop(self.id, None) is not None:
-            await room.emit(
-                {"type": "publication_removed", "publication_id": self.id}, exclude=None
-            )
+            await room.emit(events.publication_removed(self.id), exclude=None)
             await room.control.publication_closed(self)
         await room.plane.close_publication(self.id)
 
@@ -139,7 +137,7 @@ class Publication:
             return
         self.announced = True
         room = self.peer.room
-        await room.emit({"type": "publication_added", **self.describe()}, exclude=self.peer)
+        await room.emit(events.publication_added(self.describe()), exclude=self.peer)
         await room.control.publication_flowing(self)
         if room.publication_listeners and not self.closed:
             try:  # server-side subscribers live in the front: pipe it there first
@@ -190,9 +188,7 @@ class Subscription:
         self.publication.subscriptions.discard(self)
         self.peer.subscriptions.pop(self.id, None)
         if reason != "unsubscribed" and not self.peer.closed:
-            await self.peer.send(
-                {"type": "subscription_ended", "subscription_id": self.id, "reason": reason}
-            )
+            await self.peer.send(events.subscription_ended(self.id, reason))
         await self.peer.room.plane.close_subscription(
             self.peer.worker, self.id, self.peer.room.id, isinstance(self.publication, FloorSlot)
         )
@@ -207,7 +203,7 @@ class Peer:
         participant_id: str,
         name: str,
         role: str,
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        send: Callable[[Mapping[str, Any]], Awaitable[None]],
         worker: str = LOCAL,
     ) -> None:
         self.id = _new_id("p")
@@ -219,16 +215,16 @@ class Peer:
         self.role = role
         # a supervisor watching unannounced: in no peer list or event, publishes nothing,
         # and its bandwidth estimates never slow the publisher (see DownTrack)
-        self.hidden = role == HIDDEN_ROLE
+        self.hidden = role == Role.SUPERVISOR
         self._send = send
         self.publications: dict[str, Publication] = {}
         self.subscriptions: dict[str, Subscription] = {}
         self.closed = False
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> PeerDescription:
         return {"peer_id": self.id, "name": self.name, "role": self.role}
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         if self.closed:
             return
         try:
@@ -237,19 +233,19 @@ class Peer:
             logger.debug("could not send to peer %s", self.id, exc_info=True)
 
     # -- publishing ----------------------------------------------------------------------
-    async def publish(self, offer_sdp: str, source: str = CAMERA) -> tuple[Publication, str]:
+    async def publish(self, offer_sdp: str, source: str = Source.CAMERA) -> tuple[Publication, str]:
         """Accept a publisher's offer; return the publication and the SDP answer.
 
         `source` "content" is a shared screen: only the main venue shares, one at a time
         (a new share replaces the last)."""
         if self.hidden:
             raise NegotiationError("not_allowed", "a hidden viewer cannot publish")
-        if source == CONTENT and self.role != MAIN_ROLE:
+        if source == Source.CONTENT and self.role != Role.MAIN:
             raise NegotiationError("not_allowed", "only the main venue shares content")
         settings = self.room.settings
         description = parse_sdp(offer_sdp, "offer")
         kinds = check_publish_offer(description, settings.video_codec)
-        if source == CONTENT:
+        if source == Source.CONTENT:
             previous = self.room.control.content_publication()
             if previous is not None:
                 await previous.close()
@@ -351,7 +347,7 @@ class Peer:
         self.room.plane.release(self.worker)
         await self.room.plane.peer_placed(self.room.id, self.participant_id, None)
         if self.room.peers.pop(self.id, None) is not None:
-            await self.room.emit({"type": "peer_left", "peer_id": self.id}, exclude=self)
+            await self.room.emit(events.peer_left(self.id), exclude=self)
             await self.room.control.peer_left(self)
             if not self.room.peers:
                 self.room.live_since = None
@@ -403,7 +399,7 @@ class Room:
         participant_id: str,
         name: str,
         role: str,
-        send: Callable[[dict[str, Any]], Awaitable[None]],
+        send: Callable[[Mapping[str, Any]], Awaitable[None]],
     ) -> Peer:
         peer = Peer(self, participant_id, name, role, send, worker=self.plane.place())
         await self.plane.peer_placed(self.id, participant_id, peer.worker)
@@ -414,10 +410,10 @@ class Room:
             self.live_since = datetime.now(UTC)
         self.peers[peer.id] = peer
         await self.control.peer_joined(peer)
-        await self.emit({"type": "peer_joined", **peer.describe()}, exclude=peer)
+        await self.emit(events.peer_joined(peer.describe()), exclude=peer)
         return peer
 
-    def visible_publications(self) -> list[dict[str, Any]]:
+    def visible_publications(self) -> list[PublicationDescription]:
         return [p.describe() for p in self.publications.values() if not p.closed and p.announced]
 
     async def emit(self, event: RoomEvent, exclude: Peer | None) -> None:

@@ -50,7 +50,7 @@ class WorkerPool:
         count: int,
         cluster: ClusterState,
         *,
-        on_lost: Callable[[str], Awaitable[None]] | None = None,
+        on_lost: Callable[[str], Awaitable[object]] | None = None,
         log_level: str = "INFO",
         max_peers: int | None = None,
     ) -> None:
@@ -112,6 +112,10 @@ class WorkerPool:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             raise WorkerStartError(f"media worker {worker_id} did not start: {exc}") from exc
+        except asyncio.CancelledError:  # the front is closing while this one starts
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            raise
         self.processes[worker_id] = process
         self._last_beat[worker_id] = time.time()
         pipe = (info["pipe"][0], int(info["pipe"][1]))
@@ -188,13 +192,16 @@ class WorkerPool:
             self._watcher.cancel()
         for task in tuple(self._tasks):
             task.cancel()
-        for worker in self.plane.workers.values():
+        # a replacement still starting ends first (its process with it)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for worker in tuple(self.plane.workers.values()):
             if isinstance(worker.router, RemoteRouter):
                 await worker.router.close()
-        for process in self.processes.values():
+        processes = tuple(self.processes.values())
+        for process in processes:
             if process.stdin is not None:
                 process.stdin.close()  # the worker exits when its stdin closes
-        for process in self.processes.values():
+        for process in processes:
             try:
                 await asyncio.wait_for(process.wait(), 5)
             except TimeoutError:

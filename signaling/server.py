@@ -18,6 +18,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sfu.negotiation import NegotiationError
 from sfu.plane import WorkerUnavailable
 from sfu.room import Peer, Room
+from sfu.vocabulary import Role
 
 from .schema import CONTROL_ACTIONS, MAX_FRAME_BYTES, MessageError, validate_message
 from .tokens import TokenError, TokenIssuer
@@ -36,7 +37,7 @@ class Presence:
     participant_id: str
     name: str
     online: bool
-    role: str = "viewer"
+    role: str = Role.VIEWER
     # a supervisor's hidden view (and why: drop_in | patrol): audited, never a timeline event
     hidden: bool = False
     purpose: str | None = None
@@ -53,7 +54,7 @@ class Connection:
         self.purpose: str | None = None  # a hidden viewer's, from its token
         self._send_lock = asyncio.Lock()
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: Mapping[str, Any]) -> None:
         if self.ws.closed:
             return
         async with self._send_lock:
@@ -172,14 +173,14 @@ class SignalingService:
                 _reply("published", request_id, publication_id=publication.id, sdp=answer)
             )
         elif kind == "control":
-            if peer.role != "main":
+            if peer.role != Role.MAIN:
                 raise MessageError(
                     "not_allowed", "only the main venue runs the meeting", request_id
                 )
             await apply_control(peer.room, message["action"], message.get("peer_id"), request_id)
             await connection.send(_reply("control_done", request_id, action=message["action"]))
         elif kind == "raise_hand":
-            if peer.hidden or peer.role == "main":
+            if peer.hidden or peer.role == Role.MAIN:
                 raise MessageError("not_allowed", "only a venue raises its hand", request_id)
             await peer.room.control.set_hand(peer.participant_id, message["raised"])
             await connection.send(_reply("hand", request_id, raised=message["raised"]))

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 import jwt
 
+from sfu.vocabulary import Role
+
 # "supervisor": watches unannounced (hidden from everyone in the room; see sfu/room.py)
-ROLES = ("main", "terminal", "viewer", "supervisor")
+ROLES = tuple(Role)
 # why a supervisor's token was minted: one drop-in, or one tile of a patrol wall
 PURPOSES = ("drop_in", "patrol")
 _ALGORITHM = "HS256"
@@ -37,7 +39,7 @@ class Grant:
 
     @property
     def hidden(self) -> bool:
-        return self.role == "supervisor"
+        return self.role == Role.SUPERVISOR
 
 
 class TokenIssuer:

@@ -10,8 +10,9 @@ from dataclasses import dataclass, replace
 import pytest
 from aiohttp import web
 
-from lighthouse.app import CONFIG_KEY, ROOMS_KEY, create_app
+from lighthouse.app import create_app
 from lighthouse.config import RoomConfig, load_config
+from lighthouse.keys import CONFIG_KEY, ROOMS_KEY
 from signaling.tokens import TokenIssuer
 
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lighthouse.app import SIGNALING_KEY
+from lighthouse.keys import SIGNALING_KEY
 
 from browser import (
     GRAB_VIDEO_JS,

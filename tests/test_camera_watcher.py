@@ -17,7 +17,7 @@ from recognition.gallery import Gallery, enrol_photo
 from recognition.pipeline import FacePipeline, SignIn
 from recognition.watcher import CameraWatcher, SamplingSettings, WatchResult
 from recognition.yunet_sface import YuNetSFace
-from recorder.depacketize import Frame
+from sfu.media.depacketize import Frame
 
 FPS = 15
 

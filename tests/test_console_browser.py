@@ -11,7 +11,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from web.api.common import DATABASE_KEY
+from lighthouse.keys import DATABASE_KEY
 
 from apiclient import PASSWORD, seed_small_county
 from browser import chromium_args, launched_chromium, write_y4m

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from web.api.common import DATABASE_KEY
+from lighthouse.keys import DATABASE_KEY
 
 from apiclient import PASSWORD, seed_small_county
 from browser import launched_chromium

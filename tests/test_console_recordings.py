@@ -25,8 +25,7 @@ from db.models import (
     RecordingStatus,
     RoomEvent,
 )
-from web.api.common import DATABASE_KEY
-from web.api.recordings import RECORDINGS_DIR_KEY
+from lighthouse.keys import DATABASE_KEY, RECORDINGS_DIR_KEY
 
 from apiclient import PASSWORD, seed_small_county
 from browser import GRAB_VIDEO_JS, launched_chromium

@@ -12,7 +12,7 @@ import json
 import aiohttp
 import pytest
 
-from lighthouse.app import ROOMS_KEY
+from lighthouse.keys import ROOMS_KEY
 from signaling.client import SignalingClient
 
 from apiclient import Lobby, pair_terminal

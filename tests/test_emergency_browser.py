@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lighthouse.app import DATABASE_KEY, ROOMS_KEY
+from lighthouse.keys import DATABASE_KEY, ROOMS_KEY
 
 from apiclient import seed_small_county
 from browser import (

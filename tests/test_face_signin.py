@@ -25,8 +25,7 @@ from faces import (
 from sqlalchemy import select
 
 from db.models import MeetingSnapshot, Member, RoomEvent, SignIn, SignInMethod, SnapshotKind
-from lighthouse.app import DATABASE_KEY
-from web.api.faces import RECOGNITION_KEY
+from lighthouse.keys import DATABASE_KEY, RECOGNITION_KEY
 
 from apiclient import add_member, pair_terminal, signed, tv_films_meeting, upload
 

@@ -16,7 +16,7 @@ import cv2
 import pytest
 from faces import Appearance, enrolment_photo, render_frame, sample_faces
 
-from lighthouse.app import DATABASE_KEY
+from lighthouse.keys import DATABASE_KEY
 
 from apiclient import ApiClient, pair_terminal, seed_small_county
 from browser import chromium_args, launched_chromium, signed_in_page, wait_until, write_y4m_video

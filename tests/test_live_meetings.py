@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aiortc import AudioStreamTrack
 
-from lighthouse.app import ROOMS_KEY
+from lighthouse.keys import ROOMS_KEY
 from signaling.client import SignalingClient
 
 from apiclient import Lobby, pair_terminal

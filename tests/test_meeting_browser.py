@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from aiortc import AudioStreamTrack
 
-from lighthouse.app import DATABASE_KEY
+from lighthouse.keys import DATABASE_KEY
 from signaling.client import SignalingClient
 
 from apiclient import PASSWORD, ApiClient, pair_terminal, seed_small_county

@@ -14,9 +14,8 @@ import pytest
 from sqlalchemy import select
 
 from db.models import Recording, RecordingStatus
+from lighthouse.keys import DATABASE_KEY, RECORDING_SERVICE_KEY
 from recorder.probe import probe_segment
-from web.api.common import DATABASE_KEY
-from web.api.recordings import RECORDING_SERVICE_KEY
 
 from apiclient import PASSWORD, seed_small_county
 from browser import GRAB_VIDEO_JS, chromium_args, launched_chromium, write_y4m

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from recorder.bitstream import h264_sps_size, opus_packet_samples, vp8_keyframe_size
-from recorder.depacketize import depacketizer_for
-from recorder.reorder import Ordered
+from sfu.media.bitstream import h264_sps_size, opus_packet_samples, vp8_keyframe_size
+from sfu.media.depacketize import depacketizer_for
+from sfu.media.reorder import Ordered
 
 from recorder_support import encode_opus, encode_video, packetize
 

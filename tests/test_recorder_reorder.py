@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiortc.rtp import RtpPacket
 
-from recorder.reorder import ReorderBuffer
+from sfu.media.reorder import ReorderBuffer
 
 
 def rtp(seq: int, ssrc: int = 1) -> RtpPacket:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from recorder.depacketize import Frame, depacketizer_for
 from recorder.probe import probe_segment
-from recorder.reorder import Ordered
 from recorder.segments import ClosedSegment, Segmenter, mime_type
 from recorder.worker import FileWorker
+from sfu.media.depacketize import Frame, depacketizer_for
+from sfu.media.reorder import Ordered
 
 from recorder_support import decode_all, encode_opus, encode_video, packetize
 

@@ -18,11 +18,10 @@ from aiortc import AudioStreamTrack
 from sqlalchemy import select
 
 from db.models import AuditEntry, Recording, RecordingSegment, RecordingStatus
+from lighthouse.keys import DATABASE_KEY, RECORDING_SERVICE_KEY, RECORDINGS_DIR_KEY
 from recorder.service import RecordingLimits, RecordingService
 from signaling.client import SignalingClient
 from signaling.tokens import TokenIssuer
-from web.api.common import DATABASE_KEY
-from web.api.recordings import RECORDING_SERVICE_KEY, RECORDINGS_DIR_KEY
 
 from conftest import TEST_SECRET
 from media import PictureTrack, face_picture, similarity

@@ -6,8 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from db.models import Recording, RecordingSegment, RoomEvent
-from web.api.common import DATABASE_KEY
-from web.api.recordings import RECORDINGS_DIR_KEY
+from lighthouse.keys import DATABASE_KEY, RECORDINGS_DIR_KEY
 
 
 async def add_recording(api, village: str, files: list[bytes], path_prefix: str = "") -> int:

@@ -11,7 +11,7 @@ import jwt
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
-from lighthouse.app import SIGNALING_KEY
+from lighthouse.keys import SIGNALING_KEY
 from signaling.client import SignalingClient, prefer_codec
 
 from conftest import TEST_SECRET

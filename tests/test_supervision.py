@@ -15,10 +15,9 @@ from aiortc import AudioStreamTrack
 from sqlalchemy import select
 
 from db.models import HiddenView, RoomEvent
-from lighthouse.app import ROOMS_KEY
+from lighthouse.keys import DATABASE_KEY, ROOMS_KEY
 from signaling.client import SignalingClient, SignalingError
 from signaling.tokens import TokenIssuer
-from web.api.common import DATABASE_KEY
 
 from conftest import TEST_REDIS_URL, TEST_SECRET
 from media import PictureTrack, face_picture, similarity

@@ -16,8 +16,8 @@ import pytest
 from aiortc import AudioStreamTrack
 
 from lighthouse.config import RoomConfig
+from lighthouse.keys import DATABASE_KEY
 from signaling.client import SignalingClient
-from web.api.common import DATABASE_KEY
 
 from apiclient import seed_small_county
 from browser import GRAB_VIDEO_JS, launched_chromium, signed_in_page

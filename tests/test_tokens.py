@@ -12,8 +12,8 @@ from test_access_matrix import pair_terminal
 
 from db.accounts import TokenService
 from db.models import OrgUnit, Role
+from lighthouse.keys import DATABASE_KEY
 from signaling.tokens import TokenIssuer
-from web.api.common import DATABASE_KEY
 
 from apiclient import ApiClient
 from conftest import TEST_SECRET

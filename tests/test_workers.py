@@ -19,8 +19,8 @@ import redis.asyncio as aioredis
 from aiortc import AudioStreamTrack
 from redis.exceptions import RedisError
 
-from lighthouse.app import CONFIG_KEY, PLANE_KEY, WORKER_POOL_KEY
 from lighthouse.config import RoomConfig
+from lighthouse.keys import CONFIG_KEY, PLANE_KEY, WORKER_POOL_KEY
 from signaling.client import SignalingClient, SignalingError
 
 from conftest import free_port
@@ -221,7 +221,7 @@ async def test_the_recorder_keeps_every_segment_when_the_publishers_worker_is_ki
     from sqlalchemy import select
 
     from db.models import Recording, RecordingSegment, RecordingStatus
-    from web.api.common import DATABASE_KEY
+    from lighthouse.keys import DATABASE_KEY
 
     from recorder_support import decode_all, segment_files
 

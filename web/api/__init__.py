@@ -4,14 +4,20 @@ checks a signed token and the caller's place in the org tree (db/access.py)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
 from pathlib import Path
 
 from aiohttp import web
 
 from db.accounts import TokenService
 from db.database import Database
-from sfu.room import Room
+from lighthouse.keys import (
+    DATABASE_KEY,
+    RECORDINGS_DIR_KEY,
+    ROOMS_KEY,
+    TOKEN_SERVICE_KEY,
+    TOKENS_KEY,
+)
+from sfu.registry import RoomRegistry
 from signaling.tokens import TokenIssuer
 
 from . import (
@@ -29,22 +35,21 @@ from . import (
     terminals,
     tree,
 )
-from .common import DATABASE_KEY, TOKEN_SERVICE_KEY
 
 
 def add_api_routes(
     app: web.Application,
     database: Database,
     tokens: TokenService,
-    rooms: Mapping[str, Room],
+    rooms: RoomRegistry,
     meeting_tokens_issuer: TokenIssuer,
     recordings_dir: Path,
 ) -> None:
     app[DATABASE_KEY] = database
     app[TOKEN_SERVICE_KEY] = tokens
-    app[meeting_tokens.ROOMS_KEY] = rooms
-    app[meeting_tokens.MEETING_TOKENS_KEY] = meeting_tokens_issuer
-    app[recordings.RECORDINGS_DIR_KEY] = recordings_dir
+    app[ROOMS_KEY] = rooms
+    app[TOKENS_KEY] = meeting_tokens_issuer
+    app[RECORDINGS_DIR_KEY] = recordings_dir
     app[recordings.JOIN_SLOTS_KEY] = asyncio.Semaphore(2)
     app[terminals.PAIRING_LIMIT_KEY] = terminals.PairingRateLimit()
     r = app.router

@@ -15,17 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
 from db.access import AccessDenied, Capability, Principal
-from db.accounts import AuthError, TokenService
-from db.database import Database
+from db.accounts import AuthError
 from db.models import OrgUnit
+from lighthouse.keys import DATABASE_KEY, TOKEN_SERVICE_KEY
 
 logger = logging.getLogger(__name__)
 
-DATABASE_KEY = web.AppKey("database", Database)
-TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
 SESSION_COOKIE = "lh_session"
 # called with a participant id ("terminal:12") whose access was revoked: ends its meeting
-DISCONNECT_KEY = web.AppKey[Callable[[str], Awaitable[int]]]("disconnect_participant")
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")

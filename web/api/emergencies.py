@@ -28,11 +28,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.access import Capability, Principal
 from db.accounts import AuthError
 from db.models import Emergency, EmergencyStatus
+from lighthouse.keys import DATABASE_KEY, EMERGENCY_DESK_KEY, TOKEN_SERVICE_KEY, TOKENS_KEY
 from signaling.emergencies import EmergencyDesk, emergency_room_id
 
 from .common import (
-    DATABASE_KEY,
-    TOKEN_SERVICE_KEY,
     ApiError,
     audit_object,
     authed,
@@ -45,9 +44,8 @@ from .common import (
     scoped_object,
     scoped_org,
 )
-from .meeting_tokens import MEETING_TOKEN_TTL_S, MEETING_TOKENS_KEY
+from .meeting_tokens import MEETING_TOKEN_TTL_S
 
-EMERGENCY_DESK_KEY = web.AppKey("emergency_desk", EmergencyDesk)
 # a stream sends a comment this often so proxies keep it open, and re-checks its token
 KEEPALIVE_S = 15.0
 LIST_LIMIT = 100
@@ -88,7 +86,7 @@ def _audit(
 
 
 def _token(request: web.Request, principal: Principal, emergency: Emergency, role: str) -> str:
-    return request.app[MEETING_TOKENS_KEY].mint(
+    return request.app[TOKENS_KEY].mint(
         principal.subject,
         principal.name,
         emergency_room_id(emergency.id),

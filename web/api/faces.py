@@ -8,7 +8,6 @@ member's enrolment photos and every change is audited. Embeddings never leave th
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from urllib.parse import unquote
 
 import aiohttp
@@ -18,14 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Capability, Principal
 from db.models import FaceEnrolment, Member
+from lighthouse.keys import EVIDENCE_DIR_KEY, RECOGNITION_KEY
 from recognition.engine import FaceEngine
 from recognition.gallery import EnrolledFace, EnrolmentError, decode_image, enrol_photo
 from recognition.service import RecognitionService
 
 from .common import ApiError, audit_object, authed, check, json_response, not_found, scoped_object
-
-RECOGNITION_KEY = web.AppKey("recognition", RecognitionService)
-EVIDENCE_DIR_KEY = web.AppKey("evidence_dir", Path)
 
 MAX_PHOTOS_PER_MEMBER = 5
 MAX_PHOTO_BYTES = 5 * 1024 * 1024

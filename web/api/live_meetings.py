@@ -21,16 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Capability, Principal
 from db.models import Meeting, MeetingStatus, OrgUnit, Terminal
+from db.participants import terminal_participant
 from db.tree import meeting_site_paths
+from lighthouse.keys import MEETING_ROOMS_KEY, TOKENS_KEY
 from signaling.meetings import LiveMeeting, MeetingRooms, meeting_room_id
 from signaling.schema import CONTROL_ACTIONS, MessageError
 from signaling.server import apply_control
 
 from .common import ApiError, audit_object, authed, json_response, parse_body, scoped_object
-from .meeting_tokens import MEETING_TOKEN_TTL_S, MEETING_TOKENS_KEY
+from .meeting_tokens import MEETING_TOKEN_TTL_S
 from .meetings import meeting_json
-
-MEETING_ROOMS_KEY = web.AppKey("meeting_rooms", MeetingRooms)
 
 
 class ControlBody(BaseModel):
@@ -78,7 +78,7 @@ async def _venues(
     )
     venues = []
     for terminal, org_name in (await session.execute(query)).all():
-        participant = f"terminal:{terminal.id}"
+        participant = terminal_participant(terminal.id)
         peer = live.room.peer_by_participant(participant) if live is not None else None
         if peer is not None:
             state = "in_meeting"
@@ -101,7 +101,7 @@ async def _venues(
 
 def _main_url(request: web.Request, principal: Principal, meeting: Meeting) -> str:
     """A link for the caller to run the meeting as its main venue (/main)."""
-    token = request.app[MEETING_TOKENS_KEY].mint(
+    token = request.app[TOKENS_KEY].mint(
         principal.subject,
         principal.name,
         meeting_room_id(meeting.id),

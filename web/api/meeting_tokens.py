@@ -3,8 +3,6 @@ a short-lived signaling token, after the role and org-tree checks. /api/meeting-
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,13 +11,11 @@ from db import audit
 from db.access import Capability, Principal
 from db.models import Role
 from db.tree import find_by_code, related
+from lighthouse.keys import ROOMS_KEY, TOKENS_KEY
 from sfu.room import Room
-from signaling.tokens import TokenIssuer
 
 from .common import ApiError, authed, json_response, parse_body
 
-ROOMS_KEY = web.AppKey("api_rooms", Mapping)
-MEETING_TOKENS_KEY = web.AppKey("meeting_tokens", TokenIssuer)
 MEETING_TOKEN_TTL_S = 12 * 3600
 
 # the part a caller plays in a meeting follows from its role
@@ -52,7 +48,7 @@ async def post_meeting_token(
     body = await parse_body(request, MeetingTokenBody)
     if not principal.allows(Capability.MEETING_JOIN):
         raise ApiError(403, "forbidden", f"your role ({principal.role}) may not join meetings")
-    rooms: Mapping[str, Room] = request.app[ROOMS_KEY]
+    rooms = request.app[ROOMS_KEY]
     candidates = [rooms[body.room_id]] if body.room_id is not None and body.room_id in rooms else []
     if body.room_id is None:
         candidates = list(rooms.values())
@@ -64,7 +60,7 @@ async def post_meeting_token(
     if chosen is None:
         raise ApiError(404, "no_meeting", "there is no meeting for you to join right now")
     role = MEETING_ROLE[principal.role]
-    token = request.app[MEETING_TOKENS_KEY].mint(
+    token = request.app[TOKENS_KEY].mint(
         principal.subject,
         principal.name,
         chosen.id,

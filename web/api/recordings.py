@@ -18,13 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import audit
 from db.access import Capability, Principal
 from db.models import Recording, RoomEvent
+from lighthouse.keys import RECORDING_SERVICE_KEY, RECORDINGS_DIR_KEY
 from recorder.remux import Part, join_segments
-from recorder.service import RecordingService
 
 from .common import ApiError, authed, check, json_response, not_found, query_int, scoped_object
 
-RECORDINGS_DIR_KEY = web.AppKey("recordings_dir", Path)
-RECORDING_SERVICE_KEY = web.AppKey("recording_service", RecordingService)
 # joining copies every byte of a venue's recording: a few at once, the rest wait their turn
 JOIN_SLOTS_KEY = web.AppKey("recording_join_slots", asyncio.Semaphore)
 CHUNK = 256 * 1024

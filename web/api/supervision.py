@@ -10,7 +10,6 @@ subtree; a refusal is answered 403 and audited.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -29,16 +28,16 @@ from db.models import (
     OrgUnit,
 )
 from db.tree import organiser
+from lighthouse.keys import MEETING_ROOMS_KEY, ROOMS_KEY, TOKENS_KEY
+from sfu.events import PublicationDescription
 from sfu.room import Room
 
 from .common import ApiError, authed, check, json_response, parse_body, query_int
-from .live_meetings import MEETING_ROOMS_KEY
-from .meeting_tokens import MEETING_TOKENS_KEY, ROOMS_KEY
 
 VIEW_TOKEN_TTL_S = 4 * 3600
 
 
-def main_publication(room: Room) -> dict | None:
+def main_publication(room: Room) -> PublicationDescription | None:
     """What a wall tile shows of a meeting: the main venue's camera, else the first one."""
     visible = [p for p in room.publications.values() if p.announced and not p.closed]
     visible = [p for p in visible if "video" in p.kinds] or visible
@@ -82,7 +81,7 @@ async def list_live(
 ) -> web.Response:
     """The meetings going on now in the caller's subtree (a room with a venue in it)."""
     check(principal, Capability.SUPERVISE, principal.org_path, "meetings")
-    rooms: Mapping[str, Room] = request.app[ROOMS_KEY]
+    rooms = request.app[ROOMS_KEY]
     meeting_rooms = request.app.get(MEETING_ROOMS_KEY)
     meeting_of = (
         {live.room.id: meeting_id for meeting_id, live in meeting_rooms.live.items()}
@@ -148,7 +147,7 @@ async def post_view(
         raise ApiError(
             403, "out_of_scope", "this meeting is outside your part of the organisation tree"
         )
-    token = request.app[MEETING_TOKENS_KEY].mint(
+    token = request.app[TOKENS_KEY].mint(
         principal.subject,
         principal.name,
         room.id,

@@ -15,10 +15,10 @@ from db import audit
 from db.access import Capability, Principal
 from db.accounts import TERMINAL_TTL, pairing_secret_matches, start_pairing
 from db.models import OrgKind, OrgUnit, Role, Terminal, TerminalKind, utcnow
+from db.participants import terminal_participant
+from lighthouse.keys import DISCONNECT_KEY, TOKEN_SERVICE_KEY
 
 from .common import (
-    DISCONNECT_KEY,
-    TOKEN_SERVICE_KEY,
     ApiError,
     authed,
     json_response,
@@ -107,7 +107,7 @@ async def post_claim(request: web.Request, session: AsyncSession) -> web.Respons
     credential = await request.app[TOKEN_SERVICE_KEY].issue(
         session,
         kind="terminal",
-        subject=f"terminal:{terminal.id}",
+        subject=terminal_participant(terminal.id),
         name=terminal.name,
         role=Role.TERMINAL,
         org=org,
@@ -227,5 +227,5 @@ async def post_revoke(
     # a revoked TV must not stay in the meeting it is in
     disconnect = request.app.get(DISCONNECT_KEY)
     if disconnect is not None:
-        await disconnect(f"terminal:{terminal.id}")
+        await disconnect(terminal_participant(terminal.id))
     return json_response(terminal_json(terminal))

@@ -13,10 +13,10 @@ from db.access import Capability, Principal
 from db.accounts import SESSION_TTL, AuthError, hash_password, login
 from db.models import OrgKind, OrgUnit, Role, StaffAccount
 from db.tree import TreeError, add_org, children, subtree_counts
+from lighthouse.keys import TOKEN_SERVICE_KEY
 
 from .common import (
     SESSION_COOKIE,
-    TOKEN_SERVICE_KEY,
     ApiError,
     authed,
     json_response,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiortc.rtp import RtpPacket
 
-from sfu.rewriter import seq_diff
+from ..rewriter import seq_diff
 
 # a sequence number this far ahead is a restarted stream, not a loss worth waiting out
 _MAX_JUMP = 3000

@@ -1,0 +1,44 @@
+"""The application's typed keys (aiohttp AppKey): one per service the composition root
+builds and hands to the handlers, named once here."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from db.accounts import TokenService
+from db.database import Database
+from recognition.service import RecognitionService
+from recorder.service import RecordingService
+from sfu.plane import MediaPlane
+from sfu.registry import RoomRegistry
+from sfu.workers import WorkerPool
+from signaling.emergencies import EmergencyDesk
+from signaling.lobby import TerminalLobby
+from signaling.meetings import MeetingRooms
+from signaling.server import SignalingService
+from signaling.tokens import TokenIssuer
+
+from .config import Config
+
+CONFIG_KEY = web.AppKey("config", Config)
+DATABASE_KEY = web.AppKey("database", Database)
+# staff and terminal API tokens (db/accounts.py)
+TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
+# meeting tokens: what a participant presents on the signaling socket
+TOKENS_KEY = web.AppKey("meeting_tokens", TokenIssuer)
+ROOMS_KEY = web.AppKey("rooms", RoomRegistry)
+PLANE_KEY = web.AppKey("media_plane", MediaPlane)
+WORKER_POOL_KEY = web.AppKey("worker_pool", WorkerPool)
+SIGNALING_KEY = web.AppKey("signaling", SignalingService)
+LOBBY_KEY = web.AppKey("lobby", TerminalLobby)
+MEETING_ROOMS_KEY = web.AppKey("meeting_rooms", MeetingRooms)
+EMERGENCY_DESK_KEY = web.AppKey("emergency_desk", EmergencyDesk)
+RECORDING_SERVICE_KEY = web.AppKey("recording_service", RecordingService)
+RECORDINGS_DIR_KEY = web.AppKey("recordings_dir", Path)
+RECOGNITION_KEY = web.AppKey("recognition", RecognitionService)
+EVIDENCE_DIR_KEY = web.AppKey("evidence_dir", Path)
+# ends every connection of a participant whose access was revoked; returns how many
+DISCONNECT_KEY = web.AppKey[Callable[[str], Awaitable[int]]]("disconnect_participant")

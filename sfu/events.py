@@ -1,0 +1,97 @@
+"""What a room tells its participants (docs/protocol.md, "Events"), as typed structures.
+
+Each event is a TypedDict, a plain dict on the wire; the functions build them, so every
+event of one kind has the same fields wherever it is sent from.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+
+class PeerDescription(TypedDict):
+    peer_id: str
+    name: str
+    role: str
+
+
+class PublicationDescription(TypedDict):
+    publication_id: str
+    peer_id: str
+    name: str
+    role: str
+    kinds: list[str]
+    source: str
+
+
+class PeerJoined(PeerDescription):
+    type: Literal["peer_joined"]
+
+
+class PeerLeft(TypedDict):
+    type: Literal["peer_left"]
+    peer_id: str
+
+
+class PublicationAdded(PublicationDescription):
+    type: Literal["publication_added"]
+
+
+class PublicationRemoved(TypedDict):
+    type: Literal["publication_removed"]
+    publication_id: str
+
+
+class SubscriptionEnded(TypedDict):
+    type: Literal["subscription_ended"]
+    subscription_id: str
+    reason: str  # publication_removed | connection_failed | answer_timeout
+
+
+class MeetingStateFields(TypedDict):
+    floor: PeerDescription | None
+    spotlight: bool
+    mute_all: bool
+    muted: list[str]  # peer ids
+    hands: list[PeerDescription]
+    content: str | None  # the shared screen's publication id
+
+
+class MeetingState(MeetingStateFields):
+    type: Literal["meeting_state"]
+
+
+# any event a room sends (meetings and emergency calls add their own `*_ended`)
+RoomEvent = (
+    PeerJoined
+    | PeerLeft
+    | PublicationAdded
+    | PublicationRemoved
+    | SubscriptionEnded
+    | MeetingState
+    | dict[str, Any]
+)
+
+
+def peer_joined(peer: PeerDescription) -> PeerJoined:
+    return {"type": "peer_joined", **peer}
+
+
+def peer_left(peer_id: str) -> PeerLeft:
+    return {"type": "peer_left", "peer_id": peer_id}
+
+
+def publication_added(publication: PublicationDescription) -> PublicationAdded:
+    return {"type": "publication_added", **publication}
+
+
+def publication_removed(publication_id: str) -> PublicationRemoved:
+    return {"type": "publication_removed", "publication_id": publication_id}
+
+
+def subscription_ended(subscription_id: str, reason: str) -> SubscriptionEnded:
+    return {"type": "subscription_ended", "subscription_id": subscription_id, "reason": reason}
+
+
+def meeting_state(state: MeetingStateFields) -> MeetingState:
+    return {"type": "meeting_state", **state}
