@@ -36,12 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import redis.asyncio as aioredis
 
 from signaling.tokens import TokenIssuer
 
 from relay import BENCH, SECRET, Child, spawn, stop, wait_healthy
 
 ROOM = "county"
+REDIS_URL = "redis://127.0.0.1:6379/8"
 SITES_PER_PROCESS = 10
 FPS_GOAL = 24.0
 LOSS_GOAL = 0.005
@@ -67,6 +69,7 @@ class Window:
     fps: list[float]
     loss: float
     recorded_bytes: int
+    worker_stall_ms: float  # the longest event-loop stall of any media worker
 
     @property
     def pkts_per_cpu_s(self) -> float:
@@ -83,6 +86,24 @@ def tree_cpu_seconds(process: psutil.Process) -> float:
             continue
         total += t.user + t.system
     return total
+
+
+async def worker_stalls(seconds: float) -> float:
+    """The longest event-loop stall any media worker reported in its heartbeats (each
+    carries the longest since the one before) over the next `seconds`."""
+    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    longest = 0.0
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for key in await client.keys("lh:worker:*"):
+                value = await client.get(key)
+                if value:
+                    longest = max(longest, float(json.loads(value)["load"].get("stall_ms", 0)))
+            await asyncio.sleep(0.4)
+    finally:
+        await client.aclose()
+    return longest
 
 
 def directory_bytes(path: Path) -> int:
@@ -133,7 +154,7 @@ class CountyBench:
             f'[database]\nurl = "sqlite:///{run}/county.db"\n\n'
             f'[recording]\ndir = "{run}/recordings"\n\n'
             "[recognition]\nenabled = false\n\n"
-            '[redis]\nurl = "redis://127.0.0.1:6379/8"\n\n'
+            f'[redis]\nurl = "{REDIS_URL}"\n\n'
             f'[[rooms]]\nid = "{ROOM}"\nname = "county meeting"\nvideo_codec = "vp8"\n'
             "controlled = true\nrecord = true\n",
             encoding="utf-8",
@@ -160,9 +181,11 @@ class CountyBench:
 
     async def measure(self, workers: int, server: Child, recordings: Path) -> Window:
         server_ps = psutil.Process(server.proc.pid)
+        stalls = asyncio.ensure_future(worker_stalls(self.s.measure_s))
         t0, cpu0, snaps0 = time.monotonic(), tree_cpu_seconds(server_ps), await self.snapshots()
         await asyncio.sleep(self.s.measure_s)
         t1, cpu1, snaps1 = time.monotonic(), tree_cpu_seconds(server_ps), await self.snapshots()
+        worker_stall_ms = await stalls
         fps: list[float] = []
         packets = expected = video = 0
         for a, b in zip(snaps0, snaps1, strict=True):
@@ -182,6 +205,7 @@ class CountyBench:
             fps=fps,
             loss=max(0, expected - video) / expected if expected else 0.0,
             recorded_bytes=directory_bytes(recordings),
+            worker_stall_ms=worker_stall_ms,
         )
 
     async def run_one(self, workers: int) -> Window:
@@ -228,7 +252,7 @@ class CountyBench:
 def format_header() -> str:
     return (
         f"{'workers':>8}{'sites':>7}{'server CPU/s':>14}{'pkts/s out':>12}{'pkts/CPU-s':>12}"
-        f"{'fps min':>9}{'fps mean':>10}{'loss':>8}{'recorded MB':>13}"
+        f"{'fps min':>9}{'fps mean':>10}{'loss':>8}{'recorded MB':>13}{'worker stall':>14}"
     )
 
 
@@ -236,7 +260,7 @@ def format_row(w: Window) -> str:
     return (
         f"{w.workers:>8}{w.sites:>7}{w.server_cpu_per_s:>14.3f}{w.packets_per_s:>12.0f}"
         f"{w.pkts_per_cpu_s:>12.0f}{min(w.fps):>9.1f}{statistics.mean(w.fps):>10.1f}"
-        f"{w.loss:>8.2%}{w.recorded_bytes / 1e6:>13.1f}"
+        f"{w.loss:>8.2%}{w.recorded_bytes / 1e6:>13.1f}{w.worker_stall_ms:>11.1f} ms"
     )
 
 
@@ -268,6 +292,7 @@ def report(settings: Settings, windows: list[Window], wall: float) -> dict[str, 
         "server_cpu": round(largest.server_cpu_per_s, 3),
         "pkts_per_cpu_s": round(largest.pkts_per_cpu_s),
         "scaling": round(scaling, 3),
+        "worker_stall_ms": largest.worker_stall_ms,
         "by_workers": {
             str(w.workers): {
                 "server_cpu": round(w.server_cpu_per_s, 3),
@@ -275,6 +300,7 @@ def report(settings: Settings, windows: list[Window], wall: float) -> dict[str, 
                 "fps_min": round(min(w.fps), 1),
                 "loss": round(w.loss, 4),
                 "recorded_mb": round(w.recorded_bytes / 1e6, 1),
+                "worker_stall_ms": w.worker_stall_ms,
             }
             for w in windows
         },

@@ -101,7 +101,10 @@ class ClusterState:
         )
 
     async def heartbeat_forever(
-        self, worker_id: str, info: dict[str, Any], load: Callable[[], dict[str, int]]
+        self,
+        worker_id: str,
+        info: dict[str, Any],
+        load: Callable[[], dict[str, float | int]],
     ) -> None:
         while True:
             try:

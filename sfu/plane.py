@@ -87,6 +87,8 @@ class RouterHandle(Protocol):
 
     async def subscription_stats(self, subscription_id: str) -> dict[str, Any]: ...
 
+    async def loop_stats(self, reset: bool = False) -> dict[str, float | int]: ...
+
 
 @dataclass
 class WorkerSlot:

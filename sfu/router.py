@@ -24,6 +24,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from .local import LocalSink, LocalSubscription
+from .looplag import LoopLag
 from .negotiation import IceServer
 from .pipe import Address, PipeEndpoint, PipeIn, PipeOut, PipeStream
 from .tracks import DownTrack, UpTrack
@@ -79,6 +80,8 @@ class MediaRouter:
         self.subscriptions: dict[str, RoutedSubscription] = {}
         self.slots: dict[str, SlotMedia] = {}
         self.closed = False
+        # this process's event loop: how late it runs (sfu/looplag.py), when watched
+        self.loop_lag: LoopLag | None = None
         self._tasks: set[asyncio.Future[None]] = set()
 
     async def _emit(self, event: RouterEvent) -> None:
@@ -347,11 +350,20 @@ class MediaRouter:
             for kind, down in subscription.downtracks.items()
         }
 
-    def load(self) -> dict[str, int]:
-        return {
+    async def loop_stats(self, reset: bool = False) -> dict[str, float | int]:
+        """The longest stall of this router's event loop (when it is watched)."""
+        return self.loop_lag.read(reset) if self.loop_lag is not None else {}
+
+    def load(self) -> dict[str, float | int]:
+        """What a heartbeat reports: media held, and the loop's longest stall since the
+        last heartbeat."""
+        load: dict[str, float | int] = {
             "publications": sum(1 for p in self.publications.values() if p.origin),
             "subscriptions": len(self.subscriptions),
         }
+        if self.loop_lag is not None:
+            load["stall_ms"] = self.loop_lag.read(reset=True)["max_stall_ms"]
+        return load
 
     async def close(self) -> None:
         for subscription_id in tuple(self.subscriptions):

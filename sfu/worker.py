@@ -18,6 +18,7 @@ import sys
 from typing import Any
 
 from .aiortc_seam import check_seam
+from .looplag import LoopLag
 from .pipe import PipeEndpoint
 from .router import MediaRouter
 from .worker_rpc import serve_router
@@ -31,6 +32,8 @@ async def run_worker(worker_id: str, key: str, redis_url: str | None) -> None:
     endpoint = PipeEndpoint()
     pipe_address = await endpoint.open()
     router = MediaRouter(endpoint)
+    router.loop_lag = LoopLag()
+    router.loop_lag.start()
     serving: set[asyncio.Task[Any]] = set()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -256,6 +256,10 @@ class RemoteRouter:
         stats: dict[str, Any] = await self.call("publication_stats", publication_id=publication_id)
         return stats
 
+    async def loop_stats(self, reset: bool = False) -> dict[str, float | int]:
+        figures: dict[str, float | int] = await self.call("loop_stats", reset=reset)
+        return figures
+
     async def subscription_stats(self, subscription_id: str) -> dict[str, Any]:
         stats: dict[str, Any] = await self.call(
             "subscription_stats", subscription_id=subscription_id
@@ -293,6 +297,7 @@ _METHODS = frozenset(
         "forget_room",
         "publication_stats",
         "subscription_stats",
+        "loop_stats",
     }
 )
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from lighthouse.keys import SIGNALING_KEY
+from lighthouse.keys import SIGNALING_KEY, WORKER_POOL_KEY
 
 from browser import (
     GRAB_VIDEO_JS,
@@ -16,6 +19,7 @@ from browser import (
     launched_chromium,
     write_y4m,
 )
+from conftest import TEST_REDIS_URL
 from media import face_picture, similarity
 
 pytestmark = pytest.mark.browser
@@ -139,6 +143,58 @@ async def test_tv_is_driven_by_the_remote_and_reconnects_by_itself(server, chrom
             "county-main",
             "village-dongfeng",
         ]
+    except Exception:
+        print("TV console:", *tv.console_messages, sep="\n  ")
+        raise
+    finally:
+        await main.context.close()
+        await tv.context.close()
+
+
+@pytest.mark.server_config(workers=2, redis_url=TEST_REDIS_URL)
+async def test_a_tv_page_is_back_within_5_s_when_its_media_worker_is_killed(server, chromium):
+    """kill -9 of the TV's media worker: the page is told, reconnects by itself, is placed
+    on the live worker and shows the main venue again; the main venue never stops."""
+    browser, picture = chromium
+    main = await open_page(
+        browser,
+        f"{server.base_url}/main?token=" + server.token("county-main", "main", name="县委主会场"),
+    )
+    await main.wait_for_function("window.lighthouse.state === 'joined'", polling=100)
+    tv = await open_page(
+        browser,
+        f"{server.base_url}/tv?token=" + server.token("village-qianjin", "terminal", name="前进村"),
+    )
+    try:
+        await wait_for_remote_video(tv, "main", min_frames=5)
+        room = server.room("h264room")
+        workers = {p.participant_id: p.worker for p in room.peers.values()}
+        assert workers["county-main"] != workers["village-qianjin"]
+        pool = server.app[WORKER_POOL_KEY]
+        frames_before = await tv.evaluate(
+            "document.querySelector('video[data-role=\"main\"]')"
+            ".getVideoPlaybackQuality().totalVideoFrames"
+        )
+        joins = await tv.evaluate("window.lighthouse.joinCount")
+        killed_at = time.monotonic()
+        os.kill(pool.pid(workers["village-qianjin"]), signal.SIGKILL)
+        await tv.wait_for_function(
+            "([n]) => window.lighthouse.state === 'joined' && window.lighthouse.joinCount > n",
+            arg=[joins],
+            polling=100,
+            timeout=10_000,
+        )
+        grabbed = await wait_for_remote_video(tv, "main", min_frames=5)
+        back_after = time.monotonic() - killed_at
+        print(f"the TV showed the main venue again {back_after:.2f} s after the kill")
+        pixels = np.array(grabbed["pixels"], dtype=np.uint8).reshape(90, 160, 4)[..., :3]
+        assert similarity(picture, pixels) > 0.9
+        assert back_after < 5.0, f"the TV showed the main venue again after {back_after:.1f} s"
+        moved = {p.participant_id: p.worker for p in room.peers.values()}
+        assert moved["village-qianjin"] != workers["village-qianjin"]  # a live worker
+        # the main venue's page never lost its connection
+        assert await main.evaluate("window.lighthouse.joinCount") == 1
+        assert frames_before > 0
     except Exception:
         print("TV console:", *tv.console_messages, sep="\n  ")
         raise
