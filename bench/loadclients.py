@@ -29,6 +29,8 @@ from sfu.aiortc_seam import ForwardingReceiver
 from signaling.client import SignalingClient, prefer_codec
 
 from clip import Clip, ClipTrack, encode_clip
+from janus import ROOM_ID as JANUS_ROOM
+from janus import JanusSession
 
 logger = logging.getLogger("bench.loadclients")
 
@@ -110,6 +112,7 @@ class Worker:
         self.track: ClipTrack | None = None
         self.village_clip: Clip | None = None
         self.village_tracks: list[ClipTrack] = []
+        self.janus_sessions: list[JanusSession] = []
         self._pingers: list[asyncio.Task] = []
         self._process = psutil.Process()
 
@@ -226,6 +229,59 @@ class Worker:
         await asyncio.gather(*(one(t) for t in tokens))
         return {"subscribers": len(self.sinks)}
 
+    # -- Janus (bench/janus.py): the C SFU baseline ---------------------------------------
+    def _http(self) -> aiohttp.ClientSession:
+        if self.http is None:
+            self.http = aiohttp.ClientSession()
+        return self.http
+
+    async def publish_janus(self, url: str) -> dict[str, Any]:
+        assert self.track is not None
+        session = JanusSession(self._http(), url)
+        await session.open()
+        self.janus_sessions.append(session)
+        pc = RTCPeerConnection(_rtc_config())
+        self.pcs.append(pc)
+        pc.addTransceiver(self.track, direction="sendonly")
+        prefer_codec(pc, "vp8")
+        await pc.setLocalDescription(await pc.createOffer())
+        event = await session.request(
+            {"request": "joinandconfigure", "ptype": "publisher", "room": JANUS_ROOM},
+            jsep={"type": "offer", "sdp": pc.localDescription.sdp},
+        )
+        await pc.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "answer"))
+        self._answer_keyframe_requests(pc)
+        return {"feed": event["plugindata"]["data"]["id"]}
+
+    async def add_janus(self, url: str, count: int, feed: int) -> dict[str, Any]:
+        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def one() -> None:
+            async with limit:
+                session = JanusSession(self._http(), url)
+                await session.open()
+                self.janus_sessions.append(session)
+                event = await session.request(
+                    {
+                        "request": "join",
+                        "ptype": "subscriber",
+                        "room": JANUS_ROOM,
+                        "streams": [{"feed": feed}],
+                    }
+                )
+                pc = RTCPeerConnection(_rtc_config())
+                self.pcs.append(pc)
+                await pc.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "offer"))
+                self.sinks.append(_count_on(pc))
+                await pc.setLocalDescription(await pc.createAnswer())
+                await session.request(
+                    {"request": "start", "room": JANUS_ROOM},
+                    jsep={"type": "answer", "sdp": pc.localDescription.sdp},
+                )
+
+        await asyncio.gather(*(one() for _ in range(count)))
+        return {"subscribers": len(self.sinks)}
+
     async def add_reencode(self, url: str, count: int) -> dict[str, Any]:
         limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -284,6 +340,10 @@ class Worker:
         for task in self._pingers:
             task.cancel()
         self._pingers.clear()
+        for session in self.janus_sessions:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(session.close(), 5)
+        self.janus_sessions.clear()
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 10)
@@ -315,6 +375,8 @@ class Worker:
             "add_lighthouse": self.add_lighthouse,
             "add_reencode": self.add_reencode,
             "add_villages": self.add_villages,
+            "publish_janus": self.publish_janus,
+            "add_janus": self.add_janus,
             "close_all": self.close_all,
         }
         return await handlers[name](**command)

@@ -1,4 +1,5 @@
-"""Relay benchmark: what one more subscriber costs Lighthouse's server, against re-encoding.
+"""Relay benchmark: what one more subscriber costs Lighthouse's server, against re-encoding
+and against Janus.
 
 One publisher (pre-encoded VP8, 640x360, ~800 kbit/s, 25 fps) is relayed to N aiortc
 subscribers by a Lighthouse server in its own process (N = 1, 10, 50), then by a baseline
@@ -7,10 +8,15 @@ each N it measures the server's CPU-seconds per second over a steady window, the
 delivered per server CPU-second and the frames per second each subscriber received.
 
 The per-subscriber cost is marginal: (server CPU at N - server CPU at 1) / (N - 1).
+
+When Debian's `janus` is installed (`apt-get install janus`), the same N subscribers are
+served by Janus 1.1.2 (VideoRoom, plain-HTTP API, a fixed pool of 2 event loops; see
+bench/janus.py) between the two: `vs_janus` is Lighthouse's packets per server CPU-second
+over Janus's at each N, with both servers' resident memory. `--no-janus` leaves it out.
 The last line of output is one JSON object. Exits non-zero if any subscriber got no video.
 
-    python bench/relay.py            # N = 1, 10, 50; baseline N = 1, 4
-    python bench/relay.py --quick    # N = 1, 10;     baseline N = 1, 3   (under 45 s)
+    python bench/relay.py            # N = 1, 10, 50; Janus the same; baseline N = 1, 4
+    python bench/relay.py --quick    # N = 1, 10;     Janus the same; baseline N = 1, 3 (< 60 s)
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ import aiohttp
 import psutil
 
 from signaling.tokens import TokenIssuer
+
+import janus
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -61,6 +69,7 @@ class Settings:
     clip_s: float
     quick: bool
     attempts: int  # measurements at most per N
+    janus: bool  # measure Janus too, when installed
     budget_s: float  # re-measure only while the whole run still fits in this wall time
 
     def step_s(self) -> float:
@@ -77,6 +86,7 @@ class Window:
     seconds: float
     server_cpu_per_s: float
     packets_per_s: float  # delivered to all subscribers together
+    rss_mb: float  # the server's resident memory at the end of the window (its tree)
     fps: list[float]  # per subscriber
     kbps: list[float]  # per subscriber (RTP payload)
     clients_cpu_per_s: float
@@ -153,17 +163,38 @@ def cpu_seconds(process: psutil.Process) -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def primary_interface() -> str:
+    """The first interface with an IPv4 address that is not loopback (Janus offers no
+    loopback candidate, and aioice none either)."""
+    for name, addresses in psutil.net_if_addrs().items():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return name
+    return "lo"
+
+
+def tree_rss_mb(process: psutil.Process) -> float:
+    """Resident memory of a server and its children (media workers), in MB."""
+    total = 0
+    for p in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += p.memory_info().rss
+    return total / 1e6
+
+
 def machine_busy_seconds() -> float:
     t = psutil.cpu_times()
     return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
-async def spawn(name: str, args: list[str], workdir: Path, pipes: bool) -> Child:
+async def spawn(
+    name: str, args: list[str], workdir: Path, pipes: bool, executable: str = sys.executable
+) -> Child:
     log = workdir / f"{name}.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTHOUSE_")}
     with log.open("wb") as log_file:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
+            executable,
             *args,
             cwd=ROOT,
             env=env,
@@ -225,7 +256,9 @@ class Bench:
         self.next_participant = 0
         self.clip: dict = {}
         self.started = time.monotonic()
-        self.steps_left = len(settings.ns) + len(settings.baseline_ns)
+        # Janus (Debian's package) is the second baseline when it is installed
+        self.janus = settings.janus and janus.available()
+        self.steps_left = len(settings.ns) * (2 if self.janus else 1) + len(settings.baseline_ns)
 
     async def start_workers(self) -> None:
         largest = max(self.s.ns + self.s.baseline_ns)
@@ -325,6 +358,7 @@ class Bench:
             n=n,
             seconds=seconds,
             server_cpu_per_s=(server1 - server0) / seconds,
+            rss_mb=tree_rss_mb(server_ps),
             packets_per_s=packets / seconds,
             fps=fps,
             kbps=kbps,
@@ -408,6 +442,18 @@ class Bench:
         await self.close_clients()
         await stop(lighthouse)  # idle, but its CPU is no part of the baseline
 
+        janus_windows: list[Window] = []
+        if self.janus:
+            server, url = await self.start_janus()
+            feed = (await self.publisher.request("publish_janus", url=url))["feed"]
+
+            async def add_janus(worker: Child, count: int) -> None:
+                await worker.request("add_janus", url=url, count=count, feed=feed)
+
+            janus_windows = await self.run_path("janus", self.s.ns, server, add_janus)
+            await self.close_clients()
+            await stop(server)
+
         await self.publisher.request("publish_reencode", url=reencode_url)
 
         async def add_reencode(worker: Child, count: int) -> None:
@@ -415,7 +461,25 @@ class Bench:
 
         baseline = await self.run_path("reencode", self.s.baseline_ns, reencode, add_reencode)
         await self.close_clients()
-        return forward, baseline
+        return forward, janus_windows, baseline
+
+    async def start_janus(self) -> tuple[Child, str]:
+        port = free_port()
+        folder = janus.write_config(self.workdir / "janus", port, primary_interface())
+        args = ["-F", str(folder), "-C", str(folder / "janus.jcfg")]
+        child = await spawn("janus", args, self.workdir, pipes=False, executable=janus.JANUS_BINARY)
+        self.children.append(child)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        async with aiohttp.ClientSession() as http:
+            while True:
+                with contextlib.suppress(aiohttp.ClientError, OSError):
+                    async with http.get(f"{url}/janus/info") as response:
+                        if response.status == 200:
+                            return child, url
+                if child.proc.returncode is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"janus did not start:\n{tail(child.log)}")
+                await asyncio.sleep(0.2)
 
     async def shutdown(self) -> None:
         await asyncio.gather(*(stop(c) for c in self.children), return_exceptions=True)
@@ -426,7 +490,7 @@ def format_header() -> str:
         f"{'path':<9}{'N':>4}{'server CPU/s':>14}{'pkts/s out':>12}{'pkts/CPU-s':>12}"
         f"{'fps min':>9}{'fps mean':>10}{'kbit/s/sub':>12}{'clients CPU/s':>15}"
         f"{'pub CPU/s':>11}{'other load':>12}{'PLIs':>6}{'loss dn':>9}{'lost up':>9}"
-        f"{'pub fps':>9}  note"
+        f"{'pub fps':>9}{'RSS MB':>8}  note"
     )
 
 
@@ -437,7 +501,7 @@ def format_row(w: Window) -> str:
         f"{w.pkts_per_cpu_s:>12.0f}{min(w.fps):>9.1f}{statistics.mean(w.fps):>10.1f}"
         f"{statistics.mean(w.kbps):>12.0f}{w.clients_cpu_per_s:>15.3f}"
         f"{w.publisher_cpu_per_s:>11.3f}{w.other_cpu_per_s:>12.2f}{w.keyframe_requests:>6}"
-        f"{w.loss_down:>9.1%}{w.lost_up:>9}{w.publisher_fps:>9.1f}  {note}"
+        f"{w.loss_down:>9.1%}{w.lost_up:>9}{w.publisher_fps:>9.1f}{w.rss_mb:>8.0f}  {note}"
     )
 
 
@@ -446,14 +510,32 @@ def marginal(windows: list[Window]) -> float:
     return (last.server_cpu_per_s - first.server_cpu_per_s) / (last.n - first.n)
 
 
-def report(settings: Settings, forward: list[Window], baseline: list[Window], wall: float) -> dict:
+def report(
+    settings: Settings,
+    forward: list[Window],
+    janus_windows: list[Window],
+    baseline: list[Window],
+    wall: float,
+) -> dict:
     ours = marginal(forward)
     theirs = marginal(baseline)
     ratio = theirs / ours if ours > 0 else math.inf
     largest = forward[-1]
     print(format_header())
-    for w in forward + baseline:
+    for w in forward + janus_windows + baseline:
         print(format_row(w))
+    vs_janus: dict[str, float] = {}
+    for w, j in zip(forward, janus_windows, strict=False):
+        vs_janus[str(w.n)] = round(w.pkts_per_cpu_s / j.pkts_per_cpu_s, 2)
+    if janus_windows:
+        print(
+            "packets per server CPU-second, Lighthouse / Janus: "
+            + ", ".join(f"N={n}: {r:.2f}x" for n, r in vs_janus.items())
+            + f" (goal >= 1.0x at the largest N); RSS {largest.rss_mb:.0f} MB vs "
+            f"{janus_windows[-1].rss_mb:.0f} MB"
+        )
+    else:
+        print("Janus not measured (install Debian's janus for that baseline)")
     print(
         f"marginal server CPU per subscriber: forwarding {ours:.4f} (N {forward[0].n}->"
         f"{largest.n}), re-encode {theirs:.4f} (N {baseline[0].n}->{baseline[-1].n}, kept "
@@ -480,7 +562,15 @@ def report(settings: Settings, forward: list[Window], baseline: list[Window], wa
         "baseline_fps_mean": round(statistics.mean(baseline[-1].fps), 1),
         "bitrate_kbps": round(statistics.mean(k for w in forward for k in w.kbps)),
         "max_other_load_cpu_per_s": round(max(w.other_cpu_per_s for w in forward + baseline), 2),
-        "not_quiet": [f"{w.path} N={w.n}: {w.problem}" for w in forward + baseline if w.problem],
+        "vs_janus": vs_janus,
+        "janus_pkts_per_cpu_s": {str(j.n): round(j.pkts_per_cpu_s) for j in janus_windows},
+        "rss_mb": round(largest.rss_mb),
+        "janus_rss_mb": round(janus_windows[-1].rss_mb) if janus_windows else None,
+        "not_quiet": [
+            f"{w.path} N={w.n}: {w.problem}"
+            for w in forward + janus_windows + baseline
+            if w.problem
+        ],
         "wall_s": round(wall, 1),
     }
     return result
@@ -491,6 +581,7 @@ def parse_args(argv: list[str] | None) -> Settings:
     parser.add_argument("--quick", action="store_true", help="N = 1, 10 only (under 45 s)")
     parser.add_argument("--n", type=int, nargs="+", help="subscriber counts for Lighthouse")
     parser.add_argument("--baseline-n", type=int, nargs="+", help="subscriber counts, baseline")
+    parser.add_argument("--no-janus", action="store_true", help="leave out the Janus baseline")
     parser.add_argument("--warmup", type=float, help="seconds before each measurement")
     parser.add_argument("--measure", type=float, help="seconds measured at each N")
     args = parser.parse_args(argv)
@@ -503,7 +594,8 @@ def parse_args(argv: list[str] | None) -> Settings:
         clip_s=4.0,
         quick=quick,
         attempts=2 if quick else 3,
-        budget_s=40.0 if quick else 400.0,  # --quick must end within 45 s
+        budget_s=50.0 if quick else 500.0,  # --quick must end within 60 s
+        janus=not args.no_janus,
     )
     if len(settings.ns) < 2 or len(settings.baseline_ns) < 2 or min(settings.ns) < 1:
         parser.error("marginal cost needs at least two subscriber counts on each path")
@@ -517,11 +609,11 @@ async def main_async(settings: Settings) -> int:
         try:
             # A hard bound on the whole run: nothing here waits forever.
             limit = 120.0 if settings.quick else 600.0
-            forward, baseline = await asyncio.wait_for(bench.run(), limit)
+            forward, janus_windows, baseline = await asyncio.wait_for(bench.run(), limit)
         finally:
             await bench.shutdown()
-    result = report(settings, forward, baseline, time.monotonic() - started)
-    starved = [w for w in forward + baseline if min(w.fps) <= 0]
+    result = report(settings, forward, janus_windows, baseline, time.monotonic() - started)
+    starved = [w for w in forward + janus_windows + baseline if min(w.fps) <= 0]
     print(json.dumps(result), flush=True)
     if starved:
         print(
