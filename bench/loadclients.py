@@ -251,7 +251,15 @@ class Worker:
         )
         await pc.setRemoteDescription(RTCSessionDescription(event["jsep"]["sdp"], "answer"))
         self._answer_keyframe_requests(pc)
-        return {"feed": event["plugindata"]["data"]["id"]}
+        feed = event["plugindata"]["data"]["id"]
+        # subscribers can join a feed only once its media is up in Janus
+        for _ in range(100):
+            listed = await session.request({"request": "listparticipants", "room": JANUS_ROOM})
+            participants = listed["plugindata"]["data"].get("participants", [])
+            if any(p.get("id") == feed and p.get("publisher") for p in participants):
+                return {"feed": feed}
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the Janus publisher never came up")
 
     async def add_janus(self, url: str, count: int, feed: int) -> dict[str, Any]:
         limit = asyncio.Semaphore(CONNECT_CONCURRENCY)

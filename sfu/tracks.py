@@ -294,7 +294,7 @@ class DownTrack:
             rewritten[1],
             self.sender._ssrc,
         )
-        if await self.sender.send_rtp(data):
+        if self.sender.send_rtp_now(data):
             self.packets_forwarded += 1
             self._last_send_time = now
             self._last_out_ts = rewritten[1]

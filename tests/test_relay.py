@@ -112,10 +112,10 @@ async def test_lost_packets_are_retransmitted_from_the_cache(server):
             server.room("h264room").publications[publication_id].uptracks["video"].downtracks[0]
         )
         sender = downtrack.sender
-        original = sender.send_rtp
+        original = sender.send_rtp_now  # the forwarding path (retransmissions use send_rtp)
         dropped: list[int] = []
 
-        async def lossy_send(data):
+        def lossy_send(data):
             seq = int.from_bytes(data[2:4], "big")
             # drop one packet in 6 of the first ones, never a retransmission (they use RTX)
             if (
@@ -125,9 +125,9 @@ async def test_lost_packets_are_retransmitted_from_the_cache(server):
             ):
                 dropped.append(seq)
                 return True
-            return await original(data)
+            return original(data)
 
-        sender.send_rtp = lossy_send
+        sender.send_rtp_now = lossy_send
         frames = []
         deadline = time.monotonic() + 20
         while (len(dropped) < 8 or len(frames) < 40) and time.monotonic() < deadline:
