@@ -165,25 +165,27 @@ class Worker:
                 self.clients.append(client)
                 await client.connect()
                 self._keep_alive(client)
-                offer = await client.request(
-                    {"type": "subscribe", "publication_id": publication_id}
-                )
-                pc = RTCPeerConnection(_rtc_config())
-                self.pcs.append(pc)
-                await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-                # The transceivers exist now and their receivers start with the answer.
-                self.sinks.append(_count_on(pc))
-                await pc.setLocalDescription(await pc.createAnswer())
-                await client.request(
-                    {
-                        "type": "subscription_answer",
-                        "subscription_id": offer["subscription_id"],
-                        "sdp": pc.localDescription.sdp,
-                    }
-                )
+                await self._subscribe_counting(client, publication_id)
 
         await asyncio.gather(*(one(t) for t in tokens))
         return {"subscribers": len(self.sinks)}
+
+    async def _subscribe_counting(self, client: SignalingClient, publication_id: str) -> None:
+        """Subscribe `client` to a publication with a counting, non-decoding receiver."""
+        offer = await client.request({"type": "subscribe", "publication_id": publication_id})
+        pc = RTCPeerConnection(_rtc_config())
+        self.pcs.append(pc)
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        # The transceivers exist now and their receivers start with the answer.
+        self.sinks.append(_count_on(pc))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await client.request(
+            {
+                "type": "subscription_answer",
+                "subscription_id": offer["subscription_id"],
+                "sdp": pc.localDescription.sdp,
+            }
+        )
 
     async def add_villages(
         self,
@@ -210,21 +212,7 @@ class Worker:
                 self.village_tracks.append(camera)
                 await client.publish([camera])
                 self._answer_keyframe_requests(client.publish_pcs[-1], camera)
-                offer = await client.request(
-                    {"type": "subscribe", "publication_id": publication_id}
-                )
-                pc = RTCPeerConnection(_rtc_config())
-                self.pcs.append(pc)
-                await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-                self.sinks.append(_count_on(pc))
-                await pc.setLocalDescription(await pc.createAnswer())
-                await client.request(
-                    {
-                        "type": "subscription_answer",
-                        "subscription_id": offer["subscription_id"],
-                        "sdp": pc.localDescription.sdp,
-                    }
-                )
+                await self._subscribe_counting(client, publication_id)
 
         await asyncio.gather(*(one(t) for t in tokens))
         return {"subscribers": len(self.sinks)}
