@@ -170,6 +170,30 @@ class Worker:
         await asyncio.gather(*(one(t) for t in tokens))
         return {"subscribers": len(self.sinks)}
 
+    async def publish_cameras(
+        self, url: str, tokens: list[str], clip_kbps: int = 400, clip_fps: int = 15
+    ) -> dict[str, Any]:
+        """Village cameras only (bench/stall.py): each token publishes a small pre-encoded
+        clip of a face (the astronaut, panned and zoomed), nothing received."""
+        if self.village_clip is None:
+            self.village_clip = encode_clip(seconds=4.0, fps=clip_fps, bitrate=clip_kbps * 1000)
+        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+        async def one(token: str) -> None:
+            async with limit:
+                client = SignalingClient(url, token)
+                self.clients.append(client)
+                await client.connect()
+                self._keep_alive(client)
+                assert self.village_clip is not None
+                camera = ClipTrack(self.village_clip)
+                self.village_tracks.append(camera)
+                await client.publish([camera])
+                self._answer_keyframe_requests(client.publish_pcs[-1], camera)
+
+        await asyncio.gather(*(one(t) for t in tokens))
+        return {"cameras": len(tokens)}
+
     async def _subscribe_counting(self, client: SignalingClient, publication_id: str) -> None:
         """Subscribe `client` to a publication with a counting, non-decoding receiver."""
         offer = await client.request({"type": "subscribe", "publication_id": publication_id})
@@ -371,6 +395,7 @@ class Worker:
             "add_lighthouse": self.add_lighthouse,
             "add_reencode": self.add_reencode,
             "add_villages": self.add_villages,
+            "publish_cameras": self.publish_cameras,
             "publish_janus": self.publish_janus,
             "add_janus": self.add_janus,
             "close_all": self.close_all,

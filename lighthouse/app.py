@@ -21,6 +21,7 @@ from recognition.watcher import SamplingSettings
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
 from sfu.cluster import ClusterState
+from sfu.looplag import LoopLag
 from sfu.plane import MediaPlane
 from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings
@@ -39,6 +40,7 @@ from .keys import (
     EMERGENCY_DESK_KEY,
     EVIDENCE_DIR_KEY,
     LOBBY_KEY,
+    LOOP_LAG_KEY,
     MEETING_ROOMS_KEY,
     PLANE_KEY,
     RECOGNITION_KEY,
@@ -176,6 +178,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ws/terminal", lobby.handle)
     app.router.add_get("/healthz", _healthz)
     app[PLANE_KEY] = plane
+    loop_lag = app[LOOP_LAG_KEY] = LoopLag()
     if worker_pool is not None:
         app[WORKER_POOL_KEY] = worker_pool
     add_api_routes(app, database, api_tokens, rooms, tokens, Path(config.recording_dir))
@@ -232,6 +235,12 @@ def create_app(config: Config) -> web.Application:
         if recognition is not None:
             await recognition.close()
 
+    async def loop_lag_probe(_: web.Application) -> AsyncIterator[None]:
+        # the front's own event loop (in one process, the forwarding loop too)
+        loop_lag.start()
+        yield
+        loop_lag.stop()
+
     async def reopened_rooms(_: web.Application) -> AsyncIterator[None]:
         # last: the workers, the recorder and the recognizer are ready for them
         await reopen_live_meetings(database, meeting_rooms)
@@ -240,7 +249,14 @@ def create_app(config: Config) -> web.Application:
 
     # started in this order, stopped in the reverse one (after on_shutdown)
     app.cleanup_ctx.extend(
-        [database_lifetime, media_workers, recorder_lifetime, recognizer_lifetime, reopened_rooms]
+        [
+            loop_lag_probe,
+            database_lifetime,
+            media_workers,
+            recorder_lifetime,
+            recognizer_lifetime,
+            reopened_rooms,
+        ]
     )
     app.on_shutdown.append(close_connections_and_rooms)
     return app
@@ -334,6 +350,8 @@ async def _healthz(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "status": "ok",
+            # the longest stall of the front's event loop in the last 10 s
+            "loop_stall_ms": request.app[LOOP_LAG_KEY].recent_max_ms(10),
             # no per-worker peer counts: they would count hidden supervisors too
             "workers": {
                 w.id: {"alive": w.alive} for w in plane.workers.values() if w.capacity != 0

@@ -12,6 +12,7 @@ from db.accounts import TokenService
 from db.database import Database
 from recognition.service import RecognitionService
 from recorder.service import RecordingService
+from sfu.looplag import LoopLag
 from sfu.plane import MediaPlane
 from sfu.registry import RoomRegistry
 from sfu.workers import WorkerPool
@@ -31,6 +32,7 @@ TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
 TOKENS_KEY = web.AppKey("meeting_tokens", TokenIssuer)
 ROOMS_KEY = web.AppKey("rooms", RoomRegistry)
 PLANE_KEY = web.AppKey("media_plane", MediaPlane)
+LOOP_LAG_KEY = web.AppKey("loop_lag", LoopLag)
 WORKER_POOL_KEY = web.AppKey("worker_pool", WorkerPool)
 SIGNALING_KEY = web.AppKey("signaling", SignalingService)
 LOBBY_KEY = web.AppKey("lobby", TerminalLobby)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 PROBE_S = 0.005
+RECENT_S = 60
 
 
 class LoopLag:
@@ -16,6 +17,8 @@ class LoopLag:
         self.max_s = 0.0
         self.samples = 0
         self.over_5ms = 0
+        # the longest stall in each of the last seconds: (second, stall)
+        self._recent: list[tuple[int, float]] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -31,6 +34,19 @@ class LoopLag:
             self.samples += 1
             self.over_5ms += late > 0.005
             self.max_s = max(self.max_s, late)
+            second = int(before)
+            if self._recent and self._recent[-1][0] == second:
+                if late > self._recent[-1][1]:
+                    self._recent[-1] = (second, late)
+            else:
+                self._recent.append((second, late))
+                del self._recent[:-RECENT_S]
+
+    def recent_max_ms(self, seconds: int = 10) -> float:
+        """The longest stall of the last `seconds` (whole seconds of the loop's clock)."""
+        now = int(asyncio.get_running_loop().time())
+        stalls = [late for second, late in self._recent if now - second < seconds]
+        return round(max(stalls, default=0.0) * 1000, 2)
 
     def read(self, reset: bool = False) -> dict[str, float | int]:
         """The longest stall (ms) and how many probes came over 5 ms late, since the last

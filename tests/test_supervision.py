@@ -33,8 +33,11 @@ def drain(client: SignalingClient) -> list[dict]:
 
 
 async def healthz(api) -> dict:
+    """What /healthz counts (its loop-stall figure moves on its own)."""
     async with aiohttp.ClientSession() as http, http.get(api.base_url + "/healthz") as response:
-        return await response.json()
+        health = await response.json()
+    health.pop("loop_stall_ms")
+    return health
 
 
 async def test_a_hidden_viewer_is_seen_by_no_one_and_is_in_the_trail(api):
