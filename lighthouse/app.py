@@ -252,9 +252,11 @@ def create_app(config: Config) -> web.Application:
         [
             loop_lag_probe,
             database_lifetime,
+            # the face models load first: a bad models dir stops the start before any
+            # other service has work in flight
+            recognizer_lifetime,
             media_workers,
             recorder_lifetime,
-            recognizer_lifetime,
             reopened_rooms,
         ]
     )
