@@ -170,30 +170,6 @@ class Worker:
         await asyncio.gather(*(one(t) for t in tokens))
         return {"subscribers": len(self.sinks)}
 
-    async def publish_cameras(
-        self, url: str, tokens: list[str], clip_kbps: int = 400, clip_fps: int = 15
-    ) -> dict[str, Any]:
-        """Village cameras only (bench/stall.py): each token publishes a small pre-encoded
-        clip of a face (the astronaut, panned and zoomed), nothing received."""
-        if self.village_clip is None:
-            self.village_clip = encode_clip(seconds=4.0, fps=clip_fps, bitrate=clip_kbps * 1000)
-        limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
-
-        async def one(token: str) -> None:
-            async with limit:
-                client = SignalingClient(url, token)
-                self.clients.append(client)
-                await client.connect()
-                self._keep_alive(client)
-                assert self.village_clip is not None
-                camera = ClipTrack(self.village_clip)
-                self.village_tracks.append(camera)
-                await client.publish([camera])
-                self._answer_keyframe_requests(client.publish_pcs[-1], camera)
-
-        await asyncio.gather(*(one(t) for t in tokens))
-        return {"cameras": len(tokens)}
-
     async def _subscribe_counting(self, client: SignalingClient, publication_id: str) -> None:
         """Subscribe `client` to a publication with a counting, non-decoding receiver."""
         offer = await client.request({"type": "subscribe", "publication_id": publication_id})
@@ -215,12 +191,13 @@ class Worker:
         self,
         url: str,
         tokens: list[str],
-        publication_id: str,
+        publication_id: str | None = None,
         clip_kbps: int = 300,
         clip_fps: int = 15,
     ) -> dict[str, Any]:
         """Village TVs (bench/county.py): each publishes its own camera (a small pre-encoded
-        clip, a village uplink) and receives the main venue, without decoding."""
+        clip of the astronaut, panned and zoomed: a village uplink with a face) and, given
+        `publication_id`, receives it without decoding (bench/stall.py: cameras only)."""
         if self.village_clip is None:
             self.village_clip = encode_clip(seconds=4.0, fps=clip_fps, bitrate=clip_kbps * 1000)
         limit = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -236,10 +213,11 @@ class Worker:
                 self.village_tracks.append(camera)
                 await client.publish([camera])
                 self._answer_keyframe_requests(client.publish_pcs[-1], camera)
-                await self._subscribe_counting(client, publication_id)
+                if publication_id is not None:
+                    await self._subscribe_counting(client, publication_id)
 
         await asyncio.gather(*(one(t) for t in tokens))
-        return {"subscribers": len(self.sinks)}
+        return {"cameras": len(tokens), "subscribers": len(self.sinks)}
 
     # -- Janus (bench/janus.py): the C SFU baseline ---------------------------------------
     def _http(self) -> aiohttp.ClientSession:
@@ -395,7 +373,6 @@ class Worker:
             "add_lighthouse": self.add_lighthouse,
             "add_reencode": self.add_reencode,
             "add_villages": self.add_villages,
-            "publish_cameras": self.publish_cameras,
             "publish_janus": self.publish_janus,
             "add_janus": self.add_janus,
             "close_all": self.close_all,

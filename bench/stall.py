@@ -172,7 +172,7 @@ class StallBench:
             tokens = [
                 self.tokens.mint(f"terminal:{t}", f"A1村电视{t}", room, "terminal") for t in share
             ]
-            jobs.append(client.request("publish_cameras", url=url, tokens=tokens))
+            jobs.append(client.request("add_villages", url=url, tokens=tokens, clip_kbps=400))
         await asyncio.gather(*jobs)
         await asyncio.sleep(4.0)  # every camera's watcher is in its sign-in window
         self.progress(f"{workers} worker(s): measuring")

@@ -80,6 +80,8 @@ _AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 # The far side reports its subscribers' bitrate cap (and the near side its sender report)
 # this often; a cap older than tracks.REMB_FRESH_S no longer counts.
 REPORT_INTERVAL_S = 1.0
+# A sender report older than this when read is taken as is (clocks apart, not a delay).
+MAX_REPORT_AGE_S = 1.0
 # Large enough for a burst of keyframes from several publishers at once.
 SOCKET_BUFFER_BYTES = 4 * 1024 * 1024
 
@@ -426,7 +428,14 @@ class PipeIn:
         if isinstance(packet, RtcpSrPacket):
             if self.sink is not None:
                 info = packet.sender_info
-                self.sink.on_sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+                # The report says the publisher's clock when it was sent (by the wall clock
+                # both workers share); it is read later, after the loop got to it: move it
+                # on by that delay, so the far side's lip sync does not lag by it.
+                delay_s = ((clock.current_ntp_time() - info.ntp_timestamp) & (2**64 - 1)) / 2**32
+                ticks = int(delay_s * self.sink.clock_rate) if 0 < delay_s < MAX_REPORT_AGE_S else 0
+                self.sink.on_sender_report(
+                    packet.ssrc, info.ntp_timestamp, (info.rtp_timestamp + ticks) & 0xFFFFFFFF
+                )
         else:
             self.close()
 

@@ -144,6 +144,8 @@ class WorkerPool:
                 await self.on_lost(worker_id)
             except Exception:
                 logger.exception("moving the peers of worker %s failed", worker_id)
+        # its peers are gone: nothing refers to it any more (a replacement has a new id)
+        self.plane.workers.pop(worker_id, None)
         if not self._closing:
             task = asyncio.ensure_future(self._replace(worker_id))
             self._tasks.add(task)

@@ -242,10 +242,11 @@ async def test_sender_reports_are_mapped_across_the_pipe(workers):
         near, remote = up.sender_report, far_uptracks[kind].sender_report
         assert near is not None and remote is not None, kind
         now = time.monotonic()
-        # both sides' "publisher's RTP clock now" agree within 5 ms
+        # both sides' "publisher's RTP clock now" agree within 20 ms (each side's mapping
+        # moves by the delay it read the last report with; lip sync is noticed from ~45 ms)
         near_now = near[1] + int((now - near[0]) * up.clock_rate)
         remote_now = remote[1] + int((now - remote[0]) * up.clock_rate)
-        assert abs(ts_diff(near_now & 0xFFFFFFFF, remote_now & 0xFFFFFFFF)) < 0.005 * up.clock_rate
+        assert abs(ts_diff(near_now & 0xFFFFFFFF, remote_now & 0xFFFFFFFF)) < 0.020 * up.clock_rate
 
 
 async def test_packets_from_an_unknown_source_are_dropped_and_counted(workers):
