@@ -124,10 +124,7 @@ class Worker:
 
     async def publish_lighthouse(self, url: str, token: str) -> dict[str, Any]:
         assert self.track is not None
-        client = SignalingClient(url, token)
-        await client.connect()
-        self._keep_alive(client)
-        self.clients.append(client)
+        client = await self._joined(url, token)
         publication_id = await client.publish([self.track])
         self._answer_keyframe_requests(client.publish_pcs[-1])
         return {"publication_id": publication_id}
@@ -161,14 +158,19 @@ class Worker:
 
         async def one(token: str) -> None:
             async with limit:
-                client = SignalingClient(url, token)
-                self.clients.append(client)
-                await client.connect()
-                self._keep_alive(client)
+                client = await self._joined(url, token)
                 await self._subscribe_counting(client, publication_id)
 
         await asyncio.gather(*(one(t) for t in tokens))
         return {"subscribers": len(self.sinks)}
+
+    async def _joined(self, url: str, token: str) -> SignalingClient:
+        """A signaling client that has joined, kept alive with pings."""
+        client = SignalingClient(url, token)
+        self.clients.append(client)
+        await client.connect()
+        self._keep_alive(client)
+        return client
 
     async def _subscribe_counting(self, client: SignalingClient, publication_id: str) -> None:
         """Subscribe `client` to a publication with a counting, non-decoding receiver."""
@@ -204,10 +206,7 @@ class Worker:
 
         async def one(token: str) -> None:
             async with limit:
-                client = SignalingClient(url, token)
-                self.clients.append(client)
-                await client.connect()
-                self._keep_alive(client)
+                client = await self._joined(url, token)
                 assert self.village_clip is not None
                 camera = ClipTrack(self.village_clip)
                 self.village_tracks.append(camera)
