@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,11 @@ logger = logging.getLogger(__name__)
 
 # Errors after which the server closes the socket: the client cannot fix them by retrying.
 _FATAL_CODES = {"invalid_token", "token_expired", "unknown_room"}
+
+# Peers moved off a dead worker come back spread over this much time per peer (at most
+# MOVE_SPREAD_MAX_MS): 250 TVs over one second, one TV at once.
+MOVE_SPREAD_MS_PER_PEER = 4
+MOVE_SPREAD_MAX_MS = 2000
 
 
 @dataclass(frozen=True)
@@ -309,18 +315,33 @@ class SignalingService:
 
     async def move_off_worker(self, worker_id: str) -> int:
         """A media worker died: its peers' clients are told and disconnected, so that they
-        reconnect at once and are placed on a live worker; return how many."""
-        moved = 0
-        for connection in tuple(self.connections):
-            peer = connection.peer
-            if peer is not None and peer.worker == worker_id:
-                await connection.error(
-                    "worker_lost", "the server moves you to another media worker; reconnect"
-                )
-                await self._drop(connection)
-                await connection.ws.close(code=WSCloseCode.SERVICE_RESTART)
-                moved += 1
-        return moved
+        reconnect and are placed on a live worker; return how many.
+
+        Each is told when to come back (`retry_after_ms`, instead of its own backoff),
+        spread over MOVE_SPREAD_MS_PER_PEER per moved peer so that a worker's few hundred
+        TVs do not all join and negotiate in the same tick."""
+        moving = [
+            connection
+            for connection in tuple(self.connections)
+            if connection.peer is not None and connection.peer.worker == worker_id
+        ]
+        spread_ms = min(MOVE_SPREAD_MAX_MS, MOVE_SPREAD_MS_PER_PEER * len(moving))
+        await asyncio.gather(
+            *(self._move(connection, round(random.uniform(0, spread_ms))) for connection in moving)
+        )
+        return len(moving)
+
+    async def _move(self, connection: Connection, retry_after_ms: int) -> None:
+        await connection.send(
+            {
+                "type": "error",
+                "code": "worker_lost",
+                "message": "the server moves you to another media worker; reconnect",
+                "retry_after_ms": retry_after_ms,
+            }
+        )
+        await self._drop(connection)
+        await connection.ws.close(code=WSCloseCode.SERVICE_RESTART)
 
     async def end_room(self, room_id: str) -> int:
         """A meeting ended: close its participants' sockets (they were told `meeting_ended`,

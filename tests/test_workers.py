@@ -181,6 +181,8 @@ async def test_a_killed_worker_is_replaced_and_the_others_keep_forwarding(server
         for viewer in doomed:  # told, then disconnected: a TV page reconnects by itself
             error = await asyncio.wait_for(viewer.next_event("error"), 5)
             assert error["code"] == "worker_lost"
+            # when to come back, spread over the moved peers (4 ms each): not a backoff
+            assert 0 <= error["retry_after_ms"] <= 4 * len(doomed)
         # the surviving worker's subscribers never stopped
         for viewer in survivors:
             seen = await picture_of(subscriptions[viewer].tracks["video"], 3)

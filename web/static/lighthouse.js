@@ -183,6 +183,9 @@
       this._contentStream = null;
       this.reconnectAttempt = 0;
       this.nextRetryAt = 0; // Date.now() of the next reconnection attempt
+      // The server may say when to come back (its worker_lost handover): used once,
+      // instead of the backoff.
+      this._retryAfterMs = null;
 
       this._ws = null;
       this._nextId = 1;
@@ -406,10 +409,16 @@
         this.reconnectAttempt = 0;
       }
       this._teardown();
-      const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.reconnectAttempt);
-      // ±25 % jitter so that a whole county's TVs do not return in the same second.
-      const delay = Math.min(BACKOFF_MAX_MS, base * (0.75 + Math.random() * 0.5));
-      this.reconnectAttempt += 1;
+      let delay;
+      if (this._retryAfterMs !== null) {
+        delay = Math.min(BACKOFF_MAX_MS, this._retryAfterMs);
+        this._retryAfterMs = null;
+      } else {
+        const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.reconnectAttempt);
+        // ±25 % jitter so that a whole county's TVs do not return in the same second.
+        delay = Math.min(BACKOFF_MAX_MS, base * (0.75 + Math.random() * 0.5));
+        this.reconnectAttempt += 1;
+      }
       this.nextRetryAt = Date.now() + delay;
       this._setState('reconnecting');
       this._reconnectTimer = setTimeout(() => this._connect(), delay);
@@ -562,6 +571,9 @@
           break;
         case 'error':
           console.warn('lighthouse: server error', msg.code, msg.message);
+          if (Number.isFinite(msg.retry_after_ms) && msg.retry_after_ms >= 0) {
+            this._retryAfterMs = msg.retry_after_ms;
+          }
           this._emit('servererror', { code: msg.code, message: msg.message });
           break;
         default:

@@ -1,0 +1,34 @@
+#!/bin/sh
+# The Debian packages Lighthouse needs beyond its Python wheels, in one list.
+#   runtime: a CJK font, so that kiosk TVs and screenshots show Chinese, not empty boxes
+#   test:    runtime + Debian's Chromium, the browser tests' WebRTC client
+# Installs what is missing when run as root (apt-get); otherwise says what to run.
+set -eu
+
+RUNTIME="fonts-wqy-zenhei"
+TEST="$RUNTIME chromium"
+
+case "${1:-test}" in
+  runtime) wanted=$RUNTIME ;;
+  test) wanted=$TEST ;;
+  *) echo "usage: $0 [runtime|test]" >&2; exit 2 ;;
+esac
+
+missing=""
+for package in $wanted; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing="$missing $package"
+done
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" = 0 ]; then
+  echo "installing Debian packages:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq $missing >/dev/null
+else
+  echo "Lighthouse needs these Debian packages:$missing" >&2
+  echo "install them as root:  sudo apt-get install$missing" >&2
+  exit 1
+fi
