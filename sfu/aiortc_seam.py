@@ -169,7 +169,7 @@ class UpstreamSink(Protocol):
 
     def on_bye(self) -> None: ...
 
-    def upstream_bitrate_cap(self) -> int | None: ...
+    def upstream_bitrate(self, estimate: int) -> int: ...
 
 
 class ForwardingReceiver(RTCRtpReceiver):
@@ -275,17 +275,15 @@ class ForwardingReceiver(RTCRtpReceiver):
                     logger.exception("forwarding a packet failed")
 
     async def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
-        """Tell the publisher how fast to send: our estimate, capped by the subscribers'."""
+        """Tell the publisher how fast to send: our estimate, within the sink's bounds."""
         rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
         if rtcp_ssrc is None:
             return
-        try:
-            cap = self.sink.upstream_bitrate_cap() if self.sink is not None else None
-        except Exception:  # same reason as in _handle_rtp_packet
-            logger.exception("computing the upstream bitrate cap failed")
-            cap = None
-        if cap is not None:
-            bitrate = min(bitrate, cap)
+        if self.sink is not None:
+            try:
+                bitrate = self.sink.upstream_bitrate(bitrate)
+            except Exception:  # same reason as in _handle_rtp_packet
+                logger.exception("computing the upstream bitrate failed")
         await self._send_rtcp(
             RtcpPsfbPacket(
                 fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs)

@@ -143,6 +143,15 @@ class UpTrack:
     def on_bye(self) -> None:
         logger.debug("publisher sent BYE on %s track", self.kind)
 
+    def upstream_bitrate(self, estimate: int) -> int:
+        """The REMB for the publisher: our own receive-side estimate, never below the floor
+        (aiortc's estimate follows the incoming rate, which a still picture keeps near
+        100 kbit/s; told that, the publisher's encoder drops frames for seconds after each
+        keyframe a new subscriber asks for), capped by the subscribers'."""
+        bitrate = max(estimate, self.min_upstream_bitrate)
+        cap = self.upstream_bitrate_cap()
+        return bitrate if cap is None else min(bitrate, cap)
+
     def upstream_bitrate_cap(self) -> int | None:
         """The lowest fresh subscriber REMB, never below the configured floor."""
         now = time.monotonic()
