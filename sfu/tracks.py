@@ -23,7 +23,7 @@ from aiortc.utils import random16, random32
 from .aiortc_seam import ForwardingSender, UpstreamSink
 from .keyframes import KeyframeRequestLimiter, keyframe_detector
 from .packetcache import PacketCache
-from .rewriter import StreamRewriter, rewrite_header
+from .rewriter import StreamRewriter, rewrite_header, ts_diff
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 KEYFRAME_WAIT_RETRY_S = 0.3
 # Downstream REMBs older than this no longer cap the publisher's bitrate.
 REMB_FRESH_S = 5.0
+# how long the soonest-come packet stands for its stream's clock (the publisher's and our
+# clocks drift apart by ~50 ppm: 0.25 ms over this window)
+FRESHEST_WINDOW_S = 5.0
 
 # The packet being fanned out, serialised once per distinct downstream form and shared by
 # the fan-out: keyed by a subscriber's header-extension signature (DownTrack, through
@@ -104,6 +107,9 @@ class UpTrack:
         self.packets_withheld = 0
         # publisher's last sender report: (local monotonic time, rtp timestamp)
         self.sender_report: tuple[float, int] | None = None
+        # the packet that came soonest for its timestamp, over the last FRESHEST_WINDOW_S:
+        # (local monotonic time, rtp timestamp); what "now" on this stream is at least
+        self.freshest: tuple[float, int] | None = None
         self._is_keyframe: Callable[[bytes], bool] | None = None
         self._closed = False
         receiver.sink = self
@@ -119,6 +125,13 @@ class UpTrack:
         now = time.monotonic()
         self.packets_received += 1
         self.last_packet_time = now
+        freshest = self.freshest
+        if (
+            freshest is None
+            or now - freshest[0] > FRESHEST_WINDOW_S
+            or ts_diff(packet.timestamp, freshest[1]) > (now - freshest[0]) * self.clock_rate
+        ):
+            self.freshest = (now, packet.timestamp)
         self.cache.store(packet.sequence_number, packet)
         is_keyframe = self._is_keyframe is not None and self._is_keyframe(packet.payload)
         if is_keyframe:
@@ -378,21 +391,27 @@ class DownTrack:
     def sender_report_timestamps(self) -> tuple[int, int] | None:
         """(NTP now, RTP timestamp now) on this subscriber's clock.
 
-        Extrapolated from the publisher's last sender report when there is one, so that
-        audio and video keep the publisher's relation (lip sync); otherwise from the last
-        packet sent.
+        Extrapolated from the publisher's last sender report, so that audio and video keep
+        the publisher's relation (lip sync), but never behind the packet of the stream
+        that came soonest, extrapolated the same way: a publisher that pairs its report
+        with its last packet (aiortc does) right after a frame came late reports a clock
+        that lags its own stream by that lateness until its next report (0.7 s seen), and
+        a subscriber told so would hold that stream back by as much.
         """
-        now = time.monotonic()
-        clock_rate = self.rewriter.clock_rate
-        report = self.uptrack.sender_report if self.uptrack is not None else None
-        if report is not None:
-            out_ts = self.rewriter.rtp_timestamp_for(report[1])
-            if out_ts is not None:
-                rtp_now = (out_ts + int((now - report[0]) * clock_rate)) & 0xFFFFFFFF
-                return clock.current_ntp_time(), rtp_now
         if self._last_send_time is None or self._last_out_ts is None:
             return None
+        now = time.monotonic()
+        clock_rate = self.rewriter.clock_rate
         rtp_now = self._last_out_ts + int((now - self._last_send_time) * clock_rate)
+        uptrack = self.uptrack
+        if uptrack is not None:
+            for anchor in (uptrack.freshest, uptrack.sender_report):
+                out_ts = self.rewriter.rtp_timestamp_for(anchor[1]) if anchor else None
+                if anchor is None or out_ts is None:
+                    continue
+                extrapolated = (out_ts + int((now - anchor[0]) * clock_rate)) & 0xFFFFFFFF
+                if ts_diff(extrapolated, rtp_now & 0xFFFFFFFF) > 0:
+                    rtp_now = extrapolated
         return clock.current_ntp_time(), rtp_now & 0xFFFFFFFF
 
     def close(self) -> None:
