@@ -246,6 +246,14 @@ class MeetingStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
+class MainVenue(enum.StrEnum):
+    """Where a live meeting's main venue is: what the villages' TVs wait for."""
+
+    PHONE = "phone"  # the phone that started it, with its camera and microphone
+    LINK = "link"  # a page opened from the main-venue link (the county hall's PC)
+    NONE = "none"  # none: each venue meets in its own room (a village's branch meeting)
+
+
 class Meeting(Base):
     __tablename__ = "meetings"
 
@@ -256,6 +264,9 @@ class Meeting(Base):
     org_path: Mapped[str] = mapped_column(String(255), index=True)
     status: Mapped[MeetingStatus] = mapped_column(
         _enum(MeetingStatus), default=MeetingStatus.SCHEDULED
+    )
+    main_venue: Mapped[MainVenue] = mapped_column(
+        _enum(MainVenue), default=MainVenue.LINK, server_default=MainVenue.LINK.value
     )
     host: Mapped[str | None] = mapped_column(String(50))
     recorder: Mapped[str | None] = mapped_column(String(50))

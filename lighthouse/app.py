@@ -13,7 +13,7 @@ from sqlalchemy import select
 from db import supervision
 from db.accounts import TokenService
 from db.database import Database
-from db.models import Emergency, EmergencyStatus, Meeting, MeetingStatus, OrgUnit
+from db.models import Emergency, EmergencyStatus, MainVenue, Meeting, MeetingStatus, OrgUnit
 from db.tree import meeting_site_paths
 from recognition.pipeline import RecognitionSettings
 from recognition.service import RecognitionConfig, RecognitionService
@@ -279,6 +279,7 @@ async def reopen_live_meetings(database: Database, meeting_rooms: MeetingRooms) 
                 organiser_code=organiser_unit.code if organiser_unit else "",
                 organiser_path=meeting.org_path,
                 site_paths=await meeting_site_paths(session, meeting),
+                main_expected=meeting.main_venue != MainVenue.NONE,
             )
 
 

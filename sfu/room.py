@@ -53,6 +53,9 @@ class RoomSettings:
     # a meeting run by its main venue: villages receive only the main venue, shared
     # content and the floor slot (sfu/control.py)
     controlled: bool = False
+    # whether a main venue is to come (False: every venue meets in its own room): what a
+    # TV shows while no main venue publishes
+    main_expected: bool = True
 
 
 def _new_id(prefix: str) -> str:
@@ -386,6 +389,7 @@ class Room:
             "video_codec": self.settings.video_codec,
             "audio_codec": "opus",
             "controlled": self.settings.controlled,
+            "main_expected": self.settings.main_expected,
         }
 
     def peer_by_participant(self, participant_id: str) -> Peer | None:

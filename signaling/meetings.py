@@ -85,6 +85,7 @@ class MeetingRooms:
         organiser_code: str,
         organiser_path: str,
         site_paths: list[str],
+        main_expected: bool = True,
     ) -> LiveMeeting:
         """Open the meeting's room and invite its online terminals (idempotent)."""
         existing = self.live.get(meeting_id)
@@ -99,6 +100,7 @@ class MeetingRooms:
                 org_code=organiser_code,
                 record=self.defaults.record,
                 controlled=True,
+                main_expected=main_expected,
             )
         )
         live = LiveMeeting(

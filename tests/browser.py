@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
@@ -186,3 +187,35 @@ def which_colour(pixels: list[int]) -> str:
 
 async def wait_until(page, expression: str, timeout_ms: int = 20_000) -> None:
     await page.wait_for_function(expression, timeout=timeout_ms, polling=100)
+
+
+async def main_view_colour(page) -> str | None:
+    grabbed = await asyncio.wait_for(
+        page.evaluate(GRAB_VIDEO_JS, ".tile.is-main-view:not([hidden]) video"), 10
+    )
+    return which_colour(grabbed["pixels"]) if grabbed else None
+
+
+async def wait_for_main_view(page, expected: str, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    seen = None
+    while loop.time() < deadline:
+        seen = await main_view_colour(page)
+        if seen == expected:
+            return
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"main view shows {seen}, expected {expected}")
+
+
+async def new_page(browser, **context_options):
+    context = await browser.new_context(**context_options)
+    page = await context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
+    page.on(
+        "console",
+        lambda msg: problems.append(msg.text) if "Content Security" in msg.text else None,
+    )
+    page.problems = problems
+    return page

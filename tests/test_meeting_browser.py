@@ -25,11 +25,11 @@ from apiclient import PASSWORD, ApiClient, pair_terminal, seed_small_county
 from browser import (
     CAMERA_JS,
     COLOURS,
-    GRAB_VIDEO_JS,
     chromium_args,
     launched_chromium,
+    new_page,
+    wait_for_main_view,
     wait_until,
-    which_colour,
     write_y4m,
 )
 from media import PictureTrack
@@ -37,43 +37,11 @@ from media import PictureTrack
 pytestmark = pytest.mark.server_config(rooms=())
 
 
-async def main_view_colour(page) -> str | None:
-    grabbed = await asyncio.wait_for(
-        page.evaluate(GRAB_VIDEO_JS, ".tile.is-main-view:not([hidden]) video"), 10
-    )
-    return which_colour(grabbed["pixels"]) if grabbed else None
-
-
-async def wait_for_main_view(page, expected: str, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    seen = None
-    while loop.time() < deadline:
-        seen = await main_view_colour(page)
-        if seen == expected:
-            return
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"main view shows {seen}, expected {expected}")
-
-
 @pytest.fixture
 async def chromium(tmp_path: Path):
     camera = write_y4m(tmp_path / "grey.y4m", np.full((360, 640, 3), 128, np.uint8), frames=2)
     async with launched_chromium(chromium_args(camera)) as browser:
         yield browser
-
-
-async def new_page(browser, **context_options):
-    context = await browser.new_context(**context_options)
-    page = await context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    page.on(
-        "console",
-        lambda msg: problems.append(msg.text) if "Content Security" in msg.text else None,
-    )
-    page.problems = problems
-    return page
 
 
 async def test_phone_starts_a_meeting_tvs_join_roll_call_mute_all_and_record(server, chromium):
@@ -131,6 +99,7 @@ async def test_phone_starts_a_meeting_tvs_join_roll_call_mute_all_and_record(ser
         await wait_until(phone, "document.querySelectorAll('[data-site]').length === 2")
         await phone.select_option("#ph-type", "party_lecture")
         await phone.fill("#ph-topic", "学习党的二十届四中全会精神")
+        await phone.select_option("#ph-main-venue", "link")  # the county hall's PC, below
         await phone.click("#ph-start")
 
         # every TV joins by itself

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Capability, Principal
-from db.models import Meeting, MeetingStatus, OrgUnit, Terminal
+from db.models import MainVenue, Meeting, MeetingStatus, OrgUnit, Terminal
 from db.participants import terminal_participant
 from db.tree import meeting_site_paths
 from lighthouse.keys import MEETING_ROOMS_KEY, TOKENS_KEY
@@ -31,6 +31,12 @@ from signaling.server import apply_control
 from .common import ApiError, audit_object, authed, json_response, parse_body, scoped_object
 from .meeting_tokens import MEETING_TOKEN_TTL_S
 from .meetings import meeting_json
+
+
+class StartBody(BaseModel):
+    # where the main venue is: this phone (it publishes through the main-venue link at
+    # once), a page opened from that link elsewhere, or none (each venue in its own room)
+    main_venue: MainVenue | None = None
 
 
 class ControlBody(BaseModel):
@@ -151,13 +157,23 @@ async def post_start(
     meeting = await _meeting(request, session, principal, Capability.MEETINGS_WRITE)
     if meeting.status in (MeetingStatus.ENDED, MeetingStatus.CANCELLED):
         raise ApiError(409, "meeting_over", f"the meeting is {meeting.status}; create a new one")
+    body = await parse_body(request, StartBody) if request.can_read_body else StartBody()
     organiser = await session.get(OrgUnit, meeting.organiser_id)
     assert organiser is not None
     rooms = request.app[MEETING_ROOMS_KEY]
     if meeting.status != MeetingStatus.LIVE:
         meeting.status = MeetingStatus.LIVE
         meeting.actual_start = dt.datetime.now(dt.UTC)
-        _audit(request, session, principal, meeting, "meeting_started", {"topic": meeting.topic})
+        if body.main_venue is not None:
+            meeting.main_venue = body.main_venue
+        _audit(
+            request,
+            session,
+            principal,
+            meeting,
+            "meeting_started",
+            {"topic": meeting.topic, "main_venue": meeting.main_venue.value},
+        )
         await session.commit()
         await session.refresh(meeting)
     await rooms.open(
@@ -166,6 +182,7 @@ async def post_start(
         organiser_code=organiser.code,
         organiser_path=organiser.path,
         site_paths=await meeting_site_paths(session, meeting),
+        main_expected=meeting.main_venue != MainVenue.NONE,
     )
     return json_response(await _live_json(request, session, principal, meeting))
 

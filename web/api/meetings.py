@@ -43,6 +43,7 @@ def meeting_json(meeting: Meeting, full: bool = False) -> dict:
         "topic": meeting.topic,
         "organiser_id": meeting.organiser_id,
         "status": meeting.status,
+        "main_venue": meeting.main_venue,
         "scheduled_start": meeting.scheduled_start,
         "scheduled_end": meeting.scheduled_end,
         "actual_start": meeting.actual_start,

@@ -66,8 +66,30 @@
       meeting_ended: 'errorMeetingEnded',
     };
 
+    // Tiles that show something: the floor slot's tile is hidden while nobody holds the
+    // floor, and a stage of hidden tiles is an empty (black) stage.
     function tileCount() {
-      return stage.querySelectorAll('.tile').length;
+      return stage.querySelectorAll('.tile:not([hidden])').length;
+    }
+
+    // An empty stage on a TV says why and shows the room itself: the self-view large, the
+    // meeting's name, and "waiting for the main venue" when one is to come.
+    function renderEmptyStage() {
+      const empty = tileCount() === 0;
+      placeholder.hidden = !empty;
+      const alone = empty && mode === 'tv' && client.state === 'joined';
+      app.classList.toggle('alone', alone);
+      if (client.state !== 'joined') return;
+      const room = client.room || {};
+      let text = t('waitingVillages');
+      if (mode !== 'main') text = room.main_expected === false ? t('ownRoom') : t('waitingMain');
+      const title = document.createElement('strong');
+      title.className = 'placeholder-title';
+      title.textContent = mode === 'main' ? '' : room.name || '';
+      const line = document.createElement('span');
+      line.className = 'placeholder-text';
+      line.textContent = text;
+      placeholder.replaceChildren(title, line);
     }
 
     function renderStatus() {
@@ -78,12 +100,9 @@
       if (state === 'closed') statusText.textContent = left ? t('left') : t('disconnected');
       else statusText.textContent = t(STATE_TEXT[state] || 'connecting');
       // With nothing on the stage, say why in the middle of the screen.
-      let waiting = '';
-      if (state === 'joined') waiting = mode === 'main' ? t('waitingVillages') : t('waitingMain');
-      else if (state === 'closed') waiting = left ? t('left') : '';
-      else waiting = t(STATE_TEXT[state] || 'connecting');
-      placeholder.textContent = waiting;
-      placeholder.hidden = tileCount() > 0;
+      if (state === 'closed') placeholder.textContent = left ? t('left') : '';
+      else if (state !== 'joined') placeholder.textContent = t(STATE_TEXT[state] || 'connecting');
+      renderEmptyStage();
       for (const element of document.querySelectorAll('[data-room-name]')) {
         if (client.room && client.room.name) element.textContent = client.room.name;
       }
@@ -116,7 +135,7 @@
       stage.style.setProperty('--columns', String(columns));
       stage.style.setProperty('--rows', String(rows));
       stage.dataset.tiles = String(count);
-      placeholder.hidden = count > 0;
+      renderEmptyStage();
     }
 
     // ---- meeting layouts (a meeting its main venue runs) ------------------------------
@@ -139,6 +158,7 @@
         floorTile.hidden = !state.floor;
         const label = floorTile.querySelector('.tile-label');
         label.textContent = state.floor ? state.floor.name : '';
+        layoutStage();
       }
       if (!controlled || mode === 'main') {
         delete stage.dataset.layout;
@@ -147,7 +167,8 @@
       }
       const contentTile = stage.querySelector('.tile[data-kind="content"]');
       const mainTile = stage.querySelector('.tile[data-kind="main"]');
-      let big = mainTile;
+      // no main venue (yet, or none at all): the venue holding the floor is the big one
+      let big = mainTile || (floorTile && !floorTile.hidden ? floorTile : null);
       let layout = 'main';
       if (contentTile) {
         big = contentTile;

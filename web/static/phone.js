@@ -16,7 +16,8 @@
   const strings = JSON.parse($('ph-strings').textContent);
   const t = (key, values) => String(strings[key] || key).replace(/\{(\w+)\}/g,
     (whole, name) => (values && name in values ? String(values[name]) : whole));
-  const state = { ready: false, meeting: null, live: null, emergency: null };
+  // mainVenue: null, or connecting | live | no_camera while this phone is the main venue
+  const state = { ready: false, meeting: null, live: null, emergency: null, mainVenue: null };
   global.lighthousePhone = state;
   let pollTimer = null;
 
@@ -90,7 +91,7 @@
       status.textContent = t(meeting.status);
       item.append(title, status);
       if (meeting.status === 'live' || meeting.status === 'scheduled') {
-        item.append(button(t('open'), '', () => openLive(meeting.id, meeting.status === 'scheduled')));
+        item.append(button(t('open'), '', () => openLive(meeting.id, meeting.status === 'scheduled' ? meeting.main_venue : null)));
       }
       item.append(button(t('record'), '', () => openRecord(meeting.id)));
       list.appendChild(item);
@@ -104,14 +105,16 @@
   async function openCreate() {
     show('ph-create');
     $('ph-create-error').hidden = true;
-    const own = await api('GET', '/api/org');
     const organiser = $('ph-organiser');
-    organiser.replaceChildren();
+    organiser.replaceChildren(); // the form is filled afresh for each meeting
+    const own = await api('GET', '/api/org');
     // a village's meetings are its branches'; a town or the county organises its own
     const organisers = own.kind === 'village' ? own.children.filter((c) => c.kind === 'branch') : [own];
     for (const org of organisers.length ? organisers : [own]) {
       organiser.appendChild(new Option(org.name, org.id));
     }
+    // a village's branch meets in its own room; a town or the county runs it from here
+    $('ph-main-venue').value = own.kind === 'village' ? 'none' : 'phone';
     const sites = own.kind === 'village' ? [] : own.children;
     $('ph-sites').hidden = sites.length === 0;
     const siteList = $('ph-site-list');
@@ -155,7 +158,7 @@
     $('ph-start').disabled = true;
     try {
       const meeting = await api('POST', '/api/meetings', body);
-      await openLive(meeting.id, true);
+      await openLive(meeting.id, $('ph-main-venue').value);
     } catch (failure) {
       showError(error, failure);
     } finally {
@@ -165,13 +168,64 @@
 
   // ---- a live meeting -------------------------------------------------------------------
 
-  async function openLive(meetingId, start) {
+  /** Open a meeting's live view; with `mainVenue` (phone | link | none), start it. */
+  async function openLive(meetingId, mainVenue) {
     show('ph-live');
     state.meeting = meetingId;
-    const live = start
-      ? await api('POST', '/api/meetings/' + meetingId + '/start')
+    const live = mainVenue
+      ? await api('POST', '/api/meetings/' + meetingId + '/start', { main_venue: mainVenue })
       : await api('GET', '/api/meetings/' + meetingId + '/live');
     renderLive(live);
+    if (mainVenue === 'phone' && live.main_url) startMainVenue(live.main_url);
+  }
+
+  // ---- this phone as the main venue ---------------------------------------------------------
+
+  const MAIN_MEDIA = {
+    audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
+    video: { facingMode: { ideal: 'user' }, width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25 } },
+  };
+  let mainClient = null;
+
+  /** Publish this phone's camera and microphone as the meeting's main venue (the page at
+   * the main-venue link would do the same); it hears whichever venue has the floor. */
+  function startMainVenue(mainUrl) {
+    stopMainVenue();
+    const token = new URL(mainUrl, global.location.href).searchParams.get('token');
+    const Client = global.LighthouseClient;
+    const client = new Client({
+      token,
+      iceServers: config.iceServers || [],
+      mediaConstraints: MAIN_MEDIA,
+      policy: (publications) => publications.filter((p) => p.source === 'floor').map((p) => p.publication_id),
+      kinds: ['audio'],
+    });
+    mainClient = client;
+    state.mainVenue = 'connecting';
+    $('ph-main-self').hidden = false;
+    $('ph-main-state').textContent = t('mainConnecting');
+    client.on('localstream', ({ stream }) => { $('ph-main-preview').srcObject = stream; });
+    client.on('mediaerror', () => {
+      state.mainVenue = 'no_camera';
+      $('ph-main-state').textContent = t('mainNoCamera');
+    });
+    client.on('published', () => {
+      state.mainVenue = 'live';
+      $('ph-main-state').textContent = t('mainLive');
+    });
+    client.on('subscriptionadded', ({ subscription }) => {
+      subscription.videoElement.hidden = true; // the floor's sound; its picture is on the TVs
+      $('ph-main-self').appendChild(subscription.videoElement);
+    });
+    client.start();
+  }
+
+  function stopMainVenue() {
+    if (mainClient) mainClient.leave();
+    mainClient = null;
+    state.mainVenue = null;
+    $('ph-main-self').hidden = true;
+    $('ph-main-preview').srcObject = null;
   }
 
   function renderLive(live) {
@@ -235,6 +289,7 @@
     if (!global.confirm(t('confirmEnd'))) return;
     try {
       await api('POST', '/api/meetings/' + state.meeting + '/end');
+      stopMainVenue();
       await openRecord(state.meeting);
     } catch (error) {
       showError($('ph-error'), error);
