@@ -6,6 +6,7 @@ phone can itself be the main venue, with its camera and microphone."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -68,10 +69,16 @@ async def start_from_phone(phone, topic: str, main_venue: str | None = None) -> 
     return default
 
 
-async def end_from_phone(phone, tv) -> None:
+async def end_from_phone(phone, tv) -> float:
+    """End the meeting from the phone; return how long the TV took to show its idle screen."""
+    ended_at = time.monotonic()
     await phone.click("#ph-end")
-    await wait_until(tv, "window.lighthouseTerminal.state === 'idle'")
+    await wait_until(tv, "!document.getElementById('lh-idle').hidden")
+    back_after = time.monotonic() - ended_at
+    assert await tv.evaluate("window.lighthouseTerminal.state") == "idle"
     await wait_until(phone, "!document.getElementById('ph-record').hidden")
+    print(f"the TV was back on its idle screen {back_after:.2f} s after the end")
+    return back_after
 
 
 async def shows_its_own_room(tv) -> dict:
@@ -110,14 +117,26 @@ async def test_a_tv_is_never_black_in_a_meeting_started_from_the_phone(server, c
     seen = await shows_its_own_room(tv)
     assert seen["selfWidth"] > 0.9 and seen["selfHeight"] > 0.6, seen
     assert "三月支部主题党日" in seen["text"] and "本会场会议进行中" in seen["text"], seen
-    await end_from_phone(secretary, tv)
+    assert await end_from_phone(secretary, tv) < 2.0
 
     # a county meeting whose main venue opens its link elsewhere: the TV says it waits
     county_phone = await signed_in_phone(chromium, server, "county_admin")
     await start_from_phone(county_phone, "全县组织工作会议", main_venue="link")
     seen = await shows_its_own_room(tv)
     assert "全县组织工作会议" in seen["text"] and "等待主会场接入" in seen["text"], seen
-    await end_from_phone(county_phone, tv)
+    # the county hall's PC opens the main-venue link: the TVs show it
+    main_url = await county_phone.get_attribute("#ph-main-link", "href")
+    main = await new_page(chromium, viewport={"width": 1280, "height": 720})
+    await main.add_init_script(f"({CAMERA_JS})({list(COLOURS['main'])})")
+    await main.goto(f"{server.base_url}{urlsplit(main_url).path}?{urlsplit(main_url).query}")
+    await wait_for_main_view(tv, "main")
+    assert await end_from_phone(county_phone, tv) < 2.0
+    # the main venue is told the meeting has ended, and nothing else: no "contact your
+    # administrator", no rejoin
+    await wait_until(main, "!document.getElementById('lh-fatal').hidden")
+    assert await main.inner_text("#lh-fatal-text") == "会议已结束。"
+    assert await main.is_hidden(".fatal-hint")
+    assert await main.is_hidden("[data-action='leave']")
 
     # the phone itself is the main venue (the form's default for the county): every TV
     # shows the phone's camera as the main view
@@ -131,5 +150,5 @@ async def test_a_tv_is_never_black_in_a_meeting_started_from_the_phone(server, c
     await end_from_phone(county_phone, tv)
     assert await county_phone.evaluate("window.lighthousePhone.mainVenue") is None
 
-    for page in (tv, secretary, county_phone):
+    for page in (tv, secretary, county_phone, main):
         assert page.problems == []

@@ -119,9 +119,16 @@
       notice.hidden = !text;
     }
 
+    // A meeting that ended is no problem to take to the administrator, and nothing to
+    // rejoin: say it has ended, and only that.
+    const OVER = new Set(['meeting_ended']);
+
     function showFatal(code) {
       if (!fatal) return;
       fatalText.textContent = t(ERROR_TEXT[code] || 'errorGeneric', { code });
+      fatal.dataset.code = code;
+      const hint = fatal.querySelector('.fatal-hint');
+      if (hint) hint.hidden = OVER.has(code);
       fatal.hidden = false;
     }
 
@@ -383,7 +390,10 @@
       setLabel(buttons.fullscreen, inFullscreen ? t('exitFullscreen') : t('fullscreen'), inFullscreen);
       const away = client.state === 'closed';
       setLabel(buttons.leave, away ? t('rejoin') : t('leave'));
-      if (buttons.leave) buttons.leave.classList.toggle('is-danger', !away);
+      if (buttons.leave) {
+        buttons.leave.classList.toggle('is-danger', !away);
+        buttons.leave.hidden = away && OVER.has(client.errorCode);
+      }
       app.classList.toggle('mic-muted', client.micMuted && hasAudio);
       app.classList.toggle('camera-off', client.cameraOff || !hasVideo);
       // A button that just became disabled cannot keep the focus: move it on.
