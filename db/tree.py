@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import CHILD_KINDS, Meeting, Member, OrgKind, OrgUnit, Terminal
@@ -123,3 +123,25 @@ async def meeting_site_paths(session: AsyncSession, meeting: Meeting) -> list[st
             unit = await session.get(OrgUnit, unit.parent_id) or unit
         paths.append(unit.path)
     return list(dict.fromkeys(paths))
+
+
+async def meeting_member_paths(session: AsyncSession, meeting: Meeting) -> list[str]:
+    """Whose members a meeting expects: its sites' own subtrees (a branch site its own
+    members only, a village all its branches', a town all its villages'), else the
+    organiser's."""
+    units = [await session.get(OrgUnit, site.org_id) for site in meeting.sites]
+    paths = [unit.path for unit in units if unit is not None]
+    return list(dict.fromkeys(paths)) or [meeting.org_path]
+
+
+async def count_expected_members(session: AsyncSession, paths: list[str]) -> int:
+    """应到: the members under `paths` who are not excused from meetings."""
+    if not paths:
+        return 0
+    count = await session.scalar(
+        select(func.count(Member.id)).where(
+            or_(*(Member.org_path.like(f"{path}%") for path in paths)),
+            Member.exempt_reason.is_(None),
+        )
+    )
+    return int(count or 0)

@@ -6,7 +6,7 @@ import datetime as dt
 
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, Field, ValidationInfo, field_validator
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
@@ -24,6 +24,7 @@ from db.models import (
     SignIn,
     SignInReview,
 )
+from db.tree import count_expected_members, meeting_member_paths
 
 from .common import (
     ApiError,
@@ -190,10 +191,24 @@ async def _apply(
     await session.flush()
     for collection in ("sites", "attendance", "guests"):
         await getattr(meeting.awaitable_attrs, collection)
-    if site_ids is not None:
-        meeting.sites = sites
+    if site_ids is not None:  # kept sites keep their rows (the same constraint)
+        existing_sites = {site.org_id: site for site in meeting.sites}
+        meeting.sites = [existing_sites.get(site.org_id, site) for site in sites]
     if attendance is not None:
-        meeting.attendance = rows
+        # a member's row is changed in place: replacing it would insert the new row before
+        # deleting the old one, against the one-row-per-member constraint (a member signed
+        # in by hand already has a row)
+        existing = {row.member_id: row for row in meeting.attendance}
+        kept = []
+        for row in rows:
+            old = existing.get(row.member_id)
+            if old is None:
+                kept.append(row)
+                continue
+            old.status, old.absence_reason = row.status, row.absence_reason
+            old.method, old.signed_in_at = row.method, row.signed_in_at
+            kept.append(old)
+        meeting.attendance = kept
         meeting.actual_count = sum(r.status == AttendanceStatus.PRESENT for r in rows)
         meeting.absent_count = sum(r.status == AttendanceStatus.ABSENT for r in rows)
     if guests is not None:
@@ -250,12 +265,6 @@ async def post_meeting(
         org_path=organiser.path,
         created_by=principal.account_id,
     )
-    if body.expected_count is None:
-        meeting.expected_count = await session.scalar(
-            select(func.count(Member.id)).where(
-                Member.org_path.like(f"{organiser.path}%"), Member.exempt_reason.is_(None)
-            )
-        )
     session.add(meeting)
     await _apply(
         session,
@@ -263,6 +272,10 @@ async def post_meeting(
         meeting,
         body.model_dump(exclude={"type", "topic", "organiser_id"}, exclude_unset=True),
     )
+    if body.expected_count is None:  # 应到: the invited venues' members, not the organiser's
+        meeting.expected_count = await count_expected_members(
+            session, await meeting_member_paths(session, meeting)
+        )
     await session.flush()
     audit.record(
         session,
@@ -294,6 +307,10 @@ async def patch_meeting(
     )
     changes = body.model_dump(exclude_unset=True)
     await _apply(session, principal, meeting, dict(changes))
+    if "site_ids" in changes and "expected_count" not in changes:
+        meeting.expected_count = await count_expected_members(
+            session, await meeting_member_paths(session, meeting)
+        )
     audit.record(
         session,
         principal,

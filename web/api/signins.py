@@ -24,12 +24,14 @@ from db.models import (
     Meeting,
     MeetingSnapshot,
     Member,
+    OrgKind,
     OrgUnit,
     RoomEvent,
     SignIn,
     SignInMethod,
     SignInReview,
 )
+from db.tree import meeting_member_paths
 from signaling.meetings import meeting_room_id
 
 from .common import (
@@ -67,13 +69,37 @@ async def sheet_meeting(
     return meeting
 
 
+async def _places(session: AsyncSession, members) -> dict[int, dict[str, str]]:
+    """Each member's branch (党支部, or 党小组) and venue: the village (or community) it
+    meets in, or, above the villages, its branch's own name."""
+    paths = {m.org_path for m in members}
+    units: dict[str, OrgUnit] = {}
+    for path in paths:
+        prefixes = ["/".join(path.split("/")[:i]) + "/" for i in range(2, path.count("/") + 1)]
+        for unit in await session.scalars(select(OrgUnit).where(OrgUnit.path.in_(prefixes))):
+            units[unit.path] = unit
+    places = {}
+    for member in members:
+        chain = [units[p] for p in sorted(units, key=len) if member.org_path.startswith(p)]
+        if not chain:
+            places[member.id] = {"branch": "", "group": "", "venue": ""}
+            continue
+        own = chain[-1]
+        branch = next((u for u in reversed(chain) if u.kind == OrgKind.BRANCH), own)
+        village = next((u for u in chain if u.kind == OrgKind.VILLAGE), branch)
+        places[member.id] = {
+            "branch": branch.name,
+            "group": own.name if own.kind == OrgKind.GROUP else "",
+            "venue": village.name,
+        }
+    return places
+
+
 async def expected_paths(session: AsyncSession, principal: Principal, meeting: Meeting):
     """Where the meeting's expected members are (its sites, else its organiser), narrowed
     to the caller's subtree."""
-    units = [await session.get(OrgUnit, site.org_id) for site in meeting.sites]
-    paths = [u.path for u in units if u is not None] or [meeting.org_path]
     narrowed = []
-    for path in paths:
+    for path in await meeting_member_paths(session, meeting):
         if path.startswith(principal.org_path):
             narrowed.append(path)
         elif principal.org_path.startswith(path):
@@ -125,14 +151,18 @@ async def get_sheet(
     meeting = await sheet_meeting(session, principal, int(request.match_info["meeting_id"]))
     paths = await expected_paths(session, principal, meeting)
     members: dict[int, Member] = {}
-    if paths:
+    if paths:  # 应到: the members of the invited venues who are not excused
         found = await session.scalars(
             select(Member)
-            .where(or_(*(Member.org_path.like(f"{p}%") for p in paths)))
+            .where(
+                or_(*(Member.org_path.like(f"{p}%") for p in paths)),
+                Member.exempt_reason.is_(None),
+            )
             .order_by(Member.org_path, Member.id)
             .limit(MAX_SHEET_MEMBERS)
         )
         members = {m.id: m for m in found}
+    expected = len(members)
     signins = (
         await session.scalars(
             select(SignIn)
@@ -147,13 +177,23 @@ async def get_sheet(
                 members[member.id] = member
     by_member = {s.member_id: s for s in signins}
     with_photos = principal.allows(Capability.FACES_READ)
+    places = await _places(session, members.values())
+    saved = {a.member_id: a for a in await meeting.awaitable_attrs.attendance}
     rows = [
         {
             "member_id": member.id,
             "name": member.name,
             "branch_id": member.branch_id,
+            **places[member.id],
             "signin": signin_dict(by_member[member.id], with_photos)
             if member.id in by_member
+            else None,
+            # what the saved record says (present | absent, and why), if it was saved
+            "attendance": {
+                "status": saved[member.id].status,
+                "absence_reason": saved[member.id].absence_reason,
+            }
+            if member.id in saved
             else None,
         }
         for member in members.values()
@@ -177,7 +217,7 @@ async def get_sheet(
             "meeting_id": meeting.id,
             "topic": meeting.topic,
             "status": meeting.status,
-            "expected": len(members),
+            "expected": expected,
             "signed_in": len(counted),
             "by_face": sum(s.method == SignInMethod.FACE for s in counted),
             "members": rows,

@@ -308,37 +308,77 @@
     $('ph-recorder').value = meeting.recorder || '';
     $('ph-content').value = meeting.content || '';
     $('ph-export').href = '/api/meetings/' + meetingId + '/export.xlsx';
-    const { members } = await api('GET', '/api/members?org=' + meeting.organiser_id + '&limit=500');
-    const known = new Map(meeting.attendance.map((a) => [a.member_id, a]));
+    // 应到: the invited venues' members who are not excused, with their sign-ins (face or
+    // by hand) and what a saved record says; grouped by venue, searchable by name
+    const sheet = await api('GET', '/api/meetings/' + meetingId + '/signins');
     const list = $('ph-attendance');
     list.replaceChildren();
-    for (const member of members) {
-      const row = known.get(member.id);
-      const item = document.createElement('li');
-      item.className = 'ph-item';
-      item.dataset.memberId = member.id;
-      const label = document.createElement('label');
-      label.className = 'ph-check';
-      const box = document.createElement('input');
-      box.type = 'checkbox';
-      box.checked = Boolean(row && row.status === 'present');
-      label.append(box, ' ' + member.name);
-      if (row && row.method) {
-        const how = document.createElement('small');
-        how.textContent = ' (' + t('signedIn') + ')';
-        label.append(how);
-      }
-      const reason = document.createElement('input');
-      reason.className = 'ph-input ph-reason';
-      reason.placeholder = t('reason');
-      reason.maxLength = 200;
-      reason.value = (row && row.absence_reason) || '';
+    const venues = new Map();
+    for (const member of sheet.members) {
+      if (!venues.has(member.venue)) venues.set(member.venue, []);
+      venues.get(member.venue).push(member);
+    }
+    for (const [venue, members] of venues) {
+      const group = document.createElement('li');
+      group.className = 'ph-venue-group';
+      group.dataset.venue = venue;
+      const heading = document.createElement('h3');
+      heading.className = 'ph-venue-name';
+      heading.textContent = venue + ' (' + members.length + ')';
+      const rows = document.createElement('ul');
+      rows.className = 'ph-list';
+      for (const member of members) rows.appendChild(attendanceRow(member));
+      group.append(heading, rows);
+      list.appendChild(group);
+    }
+    $('ph-attendance-search').value = '';
+    $('ph-attendance-count').textContent = t('expected', { count: sheet.expected });
+  }
+
+  function attendanceRow(member) {
+    const saved = member.attendance;
+    const signedIn = Boolean(member.signin && member.signin.review !== 'rejected');
+    const item = document.createElement('li');
+    item.className = 'ph-item';
+    item.dataset.memberId = member.member_id;
+    item.dataset.name = member.name;
+    const label = document.createElement('label');
+    label.className = 'ph-check';
+    const box = document.createElement('input');
+    box.type = 'checkbox';
+    box.checked = saved ? saved.status === 'present' : signedIn;
+    label.append(box, ' ' + member.name);
+    const where = document.createElement('small');
+    where.className = 'ph-member-branch';
+    where.textContent = ' ' + (member.group || member.branch);
+    label.append(where);
+    if (signedIn) {
+      const how = document.createElement('small');
+      how.textContent = ' (' + t('signedIn') + ')';
+      label.append(how);
+    }
+    const reason = document.createElement('input');
+    reason.className = 'ph-input ph-reason';
+    reason.placeholder = t('reason');
+    reason.maxLength = 200;
+    reason.value = (saved && saved.absence_reason) || '';
+    reason.hidden = box.checked;
+    box.addEventListener('change', () => {
       reason.hidden = box.checked;
-      box.addEventListener('change', () => {
-        reason.hidden = box.checked;
-      });
-      item.append(label, reason);
-      list.appendChild(item);
+    });
+    item.append(label, reason);
+    return item;
+  }
+
+  function filterAttendance() {
+    const query = $('ph-attendance-search').value.trim();
+    for (const group of document.querySelectorAll('#ph-attendance .ph-venue-group')) {
+      let shown = 0;
+      for (const item of group.querySelectorAll('[data-member-id]')) {
+        item.hidden = Boolean(query) && !item.dataset.name.includes(query);
+        if (!item.hidden) shown += 1;
+      }
+      group.hidden = shown === 0;
     }
   }
 
@@ -457,6 +497,7 @@
   $('ph-new').addEventListener('click', () => openCreate().catch((e) => showError($('ph-error'), e)));
   $('ph-create').addEventListener('submit', createAndStart);
   $('ph-record').addEventListener('submit', saveRecord);
+  $('ph-attendance-search').addEventListener('input', filterAttendance);
   $('ph-end').addEventListener('click', endMeeting);
   $('ph-sos').addEventListener('click', () => raiseEmergency().catch((e) => showError($('ph-error'), e)));
   $('ph-sos-end').addEventListener('click', () => endEmergency().catch((e) => showError($('ph-error'), e)));
