@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import aiohttp
+import cv2
 import numpy as np
 import pytest
 
@@ -113,6 +114,9 @@ async def test_a_tv_is_never_black_in_a_meeting_started_from_the_phone(server, c
 
     # a village's own branch meeting: no remote main venue (the form's default there)
     secretary = await signed_in_phone(chromium, server, "a1_secretary")
+    # the phone's page is its own light colour down to the bottom of the screen
+    shot = cv2.imdecode(np.frombuffer(await secretary.screenshot(), np.uint8), cv2.IMREAD_COLOR)
+    assert shot[-3:].mean() > 200, f"the bottom of the phone's screen is {shot[-3:].mean():.0f}"
     assert await start_from_phone(secretary, "三月支部主题党日") == "none"
     seen = await shows_its_own_room(tv)
     assert seen["selfWidth"] > 0.9 and seen["selfHeight"] > 0.6, seen

@@ -76,6 +76,15 @@ async def test_a_phone_calls_the_command_which_sees_it_at_once_acknowledges_and_
     assert grabbed and which_colour(grabbed["pixels"]) == "a1"
     print(f"tap on the phone → picture playing in the command view: {seen_after:.2f} s")
 
+    # the alert asks for an acknowledgement: the solid (primary) button, talking the quiet one
+    card = f"[data-emergency-id='{emergency_id}']"
+    fills = await command.evaluate(
+        "(card) => ['[data-ack]', '[data-talk]'].map((b) => getComputedStyle("
+        "document.querySelector(card + ' ' + b)).backgroundColor)",
+        card,
+    )
+    assert fills == ["rgb(200, 22, 29)", "rgb(255, 255, 255)"], fills
+
     # acknowledged: the alert stops, the phone hears of it
     await command.click(f"[data-emergency-id='{emergency_id}'] [data-ack]")
     await wait_until(command, "!window.lighthouseCommand.alerting")

@@ -81,11 +81,12 @@
       this.title = el('h3', { className: 'con-emergency-title' });
       this.detail = el('p', { className: 'con-emergency-detail' });
       this.status = el('p', { className: 'con-emergency-status' });
+      // the alert asks for an acknowledgement: that is the primary (solid) button
       this.ackButton = el('button', {
-        type: 'button', className: 'con-button con-button-danger', dataset: { ack: '' },
+        type: 'button', className: 'con-button', dataset: { ack: '' },
       }, t('acknowledge'));
       this.talkButton = el('button', {
-        type: 'button', className: 'con-button', dataset: { talk: '' },
+        type: 'button', className: 'con-button con-button-quiet', dataset: { talk: '' },
       }, t('talk'));
       this.endButton = el('button', {
         type: 'button', className: 'con-button con-button-quiet', dataset: { end: '' },
