@@ -56,9 +56,19 @@ async def wait_for(predicate, timeout: float, what: str) -> None:
 async def test_a_hidden_supervisor_is_invisible_to_the_participants_page(server, chromium):
     await seed_small_county(server.app[DATABASE_KEY])
     picture = face_picture()
-    village = SignalingClient(server.base_url, server.token("terminal:1", room="a1-meeting"))
+    village = SignalingClient(
+        server.base_url, server.token("terminal:1", room="a1-meeting", name="前进村")
+    )
     await village.connect()
     await village.publish([AudioStreamTrack(), PictureTrack(picture)])
+    # a second venue: supervision looks into every village room, not the main venue only
+    other = SignalingClient(
+        server.base_url, server.token("terminal:2", room="a1-meeting", name="红星村")
+    )
+    await other.connect()
+    green = np.zeros((180, 320, 3), np.uint8)
+    green[:] = (30, 200, 40)
+    await other.publish([AudioStreamTrack(), PictureTrack(green, fps=10)])
     room = server.room("a1-meeting")
     contexts = []
     try:
@@ -84,7 +94,7 @@ async def test_a_hidden_supervisor_is_invisible_to_the_participants_page(server,
         rows = await page.eval_on_selector_all(
             "#sup-live tbody tr", "rows => rows.map(r => Array.from(r.cells, c => c.textContent))"
         )
-        assert rows and rows[0][0] == "A1村" and rows[0][4] == "2", rows
+        assert rows and rows[0][0] == "A1村" and rows[0][4] == "3", rows
         await page.click("#sup-live tbody tr a")
         await page.wait_for_url(
             lambda url: urlsplit(url).path == "/console/supervision/watch/a1-meeting"
@@ -94,10 +104,35 @@ async def test_a_hidden_supervisor_is_invisible_to_the_participants_page(server,
             " return v && v.videoWidth > 0 && v.currentTime > 0.5; }",
             timeout=20_000,
         )
-        grabbed = await page.evaluate(GRAB_VIDEO_JS, "#watch-stage video")
+        # every venue's camera in a grid (the member's phone sends one too), labelled; one
+        # large and heard, chosen by a click
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#watch-stage .con-watch-tile video').length === 3"
+            " && Array.from(document.querySelectorAll('#watch-stage video'))"
+            ".every((v) => v.videoWidth > 0)",
+            timeout=20_000,
+        )
+        labels = await page.eval_on_selector_all(
+            "#watch-stage .con-watch-label", "ls => ls.map((l) => l.textContent)"
+        )
+        assert sorted(labels) == sorted(["前进村", "红星村", "党员李四"]), labels
+        large = ".con-watch-tile.is-large"
+        assert await page.eval_on_selector_all(large, "ts => ts.length") == 1
+        qianjin = ".con-watch-tile:has(.con-watch-label:text-is('前进村'))"
+        hongxing = ".con-watch-tile:has(.con-watch-label:text-is('红星村'))"
+        await page.click(hongxing)
+        await page.wait_for_selector(f"{hongxing}.is-large")
+        assert await page.eval_on_selector(f"{hongxing} video", "v => v.muted") is False
+        assert await page.eval_on_selector(f"{qianjin} video", "v => v.muted") is True
+        await page.click(qianjin)
+        await page.wait_for_selector(f"{qianjin}.is-large")
+        chosen = await page.get_attribute(qianjin, "data-publication-id")
+        grabbed = await page.evaluate(
+            GRAB_VIDEO_JS, f".con-watch-tile[data-publication-id='{chosen}'] video"
+        )
         pixels = np.array(grabbed["pixels"], dtype=np.uint8).reshape(90, 160, 4)[..., :3]
         assert similarity(picture, pixels) > 0.9
-        assert len(room.hidden_peers) == 1 and len(room.peers) == 2
+        assert len(room.hidden_peers) == 1 and len(room.peers) == 3
         await asyncio.sleep(1.0)
 
         # the member's page never heard of the supervisor: frames, peer list, count
@@ -133,6 +168,7 @@ async def test_a_hidden_supervisor_is_invisible_to_the_participants_page(server,
             with contextlib.suppress(Exception):
                 await context.close()
         await asyncio.wait_for(village.close(), 10)
+        await asyncio.wait_for(other.close(), 10)
 
 
 def hidden_downtracks(server) -> dict[str, list[str]]:
@@ -154,10 +190,18 @@ async def test_the_patrol_wall_rotates_through_every_live_meeting(server, chromi
         for n, config in enumerate(PATROL_ROOMS):
             shade = np.zeros((90, 160, 3), np.uint8)
             shade[:] = (40 * n, 200 - 30 * n, 120)
-            client = SignalingClient(server.base_url, server.token(f"tv-{n}", room=config.id))
+            client = SignalingClient(
+                server.base_url, server.token(f"tv-{n}", room=config.id, name=f"第{n}村")
+            )
             await client.connect()
             await client.publish([AudioStreamTrack(), PictureTrack(shade, fps=10)])
             venues.append(client)
+        # a venue in the first meeting with no camera: its tile says so
+        silent = SignalingClient(
+            server.base_url, server.token("tv-silent", room=PATROL_ROOMS[0].id, name="无画面村")
+        )
+        await silent.connect()
+        venues.append(silent)
         context, page = await signed_in_page(
             chromium,
             server.base_url,
@@ -170,6 +214,8 @@ async def test_the_patrol_wall_rotates_through_every_live_meeting(server, chromi
         )
         assert await page.evaluate("window.lighthousePatrol.pages") == 2
         seen: set[str] = set()
+        labelled: set[str] = set()
+        explained = False
         deadline = time.monotonic() + 25
         samples = 0
         while time.monotonic() < deadline and len(seen) < 6:
@@ -182,9 +228,21 @@ async def test_the_patrol_wall_rotates_through_every_live_meeting(server, chromi
             samples += 1
             history = await page.evaluate("window.lighthousePatrol.history")
             seen = {room for group in history for room in group}
+            for caption, live, text in await page.eval_on_selector_all(
+                ".con-patrol-tile",
+                "ts => ts.map((t) => [t.querySelector('.con-patrol-caption').textContent,"
+                " t.classList.contains('con-patrol-live'), t.innerText])",
+            ):
+                if caption.startswith("无画面村"):
+                    explained = "未开启摄像头" in text
+                elif live:
+                    labelled.add(caption.split(" · ")[0])
             await asyncio.sleep(0.5)
         assert seen == {c.id for c in PATROL_ROOMS}, seen
         assert samples > 5
+        # the tiles are the village rooms, labelled with the village's name
+        assert labelled == {f"第{n}村" for n in range(len(PATROL_ROOMS))}, labelled
+        assert explained
 
         # Enter enlarges the focused tile with its sound; Esc goes back to video only
         await page.focus(".con-patrol-tile[data-slot='0']")

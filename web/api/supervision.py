@@ -48,6 +48,22 @@ def main_publication(room: Room) -> PublicationDescription | None:
     return visible[0].describe()
 
 
+def venue_cameras(room: Room) -> list[dict[str, Any]]:
+    """What supervision looks into: every venue in the room but the main venue, with its
+    camera's publication id (None while it sends none: a tile says so), by name."""
+    cameras = {
+        p.peer.id: p.id
+        for p in room.publications.values()
+        if p.announced and not p.closed and p.source == "camera" and "video" in p.kinds
+    }
+    venues = [
+        {"peer_id": peer.id, "name": peer.name, "publication_id": cameras.get(peer.id)}
+        for peer in room.peers.values()
+        if peer.role != "main"
+    ]
+    return sorted(venues, key=lambda v: (v["name"], v["peer_id"]))
+
+
 async def _live_meeting(
     session: AsyncSession, org: OrgUnit, meeting_id: int | None
 ) -> tuple[Meeting | None, int]:
@@ -109,6 +125,7 @@ async def list_live(
                 "venues": [peer.name for peer in room.peers.values()],
                 "signed_in": signed_in,
                 "main_publication": main_publication(room),
+                "venue_cameras": venue_cameras(room),
             }
         )
     live.sort(key=lambda m: (m["org"]["path"], m["room_id"]))

@@ -263,6 +263,13 @@
       this._applyPolicy();
     }
 
+    /** Choose what to receive from now on (a function of the publications, as in
+     * `policies`): subscriptions it no longer wants end, new ones are made. */
+    setPolicy(policy) {
+      this.policy = policy;
+      this._applyPolicy();
+    }
+
     /** The main venue's decisions (docs/protocol.md, "Meeting control"). */
     control(action, peerId) {
       const message = { type: 'control', action };

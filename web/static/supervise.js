@@ -71,16 +71,56 @@
     setInterval(() => refresh().catch(() => {}), LIVE_REFRESH_MS);
   }
 
+  // ---- what supervision looks at: the venues' cameras ----------------------------------
+
+  function cameraRank(publication) {
+    if (publication.source === 'content') return 1;
+    return publication.role === 'main' ? 0 : 2;
+  }
+
+  /** A room's cameras (and a shared screen), the main venue first, then by venue name. */
+  function venueCameras(publications) {
+    return publications
+      .filter((p) => p.source !== 'floor' && (p.kinds || []).includes('video'))
+      .sort((a, b) => cameraRank(a) - cameraRank(b)
+        || String(a.name).localeCompare(String(b.name), 'zh'));
+  }
+
   // ---- a hidden drop-in ------------------------------------------------------------------
+  // Every venue's camera in a grid (a page of DROP_IN_PER_PAGE at a time), the one chosen
+  // large and heard; the main venue is chosen first.
+
+  const DROP_IN_PER_PAGE = 12;
 
   async function watchPage() {
     const stage = $('watch-stage');
     const state = $('watch-state');
     const message = $('watch-message');
     state.textContent = t('connecting');
+    let page = 0;
+    let chosen = null;
+    const tiles = new Map(); // publication id -> tile element
+
+    function renderPager(count, pages) {
+      $('watch-pager').hidden = pages <= 1;
+      $('watch-page').textContent = t('venuesPage', { page: page + 1, pages, count });
+      $('watch-prev').disabled = page === 0;
+      $('watch-next').disabled = page >= pages - 1;
+    }
+
+    function onPage(publications) {
+      const cameras = venueCameras(publications);
+      const pages = Math.max(1, Math.ceil(cameras.length / DROP_IN_PER_PAGE));
+      page = Math.min(page, pages - 1);
+      renderPager(cameras.length, pages);
+      kit.showAlert(message, cameras.length ? '' : t('nothingShown'), 'info');
+      return cameras.slice(page * DROP_IN_PER_PAGE, (page + 1) * DROP_IN_PER_PAGE)
+        .map((p) => p.publication_id);
+    }
+
     let client;
     try {
-      client = await hiddenClient(kit.config.roomId, 'drop_in');
+      client = await hiddenClient(kit.config.roomId, 'drop_in', { policy: onPage });
     } catch (error) {
       if (error.code === 'out_of_scope') {
         kit.showAlert(message, t('outOfScope'), 'error');
@@ -91,21 +131,51 @@
     }
     global.lighthouseWatch = client;
     $('watch-heading').textContent = t('watching', { room: client.roomName });
-    client.on('joined', () => {
-      state.textContent = t('live');
-      kit.showAlert(message, Object.keys(client.publications).length ? '' : t('nothingShown'), 'info');
-    });
+
+    function choose(publicationId) {
+      chosen = publicationId;
+      for (const [id, tile] of tiles) {
+        tile.classList.toggle('is-large', id === chosen);
+        tile.querySelector('video').muted = id !== chosen; // only the large one is heard
+      }
+      global.lighthouseWatch.chosen = chosen;
+    }
+
+    function chooseFirst() {
+      const order = venueCameras(Array.from(tiles.keys()).map((id) => client.publications[id])
+        .filter(Boolean));
+      choose(order.length ? order[0].publication_id : null);
+    }
+
+    client.on('joined', () => { state.textContent = t('live'); });
     client.on('subscriptionadded', ({ subscription }) => {
-      kit.showAlert(message, '');
-      stage.textContent = '';
-      subscription.videoElement.className = 'con-watch-video';
-      stage.appendChild(subscription.videoElement);
+      const publication = subscription.publication || client.publications[subscription.publicationId] || {};
+      const video = subscription.videoElement;
+      video.className = 'con-watch-video';
+      const name = publication.source === 'content' ? t('content')
+        : (publication.role === 'main' ? t('mainVenue') + ' · ' : '') + (publication.name || '');
+      const tile = el('figure', {
+        className: 'con-watch-tile', dataset: { publicationId: subscription.publicationId },
+      }, [video, el('figcaption', { className: 'con-watch-label' }, name)]);
+      tile.addEventListener('click', () => choose(subscription.publicationId));
+      tiles.set(subscription.publicationId, tile);
+      stage.appendChild(tile);
+      if (chosen === null || !tiles.has(chosen) || publication.role === 'main') chooseFirst();
+      else video.muted = true;
+    });
+    client.on('subscriptionremoved', ({ subscription }) => {
+      const tile = tiles.get(subscription.publicationId);
+      if (tile) tile.remove();
+      tiles.delete(subscription.publicationId);
+      if (chosen === subscription.publicationId) chooseFirst();
     });
     client.on('autoplayblocked', () => { $('watch-sound').hidden = false; });
     $('watch-sound').addEventListener('click', () => {
       client.resumePlayback();
       $('watch-sound').hidden = true;
     });
+    $('watch-prev').addEventListener('click', () => { page = Math.max(0, page - 1); client.setPolicy(onPage); });
+    $('watch-next').addEventListener('click', () => { page += 1; client.setPolicy(onPage); });
     $('watch-leave').addEventListener('click', () => {
       client.leave();
       global.location.href = url('/console/supervision');
@@ -115,6 +185,9 @@
   }
 
   // ---- the patrol wall ----------------------------------------------------------------------
+  // Its tiles are the village rooms' cameras of the live meetings, labelled with the
+  // venue's name, a page of grid x grid at a time; one hidden viewer per meeting feeds all
+  // of its tiles on the page. A tile with nothing to show says why.
 
   async function patrolPage() {
     const grid = kit.config.grid;
@@ -131,7 +204,6 @@
     let scopePath = null;
     if (kit.config.scope) scopePath = (await api('GET', '/api/org/' + kit.config.scope)).path;
 
-    // one tile per slot; each holds at most one hidden client (one room) at a time
     const tiles = [];
     for (let i = 0; i < perPage; i += 1) {
       const video = el('div', { className: 'con-patrol-video' });
@@ -140,68 +212,117 @@
         className: 'con-patrol-tile', tabIndex: 0, role: 'gridcell', dataset: { slot: String(i) },
       }, [video, caption]);
       wall.appendChild(tile);
-      tiles.push({ element: tile, video, caption, client: null, roomId: null });
+      tiles.push({ element: tile, video, caption, entry: null });
       tile.addEventListener('click', () => (patrol.enlarged === i ? shrink() : enlarge(i)));
     }
 
-    let meetings = [];
+    let entries = []; // {roomId, name, topic, publicationId}: one per venue of a live meeting
+    const viewers = new Map(); // room id -> {client, wanted: Set of publication ids}
     let timer = null;
 
     async function loadMeetings() {
       const reply = await api('GET', '/api/supervision/live');
-      meetings = reply.meetings.filter((m) => m.main_publication
-        && (!scopePath || m.org.path.startsWith(scopePath)));
-      patrol.pages = Math.max(1, Math.ceil(meetings.length / perPage));
-      $('patrol-empty').hidden = meetings.length > 0;
+      entries = [];
+      for (const meeting of reply.meetings) {
+        if (scopePath && !meeting.org.path.startsWith(scopePath)) continue;
+        const topic = meeting.meeting ? meeting.meeting.topic : meeting.room_name;
+        for (const venue of meeting.venue_cameras || []) {
+          entries.push({
+            roomId: meeting.room_id, name: venue.name, topic, publicationId: venue.publication_id,
+          });
+        }
+      }
+      patrol.pages = Math.max(1, Math.ceil(entries.length / perPage));
+      $('patrol-empty').hidden = entries.length > 0;
     }
 
-    function release(tile) {
-      if (tile.client) tile.client.leave();
-      tile.client = null;
-      tile.roomId = null;
-      tile.video.textContent = '';
-      tile.caption.textContent = '';
+    function say(tile, text) {
+      tile.video.replaceChildren(el('span', { className: 'con-patrol-why' }, text));
       tile.element.classList.remove('con-patrol-live');
     }
 
-    async function fill(tile, meeting) {
-      if (tile.roomId === meeting.room_id) return;
-      release(tile);
-      tile.roomId = meeting.room_id;
-      tile.caption.textContent = meeting.org.name + ' · ' + (meeting.meeting ? meeting.meeting.topic : meeting.room_name);
-      tile.video.textContent = t('waiting');
-      const client = await hiddenClient(meeting.room_id, 'patrol', { kinds: ['video'] });
-      if (tile.roomId !== meeting.room_id) { // the wall moved on while the token came
-        return;
-      }
-      tile.client = client;
-      client.on('subscriptionadded', ({ subscription }) => {
+    function attach(roomId, subscription) {
+      for (const tile of tiles) {
+        if (!tile.entry || tile.entry.roomId !== roomId) continue;
+        if (tile.entry.publicationId !== subscription.publicationId) continue;
         const video = subscription.videoElement;
         video.muted = patrol.enlarged === null || tiles[patrol.enlarged] !== tile;
-        tile.video.textContent = '';
-        tile.video.appendChild(video);
+        tile.video.replaceChildren(video);
         tile.element.classList.add('con-patrol-live');
+      }
+    }
+
+    async function viewer(roomId) {
+      let held = viewers.get(roomId);
+      if (held) return held;
+      held = { client: null, wanted: new Set() };
+      viewers.set(roomId, held);
+      const client = await hiddenClient(roomId, 'patrol', {
+        kinds: ['video'],
+        policy: () => Array.from(held.wanted),
+      });
+      if (viewers.get(roomId) !== held) { // the wall moved on while the token came
+        return held;
+      }
+      held.client = client;
+      client.on('subscriptionadded', ({ subscription }) => attach(roomId, subscription));
+      client.on('subscriptionremoved', ({ subscription }) => {
+        for (const tile of tiles) {
+          if (tile.entry && tile.entry.roomId === roomId
+            && tile.entry.publicationId === subscription.publicationId) say(tile, t('cameraStopped'));
+        }
       });
       client.start();
+      return held;
+    }
+
+    function letGo(roomId) {
+      const held = viewers.get(roomId);
+      viewers.delete(roomId);
+      if (held && held.client) held.client.leave();
     }
 
     async function show(page) {
       patrol.page = page;
-      const group = meetings.slice(page * perPage, (page + 1) * perPage);
-      patrol.shown = group.map((m) => m.room_id);
+      const group = entries.slice(page * perPage, (page + 1) * perPage);
+      patrol.shown = group.map((entry) => entry.roomId);
       patrol.history.push(patrol.shown.slice());
-      status.textContent = t('pageOf', { page: page + 1, pages: patrol.pages, count: meetings.length });
-      // tiles without a meeting in this group let go of theirs first: fewer at once
-      tiles.forEach((tile, i) => { if (!group[i]) release(tile); });
-      await Promise.all(group.map((meeting, i) => fill(tiles[i], meeting).catch((error) => {
-        console.warn('patrol tile', meeting.room_id, error);
-        release(tiles[i]);
-      })));
+      status.textContent = t('pageOf', { page: page + 1, pages: patrol.pages, count: entries.length });
+      const rooms = new Set(patrol.shown);
+      // meetings no longer on the wall let go of their viewers first: fewer at once
+      for (const roomId of Array.from(viewers.keys())) if (!rooms.has(roomId)) letGo(roomId);
+      tiles.forEach((tile, i) => {
+        const entry = group[i] || null;
+        tile.entry = entry;
+        tile.caption.textContent = entry ? entry.name + ' · ' + entry.topic : '';
+        if (!entry) {
+          tile.video.replaceChildren();
+          tile.element.classList.remove('con-patrol-live');
+        } else {
+          say(tile, entry.publicationId ? t('waiting') : t('noCamera'));
+        }
+      });
+      await Promise.all(Array.from(rooms).map(async (roomId) => {
+        try {
+          const held = await viewer(roomId);
+          held.wanted = new Set(group.filter((e) => e.roomId === roomId && e.publicationId)
+            .map((e) => e.publicationId));
+          if (!held.client) return;
+          held.client.setPolicy(() => Array.from(held.wanted));
+          for (const subscription of Object.values(held.client.subscriptions)) {
+            attach(roomId, subscription); // kept from the last page
+          }
+        } catch (error) {
+          console.warn('patrol room', roomId, error);
+          letGo(roomId);
+          for (const tile of tiles) if (tile.entry && tile.entry.roomId === roomId) say(tile, t('unavailable'));
+        }
+      }));
     }
 
     async function advance() {
       await loadMeetings();
-      await show(meetings.length ? (patrol.page + 1) % patrol.pages : 0);
+      await show(entries.length ? (patrol.page + 1) % patrol.pages : 0);
     }
 
     function schedule() {
@@ -210,13 +331,19 @@
       timer = setTimeout(() => advance().catch((e) => console.warn(e)).finally(schedule), intervalMs);
     }
 
+    function viewerOf(tile) {
+      const held = tile.entry ? viewers.get(tile.entry.roomId) : null;
+      return held && held.client ? held.client : null;
+    }
+
     function enlarge(i) {
       const tile = tiles[i];
-      if (!tile.client) return;
+      const client = viewerOf(tile);
+      if (!client || !tile.element.classList.contains('con-patrol-live')) return;
       shrink();
       patrol.enlarged = i;
       tile.element.classList.add('con-patrol-enlarged');
-      tile.client.setKinds(['audio', 'video']); // its sound too, only for this one
+      client.setKinds(['audio', 'video']); // its sound too, only for this one
       clearTimeout(timer); // the wall holds still while one is looked at closely
     }
 
@@ -225,7 +352,8 @@
       const tile = tiles[patrol.enlarged];
       patrol.enlarged = null;
       tile.element.classList.remove('con-patrol-enlarged');
-      if (tile.client) tile.client.setKinds(['video']);
+      const client = viewerOf(tile);
+      if (client) client.setKinds(['video']);
       schedule();
     }
 
@@ -256,7 +384,7 @@
       else if (event.key === ' ' && !event.target.closest('button')) { event.preventDefault(); togglePause(); }
       else if (event.key === 'n' || event.key === 'N' || event.key === 'PageDown') advance().then(schedule);
     });
-    global.addEventListener('pagehide', () => tiles.forEach(release));
+    global.addEventListener('pagehide', () => Array.from(viewers.keys()).forEach(letGo));
 
     await loadMeetings();
     await show(0);
