@@ -5,16 +5,24 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from db.models import Recording, RecordingSegment, RoomEvent
+from db.models import Emergency, Recording, RecordingSegment, RoomEvent
 from lighthouse.keys import DATABASE_KEY, RECORDINGS_DIR_KEY
 
 
-async def add_recording(api, village: str, files: list[bytes], path_prefix: str = "") -> int:
+async def add_recording(
+    api,
+    village: str,
+    files: list[bytes],
+    path_prefix: str = "",
+    room_id: str = "town-a-meeting",
+    meeting_id: int | None = None,
+) -> int:
     root: Path = api.app[RECORDINGS_DIR_KEY]
     start = dt.datetime(2026, 11, 20, 1, 0, tzinfo=dt.UTC)
     async with api.app[DATABASE_KEY].session() as session:
         recording = Recording(
-            room_id="town-a-meeting",
+            room_id=room_id,
+            meeting_id=meeting_id,
             publication_id="pub-1",
             participant_id="terminal:1",
             venue_name=f"{village}村",
@@ -85,3 +93,40 @@ async def test_a_segment_path_outside_the_recordings_folder_is_refused(api):
     detail = await town_a.call("GET", f"/api/recordings/{recording_id}")
     reply = await town_a.call("GET", detail["segments"][0]["url"])
     assert town_a.last_status == 410 and reply["error"]["code"] == "gone"
+
+
+async def test_the_recordings_list_says_what_each_was_of_not_its_room_id(api):
+    town_a = await api.as_user("town_a_admin")
+    meeting = await town_a.call(
+        "POST",
+        "/api/meetings",
+        {"type": "party_lecture", "topic": "镇党课", "organiser_id": api.orgs["town_a"].id},
+        expect=201,
+    )
+    async with api.app[DATABASE_KEY].session() as session:
+        emergency = Emergency(
+            org_id=api.orgs["village_a2"].id,
+            org_path=api.orgs["village_a2"].path,
+            reporter="account:1",
+            reporter_name="a2",
+            started_at=dt.datetime(2026, 11, 20, 6, 30, tzinfo=dt.UTC),
+        )
+        session.add(emergency)
+        await session.commit()
+        emergency_id = emergency.id
+    ids = {
+        "meeting": await add_recording(
+            api, "a1", [b"m"], room_id=f"meeting-{meeting['id']}", meeting_id=meeting["id"]
+        ),
+        "emergency": await add_recording(api, "a2", [b"e"], room_id=f"emergency-{emergency_id}"),
+        "room": await add_recording(api, "a1", [b"r"]),
+    }
+    reply = await town_a.call("GET", "/api/recordings")
+    listed = {r["id"]: r["occasion"] for r in reply["recordings"]}
+    assert listed[ids["meeting"]] == {
+        "kind": "meeting", "meeting_type": "party_lecture", "topic": "镇党课"
+    }
+    assert listed[ids["emergency"]]["kind"] == "emergency"
+    assert listed[ids["emergency"]]["place"] == "A2村"
+    assert listed[ids["emergency"]]["at"].startswith("2026-11-20T06:30")
+    assert listed[ids["room"]] == {"kind": "room", "name": "A镇会议"}

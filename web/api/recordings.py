@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from aiohttp import web
@@ -17,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
 from db.access import Capability, Principal
-from db.models import Recording, RoomEvent
-from lighthouse.keys import RECORDING_SERVICE_KEY, RECORDINGS_DIR_KEY
+from db.models import Emergency, Meeting, OrgUnit, Recording, RoomEvent
+from lighthouse.keys import RECORDING_SERVICE_KEY, RECORDINGS_DIR_KEY, ROOMS_KEY
 from recorder.remux import Part, join_segments
+from sfu.room import Room
 
 from .common import ApiError, authed, check, json_response, not_found, query_int, scoped_object
 
@@ -46,6 +49,66 @@ def recording_json(recording: Recording) -> dict:
     }
 
 
+EMERGENCY_ROOM = re.compile(r"^emergency-(\d+)$")
+
+
+async def occasions(
+    session: AsyncSession, recordings: list[Recording], rooms: Mapping[str, Room]
+) -> dict[int, dict[str, Any]]:
+    """What each recording was of, for people (not a room id): a meeting's type and topic;
+    an emergency call's village and time; else the room's name."""
+    meeting_ids = {r.meeting_id for r in recordings if r.meeting_id is not None}
+    meetings = {
+        m.id: m
+        for m in (
+            await session.scalars(select(Meeting).where(Meeting.id.in_(meeting_ids)))
+            if meeting_ids
+            else []
+        )
+    }
+    emergency_ids = {
+        int(match.group(1))
+        for r in recordings
+        if r.meeting_id is None and (match := EMERGENCY_ROOM.match(r.room_id))
+    }
+    emergencies = {
+        e.id: (e, name)
+        for e, name in (
+            await session.execute(
+                select(Emergency, OrgUnit.name)
+                .join(OrgUnit, Emergency.org_id == OrgUnit.id)
+                .where(Emergency.id.in_(emergency_ids))
+            )
+            if emergency_ids
+            else []
+        )
+    }
+    found: dict[int, dict[str, Any]] = {}
+    for recording in recordings:
+        meeting = meetings.get(recording.meeting_id) if recording.meeting_id else None
+        match = EMERGENCY_ROOM.match(recording.room_id)
+        if meeting is not None:
+            found[recording.id] = {
+                "kind": "meeting",
+                "meeting_type": meeting.type,
+                "topic": meeting.topic,
+            }
+        elif match and int(match.group(1)) in emergencies:
+            emergency, village = emergencies[int(match.group(1))]
+            found[recording.id] = {
+                "kind": "emergency",
+                "place": village,
+                "at": emergency.started_at,
+            }
+        else:
+            room = rooms.get(recording.room_id)
+            found[recording.id] = {
+                "kind": "room",
+                "name": room.settings.name if room is not None else recording.room_id,
+            }
+    return found
+
+
 @authed
 async def list_recordings(
     request: web.Request, session: AsyncSession, principal: Principal
@@ -60,7 +123,12 @@ async def list_recordings(
     if meeting is not None:
         query = query.where(Recording.meeting_id == meeting)
     rows = await session.execute(query.order_by(Recording.started_at.desc()).limit(limit))
-    return json_response({"recordings": [recording_json(r) for r in rows.scalars()]})
+    recordings = list(rows.scalars())
+    registry = request.app[ROOMS_KEY]
+    what = await occasions(session, recordings, registry)
+    return json_response(
+        {"recordings": [{**recording_json(r), "occasion": what[r.id]} for r in recordings]}
+    )
 
 
 async def _requested_recording(

@@ -1043,14 +1043,23 @@
       $('con-recordings-all').href = url('/console/recordings');
       $('con-recordings-filter').hidden = false;
     }
+    // what it was a recording of, for people: the meeting (type, topic), the emergency
+    // call (village, time) or the standing room's name, never a room id
+    function occasion(recording) {
+      const what = recording.occasion || {};
+      if (what.kind === 'meeting') return [what.topic, label('meetingType', what.meeting_type)];
+      if (what.kind === 'emergency') return [what.place + ' · ' + dateTime(what.at), t('emergencyCall')];
+      const meeting = recording.meeting_id === null || recording.meeting_id === undefined
+        ? (what.name || DASH) : topics.get(recording.meeting_id) || t('meetingNumber', { id: recording.meeting_id });
+      return [meeting, t('standingRoom')];
+    }
     const rows = reply.recordings.map((recording) => {
       const href = url('/console/recordings/' + recording.id);
-      const meeting = recording.meeting_id === null || recording.meeting_id === undefined
-        ? DASH : topics.get(recording.meeting_id) || t('meetingNumber', { id: recording.meeting_id });
+      const [title, kind] = occasion(recording);
       const row = el('tr', { dataset: { recordingId: String(recording.id) } }, [
         el('td', {}, el('a', { href, className: 'con-row-link' }, orDash(recording.venue_name))),
-        el('td', {}, meeting),
-        el('td', { className: 'con-muted' }, orDash(recording.room_id)),
+        el('td', {}, title),
+        el('td', { className: 'con-muted' }, kind),
         el('td', {}, dateTime(recording.started_at)),
         el('td', { className: 'num' }, mmss(recording.duration_s, true)),
         el('td', {}, recordingStatus(recording.status)),
