@@ -52,7 +52,7 @@ async def make_target(api, admin, village_key: str) -> Target:
         "/api/meetings",
         {"type": "party_lecture", "topic": f"党课{next(counter)}", "organiser_id": branch},
     )
-    terminal_id = await pair_terminal(api, admin, village)
+    terminal_id = await pair_terminal(api, admin, village, f"电视{next(counter)}")
     pairing = await api.anonymous.call("POST", "/api/terminals/pairing")
     return Target(
         village, branch, member["id"], name, meeting["id"], terminal_id[0], pairing["code"]
@@ -123,7 +123,7 @@ CASES: list[tuple[str, Capability, Case]] = [
         lambda c, t: c.call(
             "POST",
             "/api/terminals/bind",
-            {"code": t.pairing_code, "org_id": t.village, "name": "电视"},
+            {"code": t.pairing_code, "org_id": t.village, "name": f"电视{t.pairing_code}"},
         ),
     ),
     (
@@ -176,7 +176,7 @@ async def test_access_matrix(api):
     clients = {}
     for name, (role, _, _) in PRINCIPALS.items():
         if role is Role.TERMINAL:
-            _, token = await pair_terminal(api, admin, api.orgs["village_a1"].id)
+            _, token = await pair_terminal(api, admin, api.orgs["village_a1"].id, f"{name}的电视")
             clients[name] = type(api.anonymous)(api.base_url, api.anonymous.session, token=token)
         else:
             clients[name] = await api.as_user(name)

@@ -167,3 +167,18 @@ async def test_a_tv_online_in_the_lobby_stays_online_after_its_meeting(api):
         await lobby.ws.close()
         await asyncio.sleep(0.3)
         assert not await online()
+
+
+async def test_a_second_tv_of_the_same_name_at_a_site_is_bound_only_when_meant(api):
+    county = await api.as_user("county_admin")
+    a1 = api.orgs["village_a1"].id
+    await pair_terminal(api, county, a1, "A1村电视")
+    pairing = await api.anonymous.call("POST", "/api/terminals/pairing")
+    body = {"code": pairing["code"], "org_id": a1, "name": "A1村电视"}
+    refused = await county.call("POST", "/api/terminals/bind", body)
+    assert county.last_status == 409 and refused["error"]["code"] == "same_name_at_site"
+    assert refused["error"]["fields"] == {"name": "already used at this site"}
+    # the same name elsewhere is fine; here, only when the admin means it
+    await county.call("POST", "/api/terminals/bind", {**body, "allow_same_name": True}, expect=201)
+    listed = await county.call("GET", f"/api/terminals?org={a1}", expect=200)
+    assert [t["name"] for t in listed["terminals"]].count("A1村电视") == 2

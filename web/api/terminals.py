@@ -134,6 +134,8 @@ class BindBody(BaseModel):
     org_id: int
     name: str = Field(min_length=1, max_length=100)
     kind: TerminalKind = TerminalKind.TV
+    # bind although the site already has a paired terminal of that name
+    allow_same_name: bool = False
 
 
 @authed
@@ -164,6 +166,22 @@ async def post_bind(
             "pairing_expired",
             "that code has expired; restart the TV's pairing",
             {"code": "expired"},
+        )
+    same_name = await session.scalar(
+        select(Terminal.id).where(
+            Terminal.org_id == org.id,
+            Terminal.name == body.name,
+            Terminal.revoked_at.is_(None),
+            Terminal.paired_at.is_not(None),
+        )
+    )
+    if same_name is not None and not body.allow_same_name:
+        # two TVs of one name at one site show as two rows nobody can tell apart
+        raise ApiError(
+            409,
+            "same_name_at_site",
+            f"{org.name} already has a terminal named {body.name}",
+            {"name": "already used at this site"},
         )
     terminal.org_id = org.id
     terminal.org_path = org.path

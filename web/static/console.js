@@ -40,6 +40,7 @@
     unknown_pairing: 'errorUnknownPairing',
     pairing_expired: 'errorPairingExpired',
     too_many_requests: 'errorRateLimited',
+    same_name_at_site: 'errorSameName',
   };
   const SITE_KINDS = new Set(['county', 'town', 'village', 'branch']);
   // Who may import members (members:write in db/access.py); the API checks it anyway.
@@ -788,13 +789,22 @@
       submit.disabled = true;
       submit.textContent = t('pairing');
       const chosenSite = siteName();
+      const body = {
+        code: code.value,
+        org_id: Number(site.value),
+        name: name.value.trim(),
+        kind: form.elements.kind.value,
+      };
       try {
-        const terminal = await api('POST', '/api/terminals/bind', {
-          code: code.value,
-          org_id: Number(site.value),
-          name: name.value.trim(),
-          kind: form.elements.kind.value,
-        });
+        let terminal;
+        try {
+          terminal = await api('POST', '/api/terminals/bind', body);
+        } catch (error) {
+          // the site already has a TV of that name: bind only when the admin means it
+          if (error.code !== 'same_name_at_site'
+            || !global.confirm(t('sameNameAtSite', { name: body.name, site: chosenSite }))) throw error;
+          terminal = await api('POST', '/api/terminals/bind', Object.assign({ allow_same_name: true }, body));
+        }
         showAlert(result, t('paired', { name: terminal.name, site: chosenSite }), 'ok');
         code.value = '';
         // The code is spent: a reload must not offer it again.
@@ -805,7 +815,8 @@
         const fields = Object.entries(error.fields || {});
         let shown = 0;
         for (const [field, message] of fields) {
-          const text = field === 'code' && ERROR_TEXT[error.code] ? t(ERROR_TEXT[error.code]) : t('fieldInvalid');
+          const named = field === 'code' || error.code === 'same_name_at_site';
+          const text = named && ERROR_TEXT[error.code] ? t(ERROR_TEXT[error.code]) : t('fieldInvalid');
           if (fieldError(form, field, text)) shown += 1;
           else console.warn('console: field', field, message);
         }

@@ -245,7 +245,9 @@
       item.dataset.state = venue.state;
       const name = document.createElement('span');
       name.className = 'ph-item-title';
-      name.textContent = venue.name || venue.org_name;
+      // a TV with its site: two TVs of one village are told apart by name and place
+      name.textContent = venue.name && venue.name !== venue.org_name
+        ? venue.name + ' · ' + venue.org_name : venue.org_name || venue.name;
       const status = document.createElement('span');
       status.className = 'ph-status';
       status.textContent = t({ in_meeting: 'inMeeting', online: 'online', offline: 'offline' }[venue.state]);
