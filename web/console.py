@@ -190,6 +190,10 @@ def add_console_routes(
         return page(request, "console_supervision_log.html", "supervisionLog")
 
     @_signed_in
+    async def audit_log(request: web.Request) -> web.Response:
+        return page(request, "console_audit.html", "audit")
+
+    @_signed_in
     async def command(request: web.Request) -> web.Response:
         return page(request, "console_command.html", "command", iceServers=ice_servers)
 
@@ -223,3 +227,4 @@ def add_console_routes(
     router.add_get("/console/supervision/patrol", patrol)
     router.add_get("/console/supervision/log", supervision_log)
     router.add_get("/console/command", command)
+    router.add_get("/console/audit", audit_log)

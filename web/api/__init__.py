@@ -100,6 +100,7 @@ def add_api_routes(
         "/api/snapshots/{evidence_id:\\d+}/{which:face|scene}.jpg", signins.get_snapshot_photo
     )
     r.add_get("/api/audit", audit_log.list_audit)
+    r.add_get("/api/audit/export.xlsx", audit_log.export_audit)
     app[members_io.IMPORT_JOBS_KEY] = members_io.ImportJobs(database)
     app.on_shutdown.append(members_io.stop_imports)
     r.add_post("/api/members/import", members_io.post_import)

@@ -126,6 +126,8 @@ async def get_me(request: web.Request, session: AsyncSession, principal: Princip
             "name": principal.name,
             "role": principal.role,
             "org": org_json(org) if org else None,
+            # what the console may offer this caller (the API checks each call anyway)
+            "capabilities": sorted(c.value for c in Capability if principal.allows(c)),
         }
     )
 

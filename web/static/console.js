@@ -77,12 +77,26 @@
   }
 
   /** "2026-11-23 14:05" in the browser's time zone (county PCs run on China time). */
+  // Times are shown in the county's time zone, whatever the office PC's clock is set to
+  // (the Excel exports use the same).
+  const COUNTY_TIME = new Intl.DateTimeFormat('en-GB', {
+    timeZone: config.timeZone || 'Asia/Shanghai',
+    year: 'numeric', month: '2-digit', day: '2-digit',
+    hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23',
+  });
+
+  function countyParts(when) {
+    const parts = {};
+    for (const { type, value } of COUNTY_TIME.formatToParts(when)) parts[type] = value;
+    return parts;
+  }
+
   function dateTime(iso) {
     if (!iso) return DASH;
     const when = new Date(iso);
     if (Number.isNaN(when.getTime())) return String(iso);
-    return when.getFullYear() + '-' + pad(when.getMonth() + 1) + '-' + pad(when.getDate()) +
-      ' ' + pad(when.getHours()) + ':' + pad(when.getMinutes());
+    const p = countyParts(when);
+    return p.year + '-' + p.month + '-' + p.day + ' ' + p.hour + ':' + p.minute;
   }
 
   function timeRange(start, end) {
@@ -98,14 +112,15 @@
     if (!iso) return DASH;
     const when = new Date(iso);
     if (Number.isNaN(when.getTime())) return String(iso);
-    return dateTime(iso) + ':' + pad(when.getSeconds());
+    return dateTime(iso) + ':' + countyParts(when).second;
   }
 
   /** "14:05:09" of a moment (milliseconds since the epoch). */
   function clockTime(ms) {
     const when = new Date(ms);
     if (Number.isNaN(when.getTime())) return DASH;
-    return pad(when.getHours()) + ':' + pad(when.getMinutes()) + ':' + pad(when.getSeconds());
+    const p = countyParts(when);
+    return p.hour + ':' + p.minute + ':' + p.second;
   }
 
   /** A length of time as "mm:ss", and "h:mm:ss" from an hour on. */
@@ -193,6 +208,7 @@
     recordings: '/console/recordings',
     supervision: '/console/supervision',
     command: '/console/command',
+    audit: '/console/audit',
   };
   // A page below a section lights that section up in the navigation.
   const PARENT_SECTION = {
@@ -303,6 +319,9 @@
     $('con-user-name').textContent = me.name || DASH;
     const org = me.org ? me.org.name : '';
     $('con-user-detail').textContent = label('role', me.role) + (org ? ' · ' + org : '');
+    for (const link of document.querySelectorAll('[data-needs]')) {
+      link.hidden = !(me.capabilities || []).includes(link.dataset.needs);
+    }
     for (const link of document.querySelectorAll('[data-nav-link]')) {
       const section = link.dataset.navLink;
       link.href = url(SECTION_PATHS[section], { org: config.org });
@@ -1413,7 +1432,72 @@
     show(0, 0, false); // opens the first part (an audited viewing), paused on its first frame
   }
 
+  // ---- the audit log ------------------------------------------------------------------------
+
+  const AUDIT_PAGE = 100;
+
+  async function auditPage(me) {
+    const form = $('audit-form');
+    const unit = $('audit-org');
+    const org = await api('GET', '/api/org');
+    for (const [index, child] of [org].concat(org.children || []).entries()) {
+      unit.appendChild(el('option', { value: String(child.id) },
+        index === 0 ? t('allOf', { org: child.name }) : child.name));
+    }
+    const actions = $('audit-action');
+    for (const [value, text] of Object.entries(strings.actions || {})) {
+      actions.appendChild(el('option', { value }, text));
+    }
+    let lastId = null;
+
+    function filters() {
+      const query = new URLSearchParams();
+      for (const name of ['actor', 'action', 'org', 'from', 'to']) {
+        const value = $('audit-' + name).value.trim();
+        if (value) query.set(name, value);
+      }
+      return query;
+    }
+
+    function row(entry) {
+      const detail = Object.entries(entry.detail || {}).map(([k, v]) => k + '=' +
+        (typeof v === 'object' ? JSON.stringify(v) : v)).join(', ');
+      return el('tr', { dataset: { entryId: String(entry.id) } }, [
+        el('td', {}, dateTimeSeconds(entry.at)),
+        el('td', {}, entry.actor + (entry.actor_role ? ' (' + label('role', entry.actor_role) + ')' : '')),
+        el('td', {}, (strings.actions || {})[entry.action] || entry.action),
+        el('td', {}, orDash([entry.target_type, entry.target_id].filter(Boolean).join(' '))),
+        el('td', {}, orDash(entry.org_name)),
+        el('td', { className: 'con-muted' }, orDash(entry.remote_addr)),
+        el('td', { className: 'con-audit-detail' }, orDash(detail)),
+      ]);
+    }
+
+    async function search(more) {
+      const query = filters();
+      $('audit-export').href = url('/api/audit/export.xlsx') + (query.toString() ? '?' + query : '');
+      query.set('limit', String(AUDIT_PAGE));
+      if (more && lastId !== null) query.set('before', String(lastId));
+      const reply = await api('GET', '/api/audit?' + query.toString());
+      const rows = reply.entries.map(row);
+      const body = $('audit-entries').querySelector('tbody');
+      if (more) body.append(...rows);
+      else fillTable($('audit-entries'), rows, 'audit-empty');
+      if (reply.entries.length) lastId = reply.entries[reply.entries.length - 1].id;
+      $('audit-more').hidden = reply.entries.length < AUDIT_PAGE;
+      view.auditShown = body.children.length;
+    }
+
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      search(false).catch((error) => showPageError(error));
+    });
+    $('audit-more').addEventListener('click', () => search(true).catch((error) => showPageError(error)));
+    await search(false);
+  }
+
   const PAGES = {
+    audit: auditPage,
     tree: treePage,
     members: membersPage,
     terminals: terminalsPage,
