@@ -88,7 +88,14 @@ async def test_tv_pairs_through_the_console_and_joins_the_meeting(server, chromi
         await wait_until(admin, "window.lighthouseConsole.ready")
         assert await admin.inner_text("#con-user-detail") == "乡镇管理员 · A镇"
         await admin.fill("#pair-code", code.lower())  # typed in lower case: still accepted
-        await admin.select_option("#pair-site", str(village.id))
+        # the place picker is a list of townships' villages with a search box, not a dropdown
+        # of every place: typing part of the village's name finds and chooses it
+        assert await admin.eval_on_selector("#pair-site", "s => s.size") > 1
+        await admin.fill(".con-site-search", "A1")
+        assert await admin.eval_on_selector_all(
+            "#pair-site option", "os => os.map((o) => o.textContent)"
+        ) == ["请选择…", "A1村"]
+        assert await admin.input_value("#pair-site") == str(village.id)
         assert await admin.input_value("#pair-name") == "A1村党群服务中心"
         await admin.click("#con-pair-submit")
         await wait_until(

@@ -730,6 +730,39 @@
     }
   }
 
+  /**
+   * A place picker for a county's ~1,100 places: the select becomes a list of townships
+   * (groups) and their villages, with a search box above it: typing part of a village's or
+   * a township's name narrows the list, and a single match is chosen at once.
+   */
+  function searchableSites(select, sites, chosen) {
+    fillSiteSelect(select, sites, chosen);
+    select.size = Math.min(10, sites.length + 1);
+    select.classList.add('con-site-list');
+    const search = el('input', {
+      type: 'search', className: 'con-input con-site-search', placeholder: t('findPlace'),
+      autocomplete: 'off',
+    });
+    search.setAttribute('aria-label', t('findPlace'));
+    select.parentNode.insertBefore(search, select);
+    search.addEventListener('input', () => {
+      const query = search.value.trim();
+      const current = select.value;
+      const found = query
+        ? sites.filter((s) => s.name.includes(query) || (s.group || '').includes(query))
+        : sites;
+      fillSiteSelect(select, found, current);
+      if (query && found.length === 1 && select.value !== String(found[0].id)) {
+        select.value = String(found[0].id);
+        select.dispatchEvent(new Event('change'));
+      }
+    });
+    search.addEventListener('keydown', (event) => {
+      if (event.key === 'ArrowDown') { event.preventDefault(); select.focus(); }
+    });
+    return search;
+  }
+
   function clearFieldErrors(form) {
     for (const box of form.querySelectorAll('[data-error-for]')) {
       box.hidden = true;
@@ -787,7 +820,7 @@
     // Looking at a village (or branch) means pairing its TV; above that, the admin chooses.
     const leaf = org.kind === 'village' || org.kind === 'branch';
     const preselect = leaf && siteList.some((s) => s.id === org.id) ? org.id : '';
-    fillSiteSelect(site, siteList, preselect);
+    searchableSites(site, siteList, preselect);
     if (preselect) site.dispatchEvent(new Event('change'));
     (code.value ? site : code).focus();
 
@@ -1512,7 +1545,7 @@
   view.registerPage = (name, render) => { PAGES[name] = render; };
   view.kit = {
     api, ApiError, config, t, label, orDash, dateTime, dateTimeSeconds, mmss, el, $, url,
-    fillTable, clickableRow, showAlert, showPageError, errorText,
+    fillTable, clickableRow, showAlert, showPageError, errorText, loadSites, searchableSites,
   };
 
   async function start() {

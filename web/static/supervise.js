@@ -38,12 +38,11 @@
   async function supervisionPage(me) {
     $('sup-log-link').href = url('/console/supervision/log');
     const scope = $('sup-scope');
-    const org = await api('GET', '/api/org');
-    const areas = [org].concat(org.children || []);
-    areas.forEach((unit, index) => {
-      const text = index === 0 ? t('allOfArea', { org: unit.name }) : unit.name;
-      scope.appendChild(el('option', { value: String(unit.id) }, text));
-    });
+    // the whole area, or one township or village of it: a searchable list, not a dropdown
+    // of a thousand places
+    const places = await kit.loadSites(me);
+    if (places.length) places[0] = Object.assign({}, places[0], { name: t('allOfArea', { org: places[0].name }) });
+    kit.searchableSites(scope, places, places.length ? places[0].id : '');
     const form = $('sup-patrol-form');
     form.addEventListener('submit', (event) => {
       event.preventDefault();
