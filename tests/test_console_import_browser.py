@@ -139,6 +139,18 @@ async def test_town_admin_imports_a_roll_and_sees_the_bad_rows(server, chromium,
         assert await page.is_hidden("#con-import-report")
         assert "con-alert-error" in (await page.get_attribute("#con-import-result", "class") or "")
 
+        # an excused member's reason is said once, in the secretary's words
+        zhang = next(m for m in created if m["name"] == "张三")
+        changed = await context.request.patch(
+            f"{server.base_url}/api/members/{zhang['id']}",
+            data={"exempt_reason": "elderly_infirm", "exempt_note": "年老体弱，行动不便"},
+        )
+        assert changed.status == 200, await changed.text()
+        await page.reload()
+        await wait_until(page, "document.querySelectorAll('#con-members tbody tr').length === 3")
+        row = await page.inner_text("#con-members tbody tr:has-text('张三')")
+        assert "年老体弱，行动不便" in row and row.count("年老体弱") == 1, row
+
         problems = [m for m in messages if "pageerror" in m or "Content Security" in m]
         assert problems == []
     except Exception:

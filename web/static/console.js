@@ -465,6 +465,15 @@
     });
   }
 
+  /** Why a member is excused, said once: the secretary's own note when there is one (it
+   * names the reason and more: "年老体弱，行动不便"), else the reason's name; the reason's
+   * name is the cell's tooltip. ("年老体弱（年老体弱，行动不便）" said it twice.) */
+  function exemption(member) {
+    const reason = label('exemptReason', member.exempt_reason);
+    const note = (member.exempt_note || '').trim();
+    return el('span', { title: reason }, note || reason);
+  }
+
   async function membersPage(me) {
     const org = await getOrg(config.org);
     breadcrumbs(org, 'members');
@@ -500,9 +509,7 @@
           ? member.posts.map((p) => label('post', p)).join('、') : DASH),
         el('td', {}, orDash(member.joined_date)),
         el('td', {}, orDash(member.phone)),
-        el('td', {}, member.exempt_reason
-          ? label('exemptReason', member.exempt_reason) + (member.exempt_note ? '（' + member.exempt_note + '）' : '')
-          : DASH),
+        el('td', {}, member.exempt_reason ? exemption(member) : DASH),
         el('td', {}, el('a', { href: url('/console/members/' + member.id + '/faces') }, t('facePhotos'))),
       ]));
       fillTable($('con-members'), rows, 'con-members-empty');
