@@ -280,11 +280,11 @@ async def test_player_plays_the_parts_as_one_timeline(server, chromium):
             "rows => rows.map(r => Array.from(r.cells, c => c.textContent))",
         )
         assert len(cells) == 1, cells
-        venue, meeting, room, _, duration, status, size = cells[0]
-        assert (venue, meeting, room, duration, status) == (
+        venue, meeting, kind, _, duration, status, size = cells[0]
+        assert (venue, meeting, kind, duration, status) == (
             "A1村",
             "十一月工作例会",
-            "town-a-meeting",
+            "乡镇工作会议",  # what it was: the meeting's type, not the room id
             "00:08",
             "已完成",
         )
