@@ -142,10 +142,13 @@ class TerminalLobby:
             return None
         try:
             message = json.loads(msg.data)
-        except ValueError:
+        except (ValueError, RecursionError):
             await _refuse(ws, "invalid_json", "the frame is not valid JSON")
             return None
-        token = message.get("token") if isinstance(message, dict) else None
+        if not isinstance(message, dict):  # "[1]", "null", "7": no .get() to call
+            await _refuse(ws, "invalid_message", "the first message must be hello {token}")
+            return None
+        token = message.get("token")
         if message.get("type") != "hello" or not isinstance(token, str) or not token:
             await _refuse(ws, "invalid_message", "the first message must be hello {token}")
             return None
@@ -167,7 +170,7 @@ class TerminalLobby:
                 return
             try:
                 message = json.loads(msg.data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 await socket.send(
                     {"type": "error", "code": "invalid_json", "message": "not valid JSON"}
                 )

@@ -26,6 +26,9 @@ from .tokens import TokenError, TokenIssuer
 
 logger = logging.getLogger(__name__)
 
+# A socket must join this soon after it connects.
+JOIN_TIMEOUT_S = 10.0
+
 # Errors after which the server closes the socket: the client cannot fix them by retrying.
 _FATAL_CODES = {"invalid_token", "token_expired", "unknown_room"}
 
@@ -81,6 +84,7 @@ class SignalingService:
         rooms: Mapping[str, Room],
         tokens: TokenIssuer,
         idle_timeout_s: float = 30.0,
+        join_timeout_s: float = JOIN_TIMEOUT_S,
         is_revoked: Callable[[str], Awaitable[bool]] | None = None,
         on_presence: Callable[[Presence], Awaitable[None]] | None = None,
     ) -> None:
@@ -92,6 +96,7 @@ class SignalingService:
         # online state in the database follows it
         self.on_presence = on_presence
         self.idle_timeout_s = idle_timeout_s
+        self.join_timeout_s = join_timeout_s
         self._by_participant: dict[tuple[str, str, bool], Connection] = {}
         self.connections: set[Connection] = set()
 
@@ -111,10 +116,20 @@ class SignalingService:
 
     async def _serve(self, connection: Connection) -> None:
         ws = connection.ws
+        loop = asyncio.get_running_loop()
+        # a socket that has not joined by then is closed, pings or not: sockets that only
+        # ping would otherwise be held for ever
+        join_by = loop.time() + self.join_timeout_s
         while not ws.closed:
+            timeout = self.idle_timeout_s
+            if connection.peer is None:
+                timeout = min(timeout, max(0.0, join_by - loop.time()))
             try:
-                msg = await ws.receive(timeout=self.idle_timeout_s)
+                msg = await ws.receive(timeout=timeout)
             except TimeoutError:
+                if connection.peer is None and loop.time() >= join_by:
+                    await connection.error("join_timeout", "join within 10 s of connecting")
+                    return
                 # the peer is dropped before the socket closes (see handle())
                 await connection.error("idle_timeout", "nothing received for too long")
                 return
@@ -137,6 +152,9 @@ class SignalingService:
             raw = json.loads(text)
         except ValueError:
             await connection.error("invalid_json", "the frame is not valid JSON")
+            return
+        except RecursionError:  # e.g. 100,000 nested brackets: no message is that deep
+            await connection.error("bad_message", "the frame is nested too deeply")
             return
         try:
             message = validate_message(raw)

@@ -344,3 +344,41 @@ async def test_unanswered_subscription_offer_is_withdrawn(server):
     finally:
         await socket.close()
         await publisher.close()
+
+
+async def test_a_socket_that_never_joins_is_closed_though_it_pings(server):
+    server.app[SIGNALING_KEY].join_timeout_s = 0.6
+    socket = await RawSocket.open(server)
+    try:
+        started = time.monotonic()
+        reply = None
+        while time.monotonic() - started < 5:
+            await socket.send({"type": "ping"})
+            reply = await socket.recv(timeout=5)
+            if reply["type"] == "error":
+                break
+            await asyncio.sleep(0.1)
+        assert reply is not None and reply["code"] == "join_timeout", reply
+        msg = await socket.ws.receive(timeout=5)
+        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    finally:
+        await socket.close()
+
+
+async def test_a_deeply_nested_frame_is_answered_not_a_traceback(raw, caplog):
+    reply = await raw.request("[" * 100_000 + "]" * 100_000)
+    assert reply["type"] == "error" and reply["code"] == "bad_message"
+    assert await raw.alive()
+    assert not [r for r in caplog.records if r.exc_info]
+
+
+@pytest.mark.parametrize("hello", ["[1]", "null", "7", '"hello"', "[" * 3_000 + "]" * 3_000])
+async def test_a_lobby_hello_that_is_not_an_object_is_refused_cleanly(server, hello, caplog):
+    async with aiohttp.ClientSession() as session:
+        ws = await session.ws_connect(server.base_url.replace("http", "ws") + "/ws/terminal")
+        await ws.send_str(hello)
+        msg = await ws.receive(timeout=5)
+        assert msg.type == aiohttp.WSMsgType.TEXT, msg
+        assert json.loads(msg.data)["code"] in ("invalid_message", "invalid_json")
+        await ws.close()
+    assert not [r for r in caplog.records if r.exc_info]

@@ -6,8 +6,10 @@ audits) a meeting elsewhere."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
+from urllib.parse import quote
 
 import aiohttp
 import pytest
@@ -135,6 +137,14 @@ async def hidden_viewer_scenario(api) -> None:
     trail = await county.call("GET", "/api/supervision/views?q=town_a")
     [entry] = trail["views"]
     assert entry["duration_s"] == row.duration_s and entry["room_name"] == "A镇会议"
+    # the search is the text typed: "%" matches itself, not every row
+    for wildcard in ("%", "town%a", "town_a%"):
+        found = await county.call("GET", f"/api/supervision/views?q={quote(wildcard)}")
+        assert found["views"] == [], wildcard
+    # days are the county's (UTC+8): the view started today there
+    today = dt.datetime.now(dt.timezone(dt.timedelta(hours=8))).date().isoformat()
+    found = await county.call("GET", f"/api/supervision/views?from={today}&to={today}")
+    assert len(found["views"]) == 1
     audit = await county.call("GET", "/api/audit?action=hidden_view")
     assert [e["target_id"] for e in audit["entries"]] == [ROOM]
     # a town B supervisor reads nothing of town A's trail

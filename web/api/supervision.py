@@ -33,6 +33,7 @@ from sfu.events import PublicationDescription
 from sfu.room import Room
 
 from .common import ApiError, authed, check, json_response, parse_body, query_int
+from .members_io import CHINA_TIME
 
 VIEW_TOKEN_TTL_S = 4 * 3600
 
@@ -185,7 +186,8 @@ def _parse_day(value: str | None, field: str) -> dt.datetime | None:
         day = dt.date.fromisoformat(value)
     except ValueError:
         raise ApiError(422, "invalid", f"{field} must be a date like 2026-11-23") from None
-    return dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC)
+    # a day in the county's time zone, as the console shows times (stored in UTC)
+    return dt.datetime.combine(day, dt.time(), tzinfo=CHINA_TIME).astimezone(dt.UTC)
 
 
 @authed
@@ -196,11 +198,10 @@ async def list_views(
     check(principal, Capability.AUDIT_READ, principal.org_path, "audit log")
     query = select(HiddenView).where(HiddenView.org_path.like(f"{principal.org_path}%"))
     text = request.query.get("q", "").strip()
-    if text:
-        pattern = f"%{text}%"
+    if text:  # the text as typed: "%" and "_" match themselves, not everything
         query = query.where(
-            HiddenView.supervisor_name.like(pattern)
-            | HiddenView.room_name.like(pattern)
+            HiddenView.supervisor_name.contains(text, autoescape=True)
+            | HiddenView.room_name.contains(text, autoescape=True)
             | (HiddenView.supervisor == text)
         )
     if request.query.get("room"):
