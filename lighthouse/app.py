@@ -11,7 +11,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from db import supervision
-from db.accounts import TokenService
+from db.accounts import PasswordHashing, TokenService
 from db.database import Database
 from db.models import Emergency, EmergencyStatus, MainVenue, Meeting, MeetingStatus, OrgUnit
 from db.tree import meeting_site_paths
@@ -42,6 +42,7 @@ from .keys import (
     LOBBY_KEY,
     LOOP_LAG_KEY,
     MEETING_ROOMS_KEY,
+    PASSWORDS_KEY,
     PLANE_KEY,
     RECOGNITION_KEY,
     RECORDING_SERVICE_KEY,
@@ -103,6 +104,7 @@ def create_app(config: Config) -> web.Application:
     rooms = build_rooms(config, plane)
     database = Database(config.database_url)
     api_tokens = TokenService(config.secret)
+    passwords = PasswordHashing()
 
     async def is_revoked(token_id: str) -> bool:
         async with database.session() as session:
@@ -178,6 +180,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/ws/terminal", lobby.handle)
     app.router.add_get("/healthz", _healthz)
     app[PLANE_KEY] = plane
+    app[PASSWORDS_KEY] = passwords
     loop_lag = app[LOOP_LAG_KEY] = LoopLag()
     if worker_pool is not None:
         app[WORKER_POOL_KEY] = worker_pool
@@ -202,6 +205,10 @@ def create_app(config: Config) -> web.Application:
         await meeting_rooms.close_all()
         await emergency_desk.close_all()
         await rooms.close_all()
+
+    async def password_pool(_: web.Application) -> AsyncIterator[None]:
+        yield
+        passwords.close()
 
     async def database_lifetime(_: web.Application) -> AsyncIterator[None]:
         _ensure_sqlite_dir(config.database_url)
@@ -251,6 +258,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.extend(
         [
             loop_lag_probe,
+            password_pool,
             database_lifetime,
             # the face models load first: a bad models dir stops the start before any
             # other service has work in flight

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from db.accounts import TokenService
+from db.accounts import PasswordHashing, TokenService
 from db.database import Database
 from recognition.service import RecognitionService
 from recorder.service import RecordingService
@@ -28,6 +28,7 @@ CONFIG_KEY = web.AppKey("config", Config)
 DATABASE_KEY = web.AppKey("database", Database)
 # staff and terminal API tokens (db/accounts.py)
 TOKEN_SERVICE_KEY = web.AppKey("token_service", TokenService)
+PASSWORDS_KEY = web.AppKey("passwords", PasswordHashing)
 # meeting tokens: what a participant presents on the signaling socket
 TOKENS_KEY = web.AppKey("meeting_tokens", TokenIssuer)
 ROOMS_KEY = web.AppKey("rooms", RoomRegistry)

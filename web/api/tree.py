@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
 from db.access import Capability, Principal
-from db.accounts import SESSION_TTL, AuthError, hash_password, login
+from db.accounts import SESSION_TTL, AuthError, login
 from db.models import OrgKind, OrgUnit, Role, StaffAccount
 from db.tree import TreeError, add_org, children, subtree_counts
-from lighthouse.keys import TOKEN_SERVICE_KEY
+from lighthouse.keys import PASSWORDS_KEY, TOKEN_SERVICE_KEY
 
 from .common import (
     SESSION_COOKIE,
@@ -48,7 +48,11 @@ async def post_login(request: web.Request, session: AsyncSession) -> web.Respons
     body = await parse_body(request, LoginBody)
     try:
         account, credential = await login(
-            session, request.app[TOKEN_SERVICE_KEY], body.username, body.password
+            session,
+            request.app[TOKEN_SERVICE_KEY],
+            request.app[PASSWORDS_KEY],
+            body.username,
+            body.password,
         )
     except AuthError as exc:
         # filed under the account's unit when it exists, so its admins see the attempts
@@ -260,7 +264,7 @@ async def post_account(
     account = StaffAccount(
         username=body.username,
         display_name=body.display_name,
-        password_hash=hash_password(body.password),
+        password_hash=await request.app[PASSWORDS_KEY].hash(body.password),
         role=body.role,
         org_id=org.id,
     )
