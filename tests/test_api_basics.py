@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 async def test_login_me_and_tree(api):
     wrong = await api.anonymous.call(
@@ -121,3 +123,33 @@ async def test_meeting_record(api):
     assert secretary.last_status == 422 and "attendance" in twice["error"]["fields"]
     listed = await secretary.call("GET", "/api/meetings")
     assert [m["id"] for m in listed["meetings"]] == [meeting["id"]]
+
+
+@pytest.mark.parametrize(
+    ("creator", "role", "allowed"),
+    [
+        ("town_a_admin", "supervisor", False),  # would watch hidden and read the audit log
+        ("town_a_admin", "county_admin", False),
+        ("town_a_admin", "town_admin", True),
+        ("town_a_admin", "village_secretary", True),
+        ("town_a_admin", "viewer", True),
+        ("county_admin", "supervisor", True),
+        ("county_admin", "terminal", False),  # terminals are paired, not created
+    ],
+)
+async def test_nobody_grants_a_role_with_more_than_they_hold(api, creator, role, allowed):
+    client = await api.as_user(creator)
+    reply = await client.call(
+        "POST",
+        "/api/accounts",
+        {
+            "username": f"new_{role}",
+            "display_name": "新账号",
+            "password": "a long enough password",
+            "role": role,
+            "org_id": api.orgs["village_a1"].id,
+        },
+    )
+    assert (client.last_status == 201) is allowed, reply
+    if not allowed:
+        assert client.last_status == 403 and reply["error"]["code"] == "forbidden"

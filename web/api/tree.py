@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
-from db.access import Capability, Principal
+from db.access import ROLE_CAPABILITIES, Capability, Principal
 from db.accounts import SESSION_TTL, AuthError, login
 from db.models import OrgKind, OrgUnit, Role, StaffAccount
 from db.tree import TreeError, add_org, children, subtree_counts
@@ -227,17 +227,13 @@ async def patch_org(
     return json_response(org_json(org))
 
 
-# roles an account may create: never above its own
-_GRANTABLE: dict[Role, set[Role]] = {
-    Role.COUNTY_ADMIN: {
-        Role.COUNTY_ADMIN,
-        Role.TOWN_ADMIN,
-        Role.VILLAGE_SECRETARY,
-        Role.SUPERVISOR,
-        Role.VIEWER,
-    },
-    Role.TOWN_ADMIN: {Role.TOWN_ADMIN, Role.VILLAGE_SECRETARY, Role.SUPERVISOR, Role.VIEWER},
-}
+def may_grant(granter: Role, role: Role) -> bool:
+    """Nobody grants more than they hold: a role may be given only by a role that has every
+    one of its capabilities (a town office, which may not supervise or read the audit log,
+    cannot make a supervisor who may). Terminals are paired, never created as accounts."""
+    if role == Role.TERMINAL:
+        return False
+    return ROLE_CAPABILITIES[role] <= ROLE_CAPABILITIES[granter]
 
 
 class AccountBody(BaseModel):
@@ -254,7 +250,7 @@ async def post_account(
 ) -> web.Response:
     body = await parse_body(request, AccountBody)
     org = await scoped_org(session, principal, body.org_id, Capability.ACCOUNTS_WRITE)
-    if body.role not in _GRANTABLE.get(principal.role, set()):
+    if not may_grant(principal.role, body.role):
         raise ApiError(403, "forbidden", f"you may not create {body.role} accounts")
     taken = (
         await session.execute(select(StaffAccount.id).where(StaffAccount.username == body.username))
