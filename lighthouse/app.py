@@ -46,7 +46,6 @@ from .keys import (
     PLANE_KEY,
     RECOGNITION_KEY,
     RECORDING_SERVICE_KEY,
-    ROOMS_KEY,
     SIGNALING_KEY,
     WORKER_POOL_KEY,
 )
@@ -356,20 +355,16 @@ def _ensure_sqlite_dir(url: str) -> None:
 
 
 async def _healthz(request: web.Request) -> web.Response:
-    rooms = request.app[ROOMS_KEY]
+    """Public, for load balancers and the operator's probe: ok or not, and the front's
+    longest event-loop stall of the last 10 s. Which rooms exist (an emergency's among
+    them) and how many are in each is for signed-in staff: /api/status."""
     plane = request.app[PLANE_KEY]
+    media_workers = [w for w in plane.workers.values() if w.capacity != 0]
+    down = plane.workers and media_workers and not any(w.alive for w in media_workers)
     return web.json_response(
         {
-            "status": "ok",
-            # the longest stall of the front's event loop in the last 10 s
+            "status": "no_media_worker" if down else "ok",
             "loop_stall_ms": request.app[LOOP_LAG_KEY].recent_max_ms(10),
-            # no per-worker peer counts: they would count hidden supervisors too
-            "workers": {
-                w.id: {"alive": w.alive} for w in plane.workers.values() if w.capacity != 0
-            },
-            "rooms": {
-                rid: {"peers": len(r.peers), "publications": len(r.publications)}
-                for rid, r in rooms.items()
-            },
-        }
+        },
+        status=503 if down else 200,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 
@@ -153,3 +154,20 @@ async def test_nobody_grants_a_role_with_more_than_they_hold(api, creator, role,
     assert (client.last_status == 201) is allowed, reply
     if not allowed:
         assert client.last_status == 403 and reply["error"]["code"] == "forbidden"
+
+
+async def test_healthz_tells_anyone_only_ok_and_the_room_detail_is_for_the_county(api):
+    """A public /healthz listed every room id and its peer count (an active emergency's
+    among them): now ok/not-ok and the loop stall; the detail needs a county admin."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(api.base_url + "/healthz") as response:
+            assert response.status == 200
+            assert set(await response.json()) == {"status", "loop_stall_ms"}
+    county = await api.as_user("county_admin")
+    status = await county.call("GET", "/api/status", expect=200)
+    assert "town-a-meeting" in status["rooms"]
+    town = await api.as_user("town_a_admin")
+    await town.call("GET", "/api/status")
+    assert town.last_status == 403
+    await api.anonymous.call("GET", "/api/status")
+    assert api.anonymous.last_status == 401

@@ -31,6 +31,7 @@ from . import (
     members_io,
     recordings,
     signins,
+    status,
     supervision,
     terminals,
     tree,
@@ -56,6 +57,7 @@ def add_api_routes(
     r.add_post("/api/login", tree.post_login)
     r.add_post("/api/logout", tree.post_logout)
     r.add_get("/api/me", tree.get_me)
+    r.add_get("/api/status", status.get_status)
     r.add_get("/api/org", tree.get_org)
     r.add_get("/api/org/{org_id:\\d+}", tree.get_org)
     r.add_post("/api/org", tree.post_org)
