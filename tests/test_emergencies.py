@@ -100,6 +100,14 @@ async def test_an_emergency_reaches_the_command_at_once_and_is_seen_acknowledged
         assert data["emergency"]["reporter_name"] == "a1_secretary"
         assert await elsewhere.silent()  # town B's view is not told of town A's village
 
+        # the call's room is given out by the emergency API only: not as a meeting token
+        # (which would skip its roles, its still-on check and its audit entry)
+        county = await api.as_user("county_admin")
+        refused = await county.call(
+            "POST", "/api/meeting-token", {"room_id": emergency["room_id"]}, expect=404
+        )
+        assert refused["error"]["code"] == "no_meeting"
+
         # a second tap goes back into the same call
         again = await secretary.call("POST", "/api/emergencies", {}, expect=200)
         assert again["emergency"]["id"] == emergency["id"]

@@ -11,7 +11,7 @@ from db import audit
 from db.access import Capability, Principal
 from db.models import Role
 from db.tree import find_by_code, related
-from lighthouse.keys import ROOMS_KEY, TOKENS_KEY
+from lighthouse.keys import EMERGENCY_DESK_KEY, ROOMS_KEY, TOKENS_KEY
 from sfu.room import Room
 
 from .common import ApiError, authed, json_response, parse_body
@@ -49,9 +49,13 @@ async def post_meeting_token(
     if not principal.allows(Capability.MEETING_JOIN):
         raise ApiError(403, "forbidden", f"your role ({principal.role}) may not join meetings")
     rooms = request.app[ROOMS_KEY]
+    # an emergency call's room only through the emergency API: its roles, its check that
+    # the call is still on, and its emergency_watched audit entry
+    emergency_rooms = {room.id for room in request.app[EMERGENCY_DESK_KEY].live.values()}
     candidates = [rooms[body.room_id]] if body.room_id is not None and body.room_id in rooms else []
     if body.room_id is None:
         candidates = list(rooms.values())
+    candidates = [room for room in candidates if room.id not in emergency_rooms]
     chosen = None
     for room in candidates:
         if related(principal.org_path, await _room_path(session, room)):
