@@ -56,6 +56,12 @@ class RoomSettings:
     # whether a main venue is to come (False: every venue meets in its own room): what a
     # TV shows while no main venue publishes
     main_expected: bool = True
+    # each peer connection is sockets, DTLS and a share of the forwarding loop: a peer
+    # may hold this many at once (a camera and a shared screen; a TV's main venue, floor
+    # and content, a drop-in's page of 12); the main venue watches every venue
+    max_publications: int = 2
+    max_subscriptions: int = 16
+    max_main_subscriptions: int = 100
 
 
 def _new_id(prefix: str) -> str:
@@ -246,6 +252,16 @@ class Peer:
         if source == Source.CONTENT and self.role != Role.MAIN:
             raise NegotiationError("not_allowed", "only the main venue shares content")
         settings = self.room.settings
+        # a new share replaces the last one: that one does not count against the next
+        held = [
+            p for p in self.publications.values()
+            if not (source == Source.CONTENT and p.source == Source.CONTENT)
+        ]
+        if len(held) >= settings.max_publications:
+            raise NegotiationError(
+                "too_many_publications",
+                f"a participant publishes at most {settings.max_publications} at once",
+            )
         description = parse_sdp(offer_sdp, "offer")
         kinds = check_publish_offer(description, settings.video_codec)
         if source == Source.CONTENT:
@@ -283,6 +299,14 @@ class Peer:
         e.g. a wall tile's video); return it and the SDP offer.
 
         The publication id "floor" is the room's floor slot: whoever holds the floor."""
+        settings = self.room.settings
+        main = self.role == Role.MAIN
+        most = settings.max_main_subscriptions if main else settings.max_subscriptions
+        if len(self.subscriptions) >= most:
+            raise NegotiationError(
+                "too_many_subscriptions",
+                f"a participant receives at most {most} publications at once",
+            )
         publication: Publication | FloorSlot | None
         if publication_id == FLOOR_SLOT_ID:
             publication = self.room.control.slot

@@ -12,7 +12,7 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from lighthouse.keys import SIGNALING_KEY
-from signaling.client import SignalingClient, prefer_codec
+from signaling.client import SignalingClient, SignalingError, prefer_codec
 
 from conftest import TEST_SECRET
 from media import PictureTrack, face_picture
@@ -382,3 +382,38 @@ async def test_a_lobby_hello_that_is_not_an_object_is_refused_cleanly(server, he
         assert json.loads(msg.data)["code"] in ("invalid_message", "invalid_json")
         await ws.close()
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_a_peer_holds_a_bounded_number_of_peer_connections(server):
+    """One viewer opened 15 publications and 40 subscriptions (server sockets 31 -> 222):
+    now 2 publications and 16 subscriptions at most, each refusal a clear error."""
+    import dataclasses
+
+    room = server.room("h264room")
+    room.settings = dataclasses.replace(room.settings, max_subscriptions=3)
+    publisher = SignalingClient(server.base_url, server.token("main", "main"))
+    greedy = SignalingClient(server.base_url, server.token("greedy", "viewer"))
+    await publisher.connect()
+    await greedy.connect()
+    try:
+        publication_id = await publisher.publish([PictureTrack(face_picture())])
+        await greedy.next_event("publication_added")
+        for _ in range(3):
+            await greedy.request(
+                {"type": "subscribe", "publication_id": publication_id, "kinds": ["video"]}
+            )
+        with pytest.raises(SignalingError) as refused:
+            await greedy.request(
+                {"type": "subscribe", "publication_id": publication_id, "kinds": ["video"]}
+            )
+        assert refused.value.code == "too_many_subscriptions"
+        await greedy.publish([PictureTrack(face_picture())])
+        await greedy.publish([PictureTrack(face_picture())])
+        with pytest.raises(SignalingError) as third:
+            await greedy.publish([PictureTrack(face_picture())])
+        assert third.value.code == "too_many_publications"
+        assert len(room.peers) == 2  # nobody was dropped for asking
+        assert (await greedy.request({"type": "ping"}))["type"] == "pong"
+    finally:
+        await greedy.close()
+        await publisher.close()
