@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import aiohttp
 import pytest
+
+from apiclient import PASSWORD
 
 
 async def test_login_me_and_tree(api):
@@ -171,3 +175,38 @@ async def test_healthz_tells_anyone_only_ok_and_the_room_detail_is_for_the_count
     assert town.last_status == 403
     await api.anonymous.call("GET", "/api/status")
     assert api.anonymous.last_status == 401
+
+
+async def test_a_cookie_alone_changes_nothing_from_another_sites_page(api):
+    """A form on another site posted text/plain with the console's cookie and created an
+    org unit: a cookie-authenticated change must come from our own pages, as JSON."""
+    # unsafe: keep cookies for an IP address (the server is at 127.0.0.1)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        async with http.post(
+            api.base_url + "/api/login", json={"username": "county_admin", "password": PASSWORD}
+        ) as response:
+            assert response.status == 200
+        body = {
+            "parent_id": api.orgs["town_a"].id,
+            "name": "恶意村",
+            "code": "EVIL",
+            "kind": "village",
+        }
+        evil = {"Origin": "https://evil.example"}
+        async with http.post(api.base_url + "/api/org", json=body, headers=evil) as response:
+            assert response.status == 403
+            assert (await response.json())["error"]["code"] == "cross_site"
+        async with http.post(api.base_url + "/api/org", json=body) as response:
+            assert response.status == 403  # no Origin or Referer at all: not our page
+        own = {"Origin": api.base_url, "Content-Type": "text/plain"}
+        async with http.post(
+            api.base_url + "/api/org", data=json.dumps(body), headers=own
+        ) as response:
+            assert response.status == 415
+        async with http.post(
+            api.base_url + "/api/org", json=body, headers={"Origin": api.base_url}
+        ) as response:
+            assert response.status == 201, await response.text()
+    # code holding a bearer token is not a browser's ambient credential: no Origin needed
+    county = await api.as_user("county_admin")
+    await county.call("GET", "/api/me", expect=200)

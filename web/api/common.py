@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -17,7 +18,7 @@ from db import audit
 from db.access import AccessDenied, Capability, Principal
 from db.accounts import AuthError
 from db.models import OrgUnit
-from lighthouse.keys import DATABASE_KEY, TOKEN_SERVICE_KEY
+from lighthouse.keys import CONFIG_KEY, DATABASE_KEY, TOKEN_SERVICE_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ def error_response(error: ApiError) -> web.Response:
 
 async def parse_body(request: web.Request, model: type[M]) -> M:
     """The request's JSON body as `model`; a 422 naming each bad field otherwise."""
+    if request.content_type != "application/json":  # text/plain is what a foreign form posts
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
     try:
         raw = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -120,7 +123,30 @@ def bearer_token(request: web.Request) -> str | None:
     return request.cookies.get(SESSION_COOKIE)
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _own_origin(request: web.Request) -> bool:
+    """Whether a request comes from this server's own pages: its Origin (else Referer)
+    names this host (or the configured public URL's)."""
+    sent = request.headers.get("Origin") or request.headers.get("Referer")
+    if not sent or sent == "null":
+        return False
+    netloc = urlsplit(sent).netloc
+    public_url = request.app[CONFIG_KEY].public_url if CONFIG_KEY in request.app else None
+    own = {request.host} | ({urlsplit(public_url).netloc} if public_url else set())
+    return netloc in own
+
+
 async def authenticate(request: web.Request, session: AsyncSession) -> Principal:
+    # A cookie goes with any request the browser makes, a form posted from another site's
+    # page too: a state change on the cookie alone must come from our own pages. (A bearer
+    # token is sent only by code that holds it.)
+    by_cookie = SESSION_COOKIE in request.cookies and not request.headers.get(
+        "Authorization", ""
+    ).lower().startswith("bearer ")
+    if by_cookie and request.method not in SAFE_METHODS and not _own_origin(request):
+        raise ApiError(403, "cross_site", "this request did not come from this server's pages")
     try:
         return await request.app[TOKEN_SERVICE_KEY].verify(session, bearer_token(request))
     except AuthError as exc:

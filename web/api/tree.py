@@ -13,7 +13,7 @@ from db.access import ROLE_CAPABILITIES, Capability, Principal
 from db.accounts import SESSION_TTL, AuthError, login
 from db.models import OrgKind, OrgUnit, Role, StaffAccount
 from db.tree import TreeError, add_org, children, subtree_counts
-from lighthouse.keys import PASSWORDS_KEY, TOKEN_SERVICE_KEY
+from lighthouse.keys import CONFIG_KEY, PASSWORDS_KEY, TOKEN_SERVICE_KEY
 
 from .common import (
     SESSION_COOKIE,
@@ -96,10 +96,13 @@ async def post_login(request: web.Request, session: AsyncSession) -> web.Respons
             "org": org_json(org),
         }
     )
+    public_url = request.app[CONFIG_KEY].public_url or ""
     response.set_cookie(
         SESSION_COOKIE,
         credential.token,
         httponly=True,
+        # never over plain HTTP once the server is reached by HTTPS (itself or its proxy)
+        secure=request.secure or public_url.startswith("https://"),
         samesite="Strict",
         max_age=int(SESSION_TTL.total_seconds()),
         path="/",
