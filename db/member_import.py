@@ -15,6 +15,7 @@ import datetime as dt
 import enum
 import io
 import re
+import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -205,8 +206,23 @@ def _read_csv(text: str) -> Sheet:
         raise ImportFileError(f"CSV 格式有误：第 {reader.line_num} 行附近（{exc}）") from exc
 
 
+# what an .xlsx (a zip) may unpack to: openpyxl reads the shared-strings table whole,
+# even in read-only mode, so a small file of huge XML could take the server's memory
+MAX_XLSX_UNPACKED_BYTES = 100 * 1024 * 1024
+
+
 def _read_xlsx(data: bytes) -> Sheet:
     unreadable = ImportFileError(UNSUPPORTED + "：无法作为 .xlsx 打开", unsupported=True)
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise unreadable from exc
+    if unpacked > MAX_XLSX_UNPACKED_BYTES:
+        raise ImportFileError(
+            f"文件解压后超过 {MAX_XLSX_UNPACKED_BYTES // 2**20} MB，请分成几个文件导入",
+            too_big=True,
+        )
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # an untrusted zip of XML fails in many ways; all mean the same

@@ -8,10 +8,13 @@ its score is the median over the samples (one blurred frame neither makes nor br
 
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from .engine import FaceEngine, align
 
@@ -37,7 +40,28 @@ class EnrolledFace:
     face_px: float
 
 
+# a 40-megapixel phone photo is the most a member's photo needs to be
+MAX_PHOTO_PIXELS = 40_000_000
+
+
 def decode_image(data: bytes) -> np.ndarray:
+    """A JPEG or PNG photo, its declared size checked before it is decoded: a 379 KiB PNG
+    declaring 20000 x 20000 pixels took 6-8 s and 2.3 GB to decode."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as probe:  # reads the header only
+                width, height = probe.size
+    except Image.DecompressionBombError:
+        width = height = MAX_PHOTO_PIXELS  # Pillow's own limit: far above ours
+    except (Image.UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise EnrolmentError("not_an_image", "the file is not a JPEG or PNG photo") from exc
+    if width * height > MAX_PHOTO_PIXELS:
+        raise EnrolmentError(
+            "image_too_large",
+            f"the photo is {width} x {height} pixels; at most {MAX_PHOTO_PIXELS // 10**6} "
+            "megapixels",
+        )
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise EnrolmentError("not_an_image", "the file is not a JPEG or PNG photo")

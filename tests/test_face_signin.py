@@ -9,6 +9,7 @@ sign-ins by hand (audited); biometric data is only shown to roles entitled to it
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import cv2
@@ -76,6 +77,10 @@ async def test_enrolment_checks_photos_and_guards_biometric_data(api):
     )
     assert secretary.last_status == 201
     assert len(partly["enrolled"]) == 1 and partly["rejected"][0]["code"] == "not_an_image"
+
+    # a small file declaring a huge picture is refused from its header, never decoded
+    bomb = await upload(secretary, member, {"bomb.png": png_bomb(20_000, 20_000)})
+    assert "image_too_large" in json.dumps(bomb), bomb
 
     # limits: five photos per member, five megabytes per photo, multipart only
     too_many = {f"p{i}.jpg": jpeg(enrolment_photo(faces["tom"])) for i in range(4)}
@@ -332,3 +337,20 @@ async def test_evidence_pictures_expire_after_the_retention_period(api):
     assert gone == 2 and not (root / f"meeting-{meeting['id']}").exists()
     rows = signed(await secretary.call("GET", f"/api/meetings/{meeting['id']}/signins"))
     assert rows["今天签到"]["evidence_expired"]
+
+
+def png_bomb(width: int, height: int) -> bytes:
+    """A real PNG of width x height black pixels (1 bit each) in a few tens of KiB; decoded
+    as colour it would take width x height x 3 bytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        body = kind + payload
+        return struct.pack(">I", len(payload)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = b"\x00" * (1 + (width + 7) // 8)  # filter byte + the row's bits
+    pixels = zlib.compress(row * height, 9)
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import datetime as dt
 import io
+import zipfile
 from urllib.parse import unquote
 
 import aiohttp
@@ -200,6 +201,18 @@ async def test_upload_limits_and_file_types(api):
     assert admin.last_status == 415 and ".xlsx" in refused["error"]["message"]
     refused = await admin.call("POST", "/api/members/import", {"file": "not multipart"})
     assert admin.last_status == 415
+
+    # an .xlsx is a zip: one whose parts unpack past 100 MB is refused from its directory
+    # (openpyxl would read the shared strings whole); this one is 150 KiB
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        with archive.open("xl/sharedStrings.xml", "w") as strings:
+            for _ in range(101):
+                strings.write(b" " * 2**20)
+    refused = await upload(admin, bomb.getvalue(), "roll.xlsx")
+    assert admin.last_status == 413, refused
+    assert "解压后超过 100 MB" in refused["error"]["message"]
 
     refused = await upload(admin, "编号,名字\n1,张三\n".encode(), "x.csv")
     assert admin.last_status == 422 and "表头" in refused["error"]["message"]

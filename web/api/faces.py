@@ -29,6 +29,7 @@ MAX_PHOTO_BYTES = 5 * 1024 * 1024
 
 ENROLMENT_MESSAGES = {
     "not_an_image": "不是可识别的图片，请上传 JPG 或 PNG 照片",
+    "image_too_large": "照片像素过大（超过 4000 万像素），请上传普通照片",
     "no_face": "照片中没有找到人脸，请上传本人正面、清晰的照片",
     "several_faces": "照片中有多张人脸，请上传只有本人的照片",
     "face_too_small": "人脸太小，请上传人脸更大（离镜头更近）的照片",
