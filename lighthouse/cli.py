@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .config import Config, ConfigError, load_config, parse_workers
+from .config import Config, ConfigError, keep_secret, load_config, parse_workers
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,27 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lighthouse: {exc}", file=sys.stderr)
         return 2
-    if args.command == "token":
-        return mint_token(config, args)
     if args.command == "demo-data":
         return load_demo_data(config, args)
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    try:
+        config, note = keep_secret(config)
+    except ConfigError as exc:
+        print(f"lighthouse: {exc}", file=sys.stderr)
+        return 2
+    if note:
+        logging.getLogger("lighthouse").warning("%s", note)
+    if args.command == "token":
+        return mint_token(config, args)
     return serve_forever(config)
 
 
 def mint_token(config: Config, args: argparse.Namespace) -> int:
     from signaling.tokens import TokenIssuer
 
-    if not config.secret_configured:
-        print(
-            "lighthouse: set the secret (LIGHTHOUSE_SECRET or [server] secret) first: "
-            "a token signed with a random secret admits nobody",
-            file=sys.stderr,
-        )
-        return 2
-    issuer = TokenIssuer(config.secret)
+    issuer = TokenIssuer(config.secret)  # the configured one, or the one the server keeps
     print(
         issuer.mint(
             args.participant,

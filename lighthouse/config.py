@@ -83,8 +83,11 @@ class Config:
     liveness_min_residual: float = 0.018
     neighbour_levels: int = 0
     evidence_retention_days: int = 365  # 0 keeps face and scene pictures for ever
-    # False when the secret was generated for this start (tokens die with the process)
+    # False when no secret was configured: `keep_secret` then generates one at the first
+    # start and keeps it in `secret_file` (a per-start secret would log everybody out and
+    # send every TV back to pairing at each restart)
     secret_configured: bool = True
+    secret_file: str | None = None
 
     def base_url(self) -> str:
         if self.public_url:
@@ -314,3 +317,40 @@ def load_config(
     elif len(config.secret.encode()) < 32:
         raise ConfigError("the secret must be at least 32 bytes")
     return config
+
+
+def default_secret_file(database_url: str) -> Path:
+    """Beside the SQLite file (like the demo password), else var/lighthouse.secret."""
+    if database_url.startswith("sqlite:///"):
+        database = Path(database_url.removeprefix("sqlite:///"))
+        return database.with_name(database.name + ".secret")
+    return Path("var") / "lighthouse.secret"
+
+
+def keep_secret(config: Config) -> tuple[Config, str | None]:
+    """With no secret configured: the one kept from the first start, or a new one written
+    there (mode 0600). Returns the config and what to tell the operator, if anything."""
+    if config.secret_configured:
+        return config, None
+    path = default_secret_file(config.database_url)
+    if config.secret_file:
+        path = Path(config.secret_file)
+    try:
+        kept = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        kept = ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read the kept secret {path}: {exc}") from exc
+    if len(kept.encode()) >= 32:
+        return replace(config, secret=kept, secret_file=str(path)), None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(config.secret + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot keep the generated secret in {path}: {exc}") from exc
+    return replace(config, secret_file=str(path)), (
+        f"no secret configured: generated one and kept it in {path} (mode 0600); "
+        "set LIGHTHOUSE_SECRET or [server] secret for production"
+    )

@@ -98,7 +98,11 @@ def test_a_models_dir_that_is_not_a_pack_stops_the_start_with_what_it_holds(tmp_
     assert "Traceback" not in result.stderr
 
 
-def test_token_command_needs_a_configured_secret_and_mints_a_valid_token():
+def test_token_command_signs_with_the_kept_secret_and_mints_a_valid_token(tmp_path):
+    """With no secret configured, the first start generates one and keeps it beside the
+    database (0600): the next start, and the token command, use the same one (a secret
+    per start logged everybody out and sent every TV back to pairing at each restart)."""
+    import stat
     import subprocess
 
     from signaling.tokens import TokenIssuer
@@ -120,8 +124,18 @@ def test_token_command_needs_a_configured_secret_and_mints_a_valid_token():
         "红星村",
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTHOUSE_")}
-    refused = subprocess.run(base, capture_output=True, text=True, timeout=30, env=env)
-    assert refused.returncode == 2 and "secret" in refused.stderr
+    env["LIGHTHOUSE_DATABASE_URL"] = f"sqlite:///{tmp_path}/lighthouse.db"
+    first = subprocess.run(base, capture_output=True, text=True, timeout=30, env=env)
+    assert first.returncode == 0, first.stderr
+    kept_file = tmp_path / "lighthouse.db.secret"
+    assert f"kept it in {kept_file}" in first.stderr
+    assert stat.S_IMODE(kept_file.stat().st_mode) == 0o600
+    kept = kept_file.read_text().strip()
+    assert TokenIssuer(kept).verify(first.stdout.strip()).participant_id == "tv-7"
+    again = subprocess.run(base, capture_output=True, text=True, timeout=30, env=env)
+    assert again.returncode == 0 and "generated" not in again.stderr
+    assert TokenIssuer(kept).verify(again.stdout.strip()).room_id == "demo"
+    assert kept_file.read_text().strip() == kept  # not replaced
     minted = subprocess.run(
         base,
         capture_output=True,
