@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .access_log import PathOnlyAccessLogger
 from .config import Config, ConfigError, keep_secret, load_config, parse_workers
 
 
@@ -220,7 +221,13 @@ def serve_forever(config: Config) -> int:
         print(f"Lighthouse listening on {config.base_url()}", flush=True)
 
     try:
-        web.run_app(app, host=config.host, port=config.port, print=announce)
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            print=announce,
+            access_log_class=PathOnlyAccessLogger,
+        )
     except ModelError as exc:  # raised at start-up, before the socket serves anyone
         print(f"lighthouse: cannot load the face models: {exc}", file=sys.stderr)
         return 2

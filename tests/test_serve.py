@@ -50,6 +50,14 @@ async def test_demo_server_prints_links_that_work(tmp_path):
                     assert "zh" in (await response.text())[:200]
             async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert (await response.json())["status"] == "ok"
+        # the access log names the pages opened, never their tokens
+        logged: list[str] = []
+        while not any("GET /healthz" in line for line in logged):
+            line = await asyncio.wait_for(process.stdout.readline(), 10)
+            assert line, "the server exited: " + "".join(lines + logged)
+            logged.append(line.decode())
+        assert any("GET /tv" in line for line in logged), logged
+        assert not [line for line in logged if "token=" in line], logged
         # the printed tokens really admit to the demo room
         token = next(u for label, u in links.items() if "village" in label).split("token=")[1]
         client = SignalingClient(f"http://127.0.0.1:{port}", token)
