@@ -210,3 +210,21 @@ async def test_a_cookie_alone_changes_nothing_from_another_sites_page(api):
     # code holding a bearer token is not a browser's ambient credential: no Origin needed
     county = await api.as_user("county_admin")
     await county.call("GET", "/api/me", expect=200)
+
+
+async def test_wrong_passwords_lock_the_account_for_a_while(api):
+    """60 wrong passwords in a row were 60 plain 401s: now the account locks after five
+    (the right password then waits too), with an audit entry; other accounts sign in."""
+    for _ in range(5):
+        await api.anonymous.call(
+            "POST", "/api/login", {"username": "town_a_admin", "password": "guess"}
+        )
+        assert api.anonymous.last_status == 401
+    locked = await api.anonymous.call(
+        "POST", "/api/login", {"username": "town_a_admin", "password": PASSWORD}
+    )
+    assert api.anonymous.last_status == 429 and locked["error"]["code"] == "too_many_attempts"
+    assert "15" in locked["error"]["message"]
+    county = await api.as_user("county_admin")  # another account from the same address
+    entries = await county.call("GET", "/api/audit?action=login_locked", expect=200)
+    assert [e["target_id"] for e in entries["entries"]] == ["town_a_admin"]

@@ -53,6 +53,7 @@ def add_api_routes(
     app[RECORDINGS_DIR_KEY] = recordings_dir
     app[recordings.JOIN_SLOTS_KEY] = asyncio.Semaphore(2)
     app[terminals.PAIRING_LIMIT_KEY] = terminals.PairingRateLimit()
+    app[tree.LOGIN_THROTTLE_KEY] = tree.LoginThrottle()
     r = app.router
     r.add_post("/api/login", tree.post_login)
     r.add_post("/api/logout", tree.post_logout)

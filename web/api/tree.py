@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
@@ -43,9 +46,78 @@ class LoginBody(BaseModel):
     password: str = Field(min_length=1, max_length=256)
 
 
+class LoginThrottle:
+    """Wrong passwords slow a guesser down: after `account_limit` failures within
+    `window_s` an account is locked for the rest of the window, and an address after
+    `address_limit` (it may be guessing many accounts). A success clears the account's."""
+
+    def __init__(
+        self, account_limit: int = 5, address_limit: int = 20, window_s: float = 900.0
+    ) -> None:
+        self.account_limit = account_limit
+        self.address_limit = address_limit
+        self.window_s = window_s
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        seen = self._failures.setdefault(key, deque())
+        while seen and now - seen[0] > self.window_s:
+            seen.popleft()
+        return seen
+
+    def locked(self, username: str, address: str) -> bool:
+        now = time.monotonic()
+        return (
+            len(self._recent("account:" + username, now)) >= self.account_limit
+            or len(self._recent("address:" + address, now)) >= self.address_limit
+        )
+
+    def failed(self, username: str, address: str) -> None:
+        now = time.monotonic()
+        for key in ("account:" + username, "address:" + address):
+            self._recent(key, now).append(now)
+        if len(self._failures) > 10_000:  # forget the quiet ones
+            self._failures = {k: q for k, q in self._failures.items() if q}
+
+    def succeeded(self, username: str) -> None:
+        self._failures.pop("account:" + username, None)
+
+
+LOGIN_THROTTLE_KEY = web.AppKey("login_throttle", LoginThrottle)
+
+
+async def _account_unit_path(session: AsyncSession, username: str) -> str | None:
+    """Where sign-in attempts at an account are filed: its unit, so its admins see them."""
+    return (
+        await session.execute(
+            select(OrgUnit.path)
+            .join(StaffAccount, StaffAccount.org_id == OrgUnit.id)
+            .where(StaffAccount.username == username)
+        )
+    ).scalar_one_or_none()
+
+
 @public
 async def post_login(request: web.Request, session: AsyncSession) -> web.Response:
     body = await parse_body(request, LoginBody)
+    throttle = request.app[LOGIN_THROTTLE_KEY]
+    address = request.remote or "?"
+    if throttle.locked(body.username, address):
+        audit.record(
+            session,
+            None,
+            "login_locked",
+            target_type="account",
+            target_id=body.username,
+            org_path=await _account_unit_path(session, body.username),
+            remote_addr=request.remote,
+        )
+        await session.commit()
+        raise ApiError(
+            429,
+            "too_many_attempts",
+            "too many wrong passwords: sign-in is locked for 15 minutes",
+        )
     try:
         account, credential = await login(
             session,
@@ -55,25 +127,19 @@ async def post_login(request: web.Request, session: AsyncSession) -> web.Respons
             body.password,
         )
     except AuthError as exc:
-        # filed under the account's unit when it exists, so its admins see the attempts
-        known = (
-            await session.execute(
-                select(OrgUnit.path)
-                .join(StaffAccount, StaffAccount.org_id == OrgUnit.id)
-                .where(StaffAccount.username == body.username)
-            )
-        ).scalar_one_or_none()
+        throttle.failed(body.username, address)
         audit.record(
             session,
             None,
             "login_failed",
             target_type="account",
             target_id=body.username,
-            org_path=known,
+            org_path=await _account_unit_path(session, body.username),
             remote_addr=request.remote,
         )
         await session.commit()
         raise ApiError(401, exc.code, exc.message) from exc
+    throttle.succeeded(body.username)
     org = await session.get(OrgUnit, account.org_id)
     assert org is not None
     audit.record(
