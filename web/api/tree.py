@@ -86,15 +86,28 @@ class LoginThrottle:
 LOGIN_THROTTLE_KEY = web.AppKey("login_throttle", LoginThrottle)
 
 
-async def _account_unit_path(session: AsyncSession, username: str) -> str | None:
-    """Where sign-in attempts at an account are filed: its unit, so its admins see them."""
-    return (
+async def _audit_attempt(
+    request: web.Request, session: AsyncSession, action: str, username: str
+) -> None:
+    """A refused sign-in, filed under the account's unit when it exists, so its admins
+    see the attempts."""
+    unit_path = (
         await session.execute(
             select(OrgUnit.path)
             .join(StaffAccount, StaffAccount.org_id == OrgUnit.id)
             .where(StaffAccount.username == username)
         )
     ).scalar_one_or_none()
+    audit.record(
+        session,
+        None,
+        action,
+        target_type="account",
+        target_id=username,
+        org_path=unit_path,
+        remote_addr=request.remote,
+    )
+    await session.commit()
 
 
 @public
@@ -103,16 +116,7 @@ async def post_login(request: web.Request, session: AsyncSession) -> web.Respons
     throttle = request.app[LOGIN_THROTTLE_KEY]
     address = request.remote or "?"
     if throttle.locked(body.username, address):
-        audit.record(
-            session,
-            None,
-            "login_locked",
-            target_type="account",
-            target_id=body.username,
-            org_path=await _account_unit_path(session, body.username),
-            remote_addr=request.remote,
-        )
-        await session.commit()
+        await _audit_attempt(request, session, "login_locked", body.username)
         raise ApiError(
             429,
             "too_many_attempts",
@@ -128,16 +132,7 @@ async def post_login(request: web.Request, session: AsyncSession) -> web.Respons
         )
     except AuthError as exc:
         throttle.failed(body.username, address)
-        audit.record(
-            session,
-            None,
-            "login_failed",
-            target_type="account",
-            target_id=body.username,
-            org_path=await _account_unit_path(session, body.username),
-            remote_addr=request.remote,
-        )
-        await session.commit()
+        await _audit_attempt(request, session, "login_failed", body.username)
         raise ApiError(401, exc.code, exc.message) from exc
     throttle.succeeded(body.username)
     org = await session.get(OrgUnit, account.org_id)
