@@ -26,6 +26,7 @@ from sfu.plane import MediaPlane
 from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings
 from sfu.workers import WorkerPool
+from signaling.caps import SocketCaps
 from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
 from signaling.lobby import TerminalLobby
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
@@ -110,9 +111,11 @@ def create_app(config: Config) -> web.Application:
             return await api_tokens.is_revoked(session, token_id)
 
     terminals = TerminalDirectory(database, api_tokens, rooms)
+    socket_caps = {"per_address": config.max_sockets_per_address, "total": config.max_sockets}
     lobby = TerminalLobby(
         terminals.authenticate, on_online=terminals.set_online, idle_timeout_s=config.idle_timeout_s
     )
+    lobby.caps = SocketCaps(**socket_caps)
     recording = build_recording(config, database)
     recognition = build_recognition(config, database)
 
@@ -168,6 +171,7 @@ def create_app(config: Config) -> web.Application:
         is_revoked=is_revoked,
         on_presence=PresenceRecorder(database, rooms, lobby),
     )
+    signaling.caps = SocketCaps(**socket_caps)
 
     app = web.Application(client_max_size=1024 * 1024)
     app[CONFIG_KEY] = config

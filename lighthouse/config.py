@@ -42,6 +42,10 @@ class Config:
     rooms: tuple[RoomConfig, ...] = ()
     demo: bool = False
     idle_timeout_s: float = 30.0
+    # WebSockets (signaling and the TVs' lobby, each) per client address and in all: a
+    # carrier's NAT can put many villages behind one address
+    max_sockets_per_address: int = 200
+    max_sockets: int = 5000
     log_level: str = "INFO"
     # media worker processes beside the front (0: one process, no Redis needed)
     workers: int = 0
@@ -277,6 +281,8 @@ def load_config(
         "public_url": server.get("public_url"),
         "secret": server.get("secret", ""),
         "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
+        "max_sockets_per_address": int(server.get("max_sockets_per_address", 200)),
+        "max_sockets": int(server.get("max_sockets", 5000)),
         "log_level": server.get("log_level", "INFO"),
         "workers": parse_workers(server.get("workers", 0)),
         "worker_max_peers": int(server.get("worker_max_peers", 0)),

@@ -22,6 +22,8 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from .caps import SocketCaps
+
 logger = logging.getLogger(__name__)
 
 MAX_LOBBY_FRAME = 8 * 1024
@@ -83,6 +85,7 @@ class TerminalLobby:
         self.greeting = greeting
         self.on_online = on_online
         self.idle_timeout_s = idle_timeout_s
+        self.caps = SocketCaps()
         self.sockets: dict[int, LobbySocket] = {}
 
     def is_online(self, terminal_id: int) -> bool:
@@ -98,7 +101,16 @@ class TerminalLobby:
         await socket.send(message)
         return True
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        address = request.remote or "?"
+        if not self.caps.admit(address):
+            return self.caps.refusal()
+        try:
+            return await self._handle(request)
+        finally:
+            self.caps.release(address)
+
+    async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_LOBBY_FRAME, heartbeat=None)
         await ws.prepare(request)
         socket: LobbySocket | None = None

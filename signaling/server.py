@@ -21,6 +21,7 @@ from sfu.plane import WorkerUnavailable
 from sfu.room import Peer, Room
 from sfu.vocabulary import Role
 
+from .caps import SocketCaps
 from .schema import CONTROL_ACTIONS, MAX_FRAME_BYTES, MessageError, validate_message
 from .tokens import TokenError, TokenIssuer
 
@@ -99,8 +100,18 @@ class SignalingService:
         self.join_timeout_s = join_timeout_s
         self._by_participant: dict[tuple[str, str, bool], Connection] = {}
         self.connections: set[Connection] = set()
+        self.caps = SocketCaps()
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        address = request.remote or "?"
+        if not self.caps.admit(address):
+            return self.caps.refusal()
+        try:
+            return await self._handle(request)
+        finally:
+            self.caps.release(address)
+
+    async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, receive_timeout=None)
         await ws.prepare(request)
         connection = Connection(ws, request.remote)

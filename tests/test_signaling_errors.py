@@ -417,3 +417,25 @@ async def test_a_peer_holds_a_bounded_number_of_peer_connections(server):
     finally:
         await greedy.close()
         await publisher.close()
+
+
+@pytest.mark.parametrize("path", ["/ws", "/ws/terminal"])
+async def test_one_address_holds_a_bounded_number_of_sockets(server, path):
+    """300 sockets that only pinged were all kept: an address (and everybody together)
+    holds a bounded number; the next is refused 429 before the upgrade, and a socket
+    closed frees its place."""
+    from lighthouse.keys import LOBBY_KEY
+
+    service = server.app[SIGNALING_KEY] if path == "/ws" else server.app[LOBBY_KEY]
+    service.caps.per_address = 3
+    url = server.base_url.replace("http", "ws") + path
+    async with aiohttp.ClientSession() as session:
+        held = [await session.ws_connect(url) for _ in range(3)]
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(url)
+        assert refused.value.status == 429
+        await held.pop().close()
+        await asyncio.sleep(0.2)
+        held.append(await session.ws_connect(url))  # its place was freed
+        for ws in held:
+            await ws.close()
