@@ -7,6 +7,8 @@ behind one address; the total bounds the server whatever the addresses.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 PER_ADDRESS = 200
@@ -36,6 +38,21 @@ class SocketCaps:
         else:
             self._open[address] = held - 1
         self._count = max(0, self._count - 1)
+
+    async def serve(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Run a socket's handler if its address (and the server) have room for it; the
+        place is given back when the handler returns."""
+        address = request.remote or "?"
+        if not self.admit(address):
+            return self.refusal()
+        try:
+            return await handler(request)
+        finally:
+            self.release(address)
 
     @staticmethod
     def refusal() -> web.Response:

@@ -102,13 +102,7 @@ class TerminalLobby:
         return True
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        address = request.remote or "?"
-        if not self.caps.admit(address):
-            return self.caps.refusal()
-        try:
-            return await self._handle(request)
-        finally:
-            self.caps.release(address)
+        return await self.caps.serve(request, self._handle)
 
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_LOBBY_FRAME, heartbeat=None)
