@@ -20,11 +20,12 @@ from recognition.service import RecognitionConfig, RecognitionService
 from recognition.watcher import SamplingSettings
 from recorder.service import RecordingLimits, RecordingService
 from sfu.aiortc_seam import check_seam
+from sfu.candidates import CandidatePolicy
 from sfu.cluster import ClusterState
 from sfu.looplag import LoopLag
 from sfu.plane import MediaPlane
 from sfu.registry import RoomRegistry
-from sfu.room import Room, RoomSettings
+from sfu.room import Room, RoomSettings, ServerLimits
 from sfu.workers import WorkerPool
 from signaling.caps import SocketCaps
 from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
@@ -60,7 +61,16 @@ def build_rooms(config: Config, plane: MediaPlane) -> RoomRegistry:
     room_configs = list(config.rooms)
     if config.demo and not any(r.id == DEMO_ROOM.id for r in room_configs):
         room_configs.append(DEMO_ROOM)
-    rooms = RoomRegistry(plane, list(config.ice_servers))
+    rooms = RoomRegistry(
+        plane,
+        list(config.ice_servers),
+        ServerLimits(
+            max_peer_connections=config.max_peer_connections,
+            candidates=CandidatePolicy(
+                config.max_remote_candidates, config.allow_loopback_candidates
+            ),
+        ),
+    )
     for r in room_configs:
         rooms.open(
             RoomSettings(

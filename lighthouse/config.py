@@ -46,6 +46,12 @@ class Config:
     # carrier's NAT can put many villages behind one address
     max_sockets_per_address: int = 200
     max_sockets: int = 5000
+    # publications and subscriptions on the whole server
+    max_peer_connections: int = 5000
+    # a peer's ICE candidates the server checks, per media section (sfu/candidates.py);
+    # loopback ones only when allowed (tests in a loopback-only network namespace)
+    max_remote_candidates: int = 10
+    allow_loopback_candidates: bool = False
     log_level: str = "INFO"
     # media worker processes beside the front (0: one process, no Redis needed)
     workers: int = 0
@@ -141,6 +147,13 @@ def _ice_servers(entries: list) -> tuple[IceServer, ...]:
             )
         )
     return tuple(servers)
+
+
+def _flag(section: dict, key: str, default: bool) -> bool:
+    value = section.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"[server] {key} must be true or false")
+    return value
 
 
 def _table(name: str, section: dict, names: dict[str, tuple[str, type]]) -> dict:
@@ -283,6 +296,9 @@ def load_config(
         "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
         "max_sockets_per_address": int(server.get("max_sockets_per_address", 200)),
         "max_sockets": int(server.get("max_sockets", 5000)),
+        "max_peer_connections": int(server.get("max_peer_connections", 5000)),
+        "max_remote_candidates": int(server.get("max_remote_candidates", 10)),
+        "allow_loopback_candidates": _flag(server, "allow_loopback_candidates", False),
         "log_level": server.get("log_level", "INFO"),
         "workers": parse_workers(server.get("workers", 0)),
         "worker_max_peers": int(server.get("worker_max_peers", 0)),
@@ -318,6 +334,8 @@ def load_config(
             raise ConfigError(f"LIGHTHOUSE_ICE_SERVERS is not a JSON list: {exc}") from exc
     values.update(overrides)
     config = Config(**values)
+    if not 1 <= config.max_remote_candidates <= 100:
+        raise ConfigError("[server] max_remote_candidates must be between 1 and 100")
     if not config.secret:
         config = replace(config, secret=secrets.token_urlsafe(48), secret_configured=False)
     elif len(config.secret.encode()) < 32:

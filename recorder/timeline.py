@@ -4,7 +4,14 @@ A recording's streams share an epoch (a `time.monotonic()` instant). Each stream
 anchored where its first frame arrived and from then on advances by its RTP timestamps,
 unwrapped past 2**32, so the sender's frame spacing is kept exactly and a loss leaves a
 gap of the right length. Audio and video are each anchored on arrival, which keeps them
-in step within the difference of their first packets' network delays.
+in step within the difference of their network delays.
+
+A stream's first frame is often its latest: a keyframe takes the encoder longer, and a
+busy sender or server delays whatever comes first. So for `settle_s` after an anchor, a
+frame that arrives earlier than the anchor predicts moves the anchor back to it: the
+anchor settles on the soonest frame, where the stream's delay is least, and audio and
+video meet there. The frames already placed stay; the few that follow at once are
+clamped (see below) until RTP time catches up.
 
 A new source starts a new anchor and is reported, so the recording starts a new segment:
 an SSRC change, or RTP time that disagrees with arrival time by more than `max_skew_s`
@@ -21,6 +28,8 @@ from sfu.rewriter import ts_diff
 # how fast the wall-clock reference follows the sender's clock (per frame): slow, so that
 # one late burst moves it little, but clock drift over hours does not add up to a "jump"
 _DRIFT_GAIN = 0.01
+# an anchor is moved back only for a frame this much sooner (not for network jitter)
+_SETTLE_TOLERANCE_S = 0.005
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +46,15 @@ class StreamTimeline:
         *,
         max_skew_s: float = 5.0,
         max_backward_s: float = 0.5,
+        settle_s: float = 3.0,
     ) -> None:
         self.clock_rate = clock_rate
         self.epoch = epoch
         self.max_skew_s = max_skew_s
         self.max_backward_s = max_backward_s
+        self.settle_s = settle_s
+        # the smallest step that a millisecond-based container (WebM) still tells apart
+        self._min_step = max(1, clock_rate // 1000)
         self.sources = 0
         self.clamped = 0
         self._ssrc: int | None = None
@@ -60,12 +73,19 @@ class StreamTimeline:
         skew = arrival - (self._reference + since_anchor)
         if abs(skew) > self.max_skew_s:
             return self._anchor(ssrc, timestamp, arrival)
+        settling = since_anchor < self.settle_s
+        moved_back = settling and skew < -_SETTLE_TOLERANCE_S
+        if moved_back:  # the anchor was late: settle it on this sooner frame
+            self._reference += skew
+            self._anchor_ticks += round(skew * self.clock_rate)
+        if settling:
+            skew = 0.0  # the reference follows drift only once settled
         ticks = self._anchor_ticks + ext - self._anchor_ext
         assert self._last_ticks is not None
         if ticks <= self._last_ticks:
-            if self._last_ticks - ticks > self.max_backward_s * self.clock_rate:
+            if not moved_back and self._last_ticks - ticks > self.max_backward_s * self.clock_rate:
                 return self._anchor(ssrc, timestamp, arrival)
-            ticks = self._last_ticks + 1
+            ticks = self._last_ticks + self._min_step
             self.clamped += 1
         self._reference += skew * _DRIFT_GAIN
         self._last_ts = timestamp

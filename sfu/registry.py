@@ -5,23 +5,38 @@ from __future__ import annotations
 
 from .negotiation import IceServer
 from .plane import MediaPlane
-from .room import Room, RoomSettings
+from .room import Room, RoomSettings, ServerLimits
 
 
 class RoomRegistry(dict[str, Room]):
     """room id -> Room; read like a dict, opened and closed only through its methods."""
 
-    def __init__(self, plane: MediaPlane, ice_servers: list[IceServer]) -> None:
+    def __init__(
+        self,
+        plane: MediaPlane,
+        ice_servers: list[IceServer],
+        limits: ServerLimits | None = None,
+    ) -> None:
         super().__init__()
         self.plane = plane
         self.ice_servers = list(ice_servers)
+        self.limits = limits or ServerLimits()
 
     def open(self, settings: RoomSettings) -> Room:
         room = self.get(settings.room_id)
         if room is None:
-            room = Room(settings, ice_servers=list(self.ice_servers), plane=self.plane)
+            room = Room(
+                settings,
+                ice_servers=list(self.ice_servers),
+                plane=self.plane,
+                limits=self.limits,
+                server_connections=self.peer_connections,
+            )
             self[room.id] = room
         return room
+
+    def peer_connections(self) -> int:
+        return sum(room.peer_connections() for room in self.values())
 
     async def close(self, room_id: str) -> Room | None:
         room = self.pop(room_id, None)

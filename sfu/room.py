@@ -21,6 +21,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 
 from . import events
+from .candidates import CandidatePolicy, screen_candidates
 from .control import FLOOR_SLOT_ID, FloorSlot, MeetingControl
 from .events import PeerDescription, PublicationDescription, RoomEvent
 from .local import LocalSink, LocalSubscription
@@ -62,6 +63,18 @@ class RoomSettings:
     max_publications: int = 2
     max_subscriptions: int = 16
     max_main_subscriptions: int = 100
+    # participants at once, hidden viewers included (a county meeting: 500 sites and
+    # their supervisors)
+    max_peers: int = 1000
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server takes across all its rooms."""
+
+    # publications and subscriptions together: each is sockets, DTLS and forwarding work
+    max_peer_connections: int = 5000
+    candidates: CandidatePolicy = field(default_factory=CandidatePolicy)
 
 
 def _new_id(prefix: str) -> str:
@@ -241,6 +254,24 @@ class Peer:
         except Exception:  # a dead socket must not break the sender's loop
             logger.debug("could not send to peer %s", self.id, exc_info=True)
 
+    def _screened(self, sdp: str, what: str) -> str:
+        if not isinstance(sdp, str):
+            return sdp  # parse_sdp says what is wrong with it
+        screened = screen_candidates(sdp, self.room.limits.candidates)
+        if screened.changed:
+            logger.info(
+                "%s's %s: %d candidates kept, %d over the limit, %d malformed, %d at blocked "
+                "addresses %s",
+                self.participant_id,
+                what,
+                screened.kept,
+                screened.trimmed,
+                screened.malformed,
+                len(screened.blocked),
+                ", ".join(screened.blocked[:5]),
+            )
+        return screened.sdp
+
     # -- publishing ----------------------------------------------------------------------
     async def publish(self, offer_sdp: str, source: str = Source.CAMERA) -> tuple[Publication, str]:
         """Accept a publisher's offer; return the publication and the SDP answer.
@@ -254,7 +285,8 @@ class Peer:
         settings = self.room.settings
         # a new share replaces the last one: that one does not count against the next
         held = [
-            p for p in self.publications.values()
+            p
+            for p in self.publications.values()
             if not (source == Source.CONTENT and p.source == Source.CONTENT)
         ]
         if len(held) >= settings.max_publications:
@@ -262,6 +294,8 @@ class Peer:
                 "too_many_publications",
                 f"a participant publishes at most {settings.max_publications} at once",
             )
+        self.room.check_server_capacity()
+        offer_sdp = self._screened(offer_sdp, "offer")
         description = parse_sdp(offer_sdp, "offer")
         kinds = check_publish_offer(description, settings.video_codec)
         if source == Source.CONTENT:
@@ -307,6 +341,7 @@ class Peer:
                 "too_many_subscriptions",
                 f"a participant receives at most {most} publications at once",
             )
+        self.room.check_server_capacity()
         publication: Publication | FloorSlot | None
         if publication_id == FLOOR_SLOT_ID:
             publication = self.room.control.slot
@@ -351,6 +386,7 @@ class Peer:
             raise LookupError(subscription_id)
         if subscription.answered:
             raise NegotiationError("bad_sdp", "this subscription has been answered already")
+        answer_sdp = self._screened(answer_sdp, "answer")
         parse_sdp(answer_sdp, "answer")
         await self.room.plane.answer(self.worker, subscription.id, answer_sdp)
         subscription.answered = True
@@ -396,6 +432,9 @@ class Room:
     )
     # where the media lives; a room alone (tests, tools) gets a one-process plane
     plane: MediaPlane = field(default_factory=MediaPlane.single_process)
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    # the peer connections the whole server holds (its RoomRegistry counts them)
+    server_connections: Callable[[], int] | None = None
     control: MeetingControl = field(init=False)
 
     def __post_init__(self) -> None:
@@ -415,6 +454,23 @@ class Room:
             "controlled": self.settings.controlled,
             "main_expected": self.settings.main_expected,
         }
+
+    def peer_connections(self) -> int:
+        return sum(
+            len(p.publications) + len(p.subscriptions)
+            for p in (*self.peers.values(), *self.hidden_peers.values())
+        )
+
+    def check_server_capacity(self) -> None:
+        held = (self.server_connections or self.peer_connections)()
+        if held >= self.limits.max_peer_connections:
+            logger.warning("server full: %d peer connections", held)
+            raise NegotiationError(
+                "server_full", "the server takes no more connections now: try again later"
+            )
+
+    def is_full(self) -> bool:
+        return len(self.peers) + len(self.hidden_peers) >= self.settings.max_peers
 
     def peer_by_participant(self, participant_id: str) -> Peer | None:
         for peer in self.peers.values():

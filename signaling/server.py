@@ -277,6 +277,13 @@ class SignalingService:
         # a hidden view never replaces (or is replaced by) the same person's visible join
         key = (room.id, grant.participant_id, grant.hidden)
         previous = self._by_participant.get(key)
+        if previous is None and room.is_full():
+            logger.warning("room %s is full (%d participants)", room.id, room.settings.max_peers)
+            raise MessageError(
+                "room_full",
+                f"this room takes at most {room.settings.max_peers} participants",
+                request_id,
+            )
         if previous is not None and previous is not connection:
             await previous.error("replaced", "you joined again from another connection")
             await self._drop(previous)

@@ -35,7 +35,7 @@ def test_a_small_step_back_is_clamped_so_times_only_increase():
     timeline = StreamTimeline(CLOCK, epoch=0.0)
     placed = feed(timeline, [(0, 0.0), (FRAME, 0.04), (FRAME - 100, 0.05), (2 * FRAME, 0.08)])
     ticks = [p.ticks for p in placed]
-    assert ticks == [0, FRAME, FRAME + 1, 2 * FRAME]
+    assert ticks == [0, FRAME, FRAME + 90, 2 * FRAME]  # a millisecond later (WebM's unit)
     assert timeline.clamped == 1 and not any(p.new_source for p in placed)
 
 
@@ -64,3 +64,28 @@ def test_a_pause_with_consistent_timestamps_and_clock_drift_are_not_restarts():
     timeline = StreamTimeline(CLOCK, epoch=0.0)
     drift = feed(timeline, [(round(t * CLOCK * (1 - 200e-6)), t) for t in range(3 * 3600)])
     assert not any(p.new_source for p in drift)
+
+
+def test_a_late_first_frame_settles_back_onto_the_soonest_so_audio_and_video_meet():
+    # captured together at t=1.0: audio arrives at once, the video keyframe 300 ms late
+    # (the encoder's slow first frame), the video frames after it on time again
+    audio = StreamTimeline(48000, epoch=1.0)
+    video = StreamTimeline(CLOCK, epoch=1.0)
+    audio_placed = feed(audio, [(i * 960, 1.0 + i * 0.02) for i in range(150)])
+    late = [(0, 1.3), (FRAME, 1.31), (2 * FRAME, 1.32)]  # a burst, then on time
+    video_placed = feed(video, [*late, *((i * FRAME, 1.0 + i * 0.04) for i in range(3, 75))])
+    # once past the burst, both streams put capture time t at t - 1.0
+    assert [p.ticks for p in video_placed[9:]] == [i * FRAME for i in range(9, 75)]
+    assert audio_placed[-1].ticks == 149 * 960
+    assert video.clamped == 6  # the on-time frames captured during the burst
+    # what came before is kept, in order, and nothing is a new source
+    ticks = [p.ticks for p in video_placed]
+    assert ticks == sorted(set(ticks)) and not any(p.new_source for p in video_placed)
+
+
+def test_once_settled_a_sooner_frame_is_jitter_not_a_new_anchor():
+    video = StreamTimeline(CLOCK, epoch=0.0, settle_s=1.0)
+    placed = feed(video, [(i * FRAME, 0.2 + i * 0.04) for i in range(50)])
+    early = video.place(7, 50 * FRAME, 0.2 + 50 * 0.04 - 0.1)  # 100 ms early, 2 s in
+    assert [p.ticks for p in placed] == [round(0.2 * CLOCK) + i * FRAME for i in range(50)]
+    assert early.ticks == round(0.2 * CLOCK) + 50 * FRAME

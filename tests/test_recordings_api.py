@@ -124,7 +124,9 @@ async def test_the_recordings_list_says_what_each_was_of_not_its_room_id(api):
     reply = await town_a.call("GET", "/api/recordings")
     listed = {r["id"]: r["occasion"] for r in reply["recordings"]}
     assert listed[ids["meeting"]] == {
-        "kind": "meeting", "meeting_type": "party_lecture", "topic": "镇党课"
+        "kind": "meeting",
+        "meeting_type": "party_lecture",
+        "topic": "镇党课",
     }
     assert listed[ids["emergency"]]["kind"] == "emergency"
     assert listed[ids["emergency"]]["place"] == "A2村"

@@ -419,6 +419,39 @@ async def test_a_peer_holds_a_bounded_number_of_peer_connections(server):
         await publisher.close()
 
 
+async def test_a_room_and_the_server_hold_a_bounded_number_of_peers_and_connections(server):
+    """Per room and per server caps: the next join is `room_full` (a participant joining
+    again still gets in), the next peer connection `server_full`; nobody is dropped."""
+    import dataclasses
+
+    from sfu.room import ServerLimits
+
+    room = server.room("h264room")
+    room.settings = dataclasses.replace(room.settings, max_peers=2)
+    room.limits = ServerLimits(max_peer_connections=2)
+    main = SignalingClient(server.base_url, server.token("main", "main"))
+    viewer = SignalingClient(server.base_url, server.token("v1", "viewer"))
+    third = SignalingClient(server.base_url, server.token("v2", "viewer"))
+    again = SignalingClient(server.base_url, server.token("v1", "viewer"))
+    await main.connect()
+    await viewer.connect()
+    try:
+        with pytest.raises(SignalingError) as full:
+            await third.connect()
+        assert full.value.code == "room_full"
+        await again.connect()  # v1 joins again from another connection: replaced, not refused
+        publication_id = await main.publish([PictureTrack(face_picture())])
+        await again.subscribe(publication_id, ["video"])
+        with pytest.raises(SignalingError) as busy:
+            await again.subscribe(publication_id, ["video"])
+        assert busy.value.code == "server_full"
+        assert len(room.peers) == 2
+        assert (await again.request({"type": "ping"}))["type"] == "pong"
+    finally:
+        for client in (main, viewer, third, again):
+            await client.close()
+
+
 @pytest.mark.parametrize("path", ["/ws", "/ws/terminal"])
 async def test_one_address_holds_a_bounded_number_of_sockets(server, path):
     """300 sockets that only pinged were all kept: an address (and everybody together)
