@@ -52,6 +52,7 @@ from .keys import (
     WORKER_POOL_KEY,
 )
 from .presence import PresenceRecorder, TerminalDirectory
+from .proxies import TrustedProxies, parse_networks
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +184,9 @@ def create_app(config: Config) -> web.Application:
     )
     signaling.caps = SocketCaps(**socket_caps)
 
-    app = web.Application(client_max_size=1024 * 1024)
+    # first, so that every limit, audit entry and cookie sees the client behind the proxy
+    proxies = TrustedProxies(parse_networks(config.trusted_proxies))
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[proxies.middleware])
     app[CONFIG_KEY] = config
     app[SIGNALING_KEY] = signaling
     app[LOBBY_KEY] = lobby

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from sfu.negotiation import SUPPORTED_VIDEO_CODECS, IceServer
 
+from .proxies import parse_networks
+
 
 class ConfigError(ValueError):
     pass
@@ -52,6 +54,8 @@ class Config:
     # loopback ones only when allowed (tests in a loopback-only network namespace)
     max_remote_candidates: int = 10
     allow_loopback_candidates: bool = False
+    # reverse proxies whose X-Forwarded-For / -Proto are believed (lighthouse/proxies.py)
+    trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
     # media worker processes beside the front (0: one process, no Redis needed)
     workers: int = 0
@@ -147,6 +151,17 @@ def _ice_servers(entries: list) -> tuple[IceServer, ...]:
             )
         )
     return tuple(servers)
+
+
+def _proxies(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):  # the environment's comma-separated form
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise ConfigError("[server] trusted_proxies must be a list of addresses or networks")
+    try:
+        return tuple(str(n) for n in parse_networks(value))
+    except ValueError as exc:
+        raise ConfigError(f"[server] trusted_proxies: {exc}") from None
 
 
 def _flag(section: dict, key: str, default: bool) -> bool:
@@ -299,6 +314,7 @@ def load_config(
         "max_peer_connections": int(server.get("max_peer_connections", 5000)),
         "max_remote_candidates": int(server.get("max_remote_candidates", 10)),
         "allow_loopback_candidates": _flag(server, "allow_loopback_candidates", False),
+        "trusted_proxies": _proxies(server.get("trusted_proxies", [])),
         "log_level": server.get("log_level", "INFO"),
         "workers": parse_workers(server.get("workers", 0)),
         "worker_max_peers": int(server.get("worker_max_peers", 0)),
@@ -327,6 +343,8 @@ def load_config(
             values[key] = int(env[var]) if key == "port" else env[var]
     if env.get("LIGHTHOUSE_WORKERS"):
         values["workers"] = parse_workers(env["LIGHTHOUSE_WORKERS"])
+    if env.get("LIGHTHOUSE_TRUSTED_PROXIES"):
+        values["trusted_proxies"] = _proxies(env["LIGHTHOUSE_TRUSTED_PROXIES"])
     if env.get("LIGHTHOUSE_ICE_SERVERS"):
         try:
             values["ice_servers"] = _ice_servers(json.loads(env["LIGHTHOUSE_ICE_SERVERS"]))

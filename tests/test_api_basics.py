@@ -228,3 +228,71 @@ async def test_wrong_passwords_lock_the_account_for_a_while(api):
     county = await api.as_user("county_admin")  # another account from the same address
     entries = await county.call("GET", "/api/audit?action=login_locked", expect=200)
     assert [e["target_id"] for e in entries["entries"]] == ["town_a_admin"]
+
+
+def test_the_client_is_the_first_untrusted_hop_and_only_a_trusted_peer_says_so():
+    from lighthouse.proxies import TrustedProxies, parse_networks
+
+    proxies = TrustedProxies(parse_networks(["10.0.0.5", "172.16.0.0/12"]))
+    # straight from a client: its headers are its own word, ignored
+    assert proxies.client_address("203.0.113.9", ["1.2.3.4"]) == "203.0.113.9"
+    # through our proxy: the address it saw
+    assert proxies.client_address("10.0.0.5", ["203.0.113.9"]) == "203.0.113.9"
+    # a spoofed entry left of the real one is not believed; trusted hops are walked past
+    assert proxies.client_address("10.0.0.5", ["6.6.6.6, 203.0.113.9, 172.16.4.4"]) == (
+        "203.0.113.9"
+    )
+    assert proxies.client_address("10.0.0.5", ["6.6.6.6", "203.0.113.9"]) == "203.0.113.9"
+    # garbage stops the walk at the nearest hop; no header: the proxy itself
+    assert proxies.client_address("10.0.0.5", ["junk, 172.16.9.9"]) == "172.16.9.9"
+    assert proxies.client_address("10.0.0.5", []) == "10.0.0.5"
+    assert proxies.client_address("::ffff:10.0.0.5", ["203.0.113.9"]) == "203.0.113.9"
+
+
+async def _fail_logins(api, count: int, forwarded_for: str, first: int = 0) -> None:
+    for n in range(first, first + count):  # each a different account: the address's limit
+        await api.anonymous.call(
+            "POST",
+            "/api/login",
+            {"username": f"nobody{n}", "password": "guess"},
+            headers={"X-Forwarded-For": forwarded_for},
+        )
+        assert api.anonymous.last_status == 401
+
+
+@pytest.mark.server_config(trusted_proxies=("127.0.0.1",))
+async def test_behind_a_trusted_proxy_each_village_has_its_own_login_budget(api):
+    """Behind the county's TLS proxy every request came from the proxy's address: one
+    village's guessing locked everybody out. The proxy's X-Forwarded-For now names the
+    client, for the login limit as for the audit log."""
+    await _fail_logins(api, 20, "203.0.113.5")
+    locked = await api.anonymous.call(
+        "POST",
+        "/api/login",
+        {"username": "town_a_admin", "password": PASSWORD},
+        headers={"X-Forwarded-For": "203.0.113.5"},
+    )
+    assert api.anonymous.last_status == 429 and locked["error"]["code"] == "too_many_attempts"
+    await api.anonymous.call(
+        "POST",
+        "/api/login",
+        {"username": "town_a_admin", "password": PASSWORD},
+        headers={"X-Forwarded-For": "203.0.113.6"},
+    )
+    assert api.anonymous.last_status == 200
+    county = await api.as_user("county_admin")
+    entries = await county.call("GET", "/api/audit?action=login", expect=200)
+    assert "203.0.113.6" in {e["remote_addr"] for e in entries["entries"]}
+
+
+async def test_without_a_trusted_proxy_a_forwarded_header_changes_nothing(api):
+    """A client cannot pick its own address to escape the per-address limit."""
+    for n in range(20):
+        await _fail_logins(api, 1, f"198.51.100.{n}", first=n)
+    await api.anonymous.call(
+        "POST",
+        "/api/login",
+        {"username": "town_a_admin", "password": PASSWORD},
+        headers={"X-Forwarded-For": "198.51.100.99"},
+    )
+    assert api.anonymous.last_status == 429
