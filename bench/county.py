@@ -152,7 +152,7 @@ class CountyBench:
             f'host = "127.0.0.1"\nport = {port}\nsecret = "{SECRET}"\n'
             f'log_level = "WARNING"\nidle_timeout_s = 120\n'
             # every load client connects from loopback: no per-address socket cap
-            f'max_sockets_per_address = 100000\nmax_sockets = 100000\nworkers = {workers}\n\n'
+            f"max_sockets_per_address = 100000\nmax_sockets = 100000\nworkers = {workers}\n\n"
             f'[database]\nurl = "sqlite:///{run}/county.db"\n\n'
             f'[recording]\ndir = "{run}/recordings"\n\n'
             "[recognition]\nenabled = false\n\n"

@@ -280,7 +280,7 @@ class Bench:
             f'host = "127.0.0.1"\nport = {port}\nsecret = "{SECRET}"\n'
             'log_level = "WARNING"\nidle_timeout_s = 120\n'
             # every load client connects from loopback: no per-address socket cap
-            'max_sockets_per_address = 100000\nmax_sockets = 100000\n\n'
+            "max_sockets_per_address = 100000\nmax_sockets = 100000\n\n"
             f'[[rooms]]\nid = "{ROOM}"\nname = "benchmark"\nvideo_codec = "vp8"\n',
             encoding="utf-8",
         )

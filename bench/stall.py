@@ -125,7 +125,7 @@ class StallBench:
             f'host = "127.0.0.1"\nport = {port}\nsecret = "{SECRET}"\n'
             f'log_level = "WARNING"\nidle_timeout_s = 120\n'
             # every load client connects from loopback: no per-address socket cap
-            f'max_sockets_per_address = 100000\nmax_sockets = 100000\nworkers = {workers}\n\n'
+            f"max_sockets_per_address = 100000\nmax_sockets = 100000\nworkers = {workers}\n\n"
             f'[database]\nurl = "{database_url}"\n\n'
             f'[redis]\nurl = "{REDIS_URL}"\n\n'
             "[recording]\nenabled = false\n\n"

@@ -79,6 +79,8 @@ class Principal:
     org_id: int
     org_path: str
     token_id: str
+    # verified by a key being rotated out: its holder should be given a fresh token
+    signed_with_old_key: bool = False
 
     @property
     def account_id(self) -> int | None:

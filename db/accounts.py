@@ -17,11 +17,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from signaling.tokens import SigningKeys
+
 from .access import Principal
 from .models import IssuedToken, OrgUnit, Role, RoomEvent, StaffAccount, Terminal, utcnow
-from .participants import ParticipantId, account_participant
+from .participants import ParticipantId, account_participant, terminal_participant
 
-_ALGORITHM = "HS256"
 SESSION_TTL = dt.timedelta(hours=12)
 TERMINAL_TTL = dt.timedelta(days=3650)  # a TV holds its token until it is revoked
 PAIRING_TTL = dt.timedelta(minutes=15)
@@ -87,8 +88,8 @@ class IssuedCredential:
 class TokenService:
     """Signs account and terminal tokens and checks them against the issued-token table."""
 
-    def __init__(self, secret: str) -> None:
-        self._secret = secret
+    def __init__(self, secret: str | SigningKeys) -> None:
+        self._keys = secret if isinstance(secret, SigningKeys) else SigningKeys(secret)
 
     async def issue(
         self,
@@ -129,20 +130,13 @@ class TokenService:
             "iat": int(now.timestamp()),
             "exp": int(expires.timestamp()),
         }
-        return IssuedCredential(
-            jwt.encode(claims, self._secret, algorithm=_ALGORITHM), jti, expires
-        )
+        return IssuedCredential(self._keys.sign(claims), jti, expires)
 
     async def verify(self, session: AsyncSession, token: str | None) -> Principal:
         if not token:
             raise AuthError("missing_token", "sign in first (no token was sent)")
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[_ALGORITHM],
-                options={"require": ["exp", "jti", "sub", "role", "org"]},
-            )
+            claims, stale = self._keys.verify(token, ["exp", "jti", "sub", "role", "org"])
         except jwt.ExpiredSignatureError as exc:
             raise AuthError("token_expired", "the sign-in has expired; sign in again") from exc
         except jwt.InvalidTokenError as exc:
@@ -167,6 +161,7 @@ class TokenService:
             org_id=claims["org"],
             org_path=claims["org_path"],
             token_id=claims["jti"],
+            signed_with_old_key=stale,
         )
 
     async def is_revoked(self, session: AsyncSession, jti: str) -> bool:
@@ -176,12 +171,45 @@ class TokenService:
             return True
         return issued.expires_at < utcnow()
 
+    async def revoke_terminal(self, session: AsyncSession, terminal_id: int) -> int:
+        """Every token a terminal holds (a re-keyed TV holds an old one and a new one)."""
+        issued = (
+            await session.execute(
+                select(IssuedToken).where(
+                    IssuedToken.terminal_id == terminal_id, IssuedToken.revoked_at.is_(None)
+                )
+            )
+        ).scalars()
+        count = 0
+        for token in issued:
+            token.revoked_at = utcnow()
+            count += 1
+        return count
+
     async def revoke(self, session: AsyncSession, jti: str) -> bool:
         issued = await session.get(IssuedToken, jti)
         if issued is None or issued.revoked_at is not None:
             return False
         issued.revoked_at = utcnow()
         return True
+
+
+async def issue_terminal_token(
+    session: AsyncSession, tokens: TokenService, terminal: Terminal, org: OrgUnit
+) -> IssuedCredential:
+    """A paired TV's token, held until the terminal is revoked; the terminal records it."""
+    credential = await tokens.issue(
+        session,
+        kind="terminal",
+        subject=terminal_participant(terminal.id),
+        name=terminal.name,
+        role=Role.TERMINAL,
+        org=org,
+        ttl=TERMINAL_TTL,
+        terminal_id=terminal.id,
+    )
+    terminal.token_jti = credential.jti
+    return credential
 
 
 async def login(

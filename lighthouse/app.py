@@ -32,7 +32,7 @@ from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
 from signaling.lobby import TerminalLobby
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
 from signaling.server import SignalingService
-from signaling.tokens import TokenIssuer
+from signaling.tokens import SigningKeys, TokenIssuer
 
 from .config import Config
 from .demo import DEMO_ROOM
@@ -110,11 +110,12 @@ def create_app(config: Config) -> web.Application:
     from web.api import add_api_routes
     from web.pages import add_page_routes
 
-    tokens = TokenIssuer(config.secret)
+    signing_keys = SigningKeys(config.secret, config.previous_secrets)
+    tokens = TokenIssuer(signing_keys)
     plane, worker_pool = build_media_plane(config)
     rooms = build_rooms(config, plane)
     database = Database(config.database_url)
-    api_tokens = TokenService(config.secret)
+    api_tokens = TokenService(signing_keys)
     passwords = PasswordHashing()
 
     async def is_revoked(token_id: str) -> bool:

@@ -14,7 +14,14 @@ from typing import Any
 from aiohttp import web
 
 from .access_log import PathOnlyAccessLogger
-from .config import Config, ConfigError, keep_secret, load_config, parse_workers
+from .config import (
+    Config,
+    ConfigError,
+    generated_secret_warning,
+    keep_secret,
+    load_config,
+    parse_workers,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"lighthouse: {exc}", file=sys.stderr)
         return 2
-    if note:
-        logging.getLogger("lighthouse").warning("%s", note)
+    for warning in (note, generated_secret_warning(config)):
+        if warning:
+            logging.getLogger("lighthouse").warning("%s", warning)
     if args.command == "token":
         return mint_token(config, args)
     return serve_forever(config)

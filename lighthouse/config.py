@@ -40,6 +40,9 @@ class Config:
     public_url: str | None = None
     # HS256 secret for participant tokens; generated per start when not configured.
     secret: str = ""
+    # older secrets still accepted when verifying, while a rotation is under way: tokens
+    # are signed with `secret` only, and a TV holding an old token is handed a new one
+    previous_secrets: tuple[str, ...] = ()
     ice_servers: tuple[IceServer, ...] = ()
     rooms: tuple[RoomConfig, ...] = ()
     demo: bool = False
@@ -151,6 +154,16 @@ def _ice_servers(entries: list) -> tuple[IceServer, ...]:
             )
         )
     return tuple(servers)
+
+
+def _secrets(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):  # the environment's comma-separated form
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError("[server] previous_secrets must be a list of strings")
+    if any(len(v.encode()) < 32 for v in value):
+        raise ConfigError("[server] previous_secrets: each secret is at least 32 bytes")
+    return tuple(value)
 
 
 def _proxies(value: object) -> tuple[str, ...]:
@@ -308,6 +321,7 @@ def load_config(
         "port": int(server.get("port", 8080)),
         "public_url": server.get("public_url"),
         "secret": server.get("secret", ""),
+        "previous_secrets": _secrets(server.get("previous_secrets", [])),
         "idle_timeout_s": float(server.get("idle_timeout_s", 30.0)),
         "max_sockets_per_address": int(server.get("max_sockets_per_address", 200)),
         "max_sockets": int(server.get("max_sockets", 5000)),
@@ -343,6 +357,8 @@ def load_config(
             values[key] = int(env[var]) if key == "port" else env[var]
     if env.get("LIGHTHOUSE_WORKERS"):
         values["workers"] = parse_workers(env["LIGHTHOUSE_WORKERS"])
+    if env.get("LIGHTHOUSE_PREVIOUS_SECRETS"):
+        values["previous_secrets"] = _secrets(env["LIGHTHOUSE_PREVIOUS_SECRETS"])
     if env.get("LIGHTHOUSE_TRUSTED_PROXIES"):
         values["trusted_proxies"] = _proxies(env["LIGHTHOUSE_TRUSTED_PROXIES"])
     if env.get("LIGHTHOUSE_ICE_SERVERS"):
@@ -359,6 +375,26 @@ def load_config(
     elif len(config.secret.encode()) < 32:
         raise ConfigError("the secret must be at least 32 bytes")
     return config
+
+
+def generated_secret_warning(config: Config) -> str | None:
+    """What to tell an operator who runs production settings on a generated secret."""
+    if config.secret_configured:
+        return None
+    signs = []
+    if config.public_url:
+        signs.append(f"public_url {config.public_url}")
+    if not config.database_url.startswith("sqlite"):
+        signs.append("a database server")
+    if config.workers:
+        signs.append(f"{config.workers} media workers")
+    if not signs:
+        return None
+    return (
+        f"this looks like production ({', '.join(signs)}) but runs on a generated secret "
+        f"kept in {config.secret_file}: anyone who reads that file can sign in as anybody; "
+        "set LIGHTHOUSE_SECRET (or [server] secret) from your secret store"
+    )
 
 
 def default_secret_file(database_url: str) -> Path:

@@ -9,20 +9,23 @@ ended (the supervision trail, never a timeline event).
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import supervision
-from db.accounts import AuthError, TokenService, record_presence
+from db.accounts import AuthError, TokenService, issue_terminal_token, record_presence
 from db.database import Database
-from db.models import Role, Terminal
+from db.models import OrgUnit, Role, Terminal
 from db.participants import ParticipantId
 from db.tree import find_by_code, organiser, related
 from sfu.registry import RoomRegistry
 from sfu.room import Room
 from signaling.lobby import LobbyRefusal, TerminalIdentity, TerminalLobby
 from signaling.server import Presence
+
+logger = logging.getLogger(__name__)
 
 
 class TerminalDirectory:
@@ -47,12 +50,20 @@ class TerminalDirectory:
             terminal = await session.get(Terminal, principal.terminal_id)
             if terminal is None or terminal.revoked_at is not None:
                 raise LobbyRefusal("invalid_token", "this terminal's access was revoked")
+            renewed = None
+            org = await session.get(OrgUnit, terminal.org_id) if terminal.org_id else None
+            if principal.signed_with_old_key and org is not None:
+                # the key is being rotated out: the TV re-keys itself, nobody re-pairs it
+                renewed = (await issue_terminal_token(session, self.tokens, terminal, org)).token
+                await session.commit()
+                logger.info("terminal %s given a token signed with the current key", terminal.id)
             return TerminalIdentity(
                 terminal_id=terminal.id,
                 participant_id=principal.subject,
                 name=principal.name,
                 org_path=terminal.org_path or principal.org_path,
                 token_id=principal.token_id,
+                renewed_token=renewed,
             )
 
     async def set_online(self, identity: TerminalIdentity, online: bool) -> None:

@@ -39,6 +39,9 @@ class TerminalIdentity:
     name: str
     org_path: str
     token_id: str
+    # a token signed with the current key, when the TV's was signed with one being
+    # rotated out: sent with the welcome, and the TV keeps it instead
+    renewed_token: str | None = None
 
 
 class LobbyRefusal(Exception):
@@ -122,9 +125,14 @@ class TerminalLobby:
                 await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION)
             else:
                 await self._online(identity, True)
-            await socket.send(
-                {"type": "welcome", "terminal_id": identity.terminal_id, "name": identity.name}
-            )
+            welcome = {
+                "type": "welcome",
+                "terminal_id": identity.terminal_id,
+                "name": identity.name,
+            }
+            if identity.renewed_token:
+                welcome["token"] = identity.renewed_token
+            await socket.send(welcome)
             if self.greeting is not None:
                 invitation = await self.greeting(identity)
                 if invitation is not None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -15,6 +17,36 @@ ROLES = tuple(Role)
 PURPOSES = ("drop_in", "patrol")
 _ALGORITHM = "HS256"
 _MIN_SECRET_BYTES = 32
+
+
+class SigningKeys:
+    """The server's HS256 keys: tokens are signed with the current one and verified with it
+    or, during a rotation, with an older one until the operator removes it
+    ([server] previous_secrets). A token verified by an older key says so (`stale`), so
+    that a long-lived holder (a TV) can be handed a token signed with the current key."""
+
+    def __init__(self, current: str, previous: Sequence[str] = ()) -> None:
+        for key in (current, *previous):
+            if len(key.encode()) < _MIN_SECRET_BYTES:
+                raise ValueError(f"a token secret must be at least {_MIN_SECRET_BYTES} bytes")
+        self.current = current
+        self.previous = tuple(k for k in previous if k != current)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        return jwt.encode(claims, self.current, algorithm=_ALGORITHM)
+
+    def verify(self, token: str, required: Sequence[str]) -> tuple[dict[str, Any], bool]:
+        """The claims, and whether an older key signed them; raises jwt's errors."""
+        options: Any = {"require": list(required)}
+        for stale, key in enumerate((self.current, *self.previous)):
+            try:
+                claims = jwt.decode(token, key, algorithms=[_ALGORITHM], options=options)
+            except jwt.InvalidSignatureError:
+                if stale == len(self.previous):
+                    raise
+                continue
+            return claims, stale > 0
+        raise AssertionError("unreachable")
 
 
 class TokenError(Exception):
@@ -43,12 +75,10 @@ class Grant:
 
 
 class TokenIssuer:
-    """Mints and verifies tokens with one server secret."""
+    """Mints and verifies meeting tokens with the server's keys."""
 
-    def __init__(self, secret: str) -> None:
-        if len(secret.encode()) < _MIN_SECRET_BYTES:
-            raise ValueError(f"the token secret must be at least {_MIN_SECRET_BYTES} bytes")
-        self._secret = secret
+    def __init__(self, secret: str | SigningKeys) -> None:
+        self._keys = secret if isinstance(secret, SigningKeys) else SigningKeys(secret)
 
     def mint(
         self,
@@ -76,18 +106,13 @@ class TokenIssuer:
             claims["src"] = source_token_id
         if purpose:
             claims["purpose"] = purpose
-        return jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
+        return self._keys.sign(claims)
 
     def verify(self, token: object) -> Grant:
         if not isinstance(token, str) or not token:
             raise TokenError("invalid_token", "a token string is required")
         try:
-            claims = jwt.decode(
-                token,
-                self._secret,
-                algorithms=[_ALGORITHM],
-                options={"require": ["exp", "sub", "room", "role"]},
-            )
+            claims, _ = self._keys.verify(token, ["exp", "sub", "room", "role"])
         except jwt.ExpiredSignatureError as exc:
             raise TokenError("token_expired", "the token has expired; ask for a new link") from exc
         except jwt.InvalidTokenError as exc:

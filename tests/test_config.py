@@ -84,3 +84,46 @@ def test_recognition_settings_from_file_and_env(tmp_path):
     path.write_text('[recognition]\nproviders = "CUDAExecutionProvider"\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="providers must be a list"):
         load_config(path, env={})
+
+
+def test_production_settings_on_a_generated_secret_are_warned_about(tmp_path):
+    from lighthouse.config import generated_secret_warning, keep_secret
+
+    database = f"sqlite:///{tmp_path}/lighthouse.db"
+    embedded, _ = keep_secret(load_config(env={}, database_url=database))
+    assert generated_secret_warning(embedded) is None  # make run: nothing to say
+    county, _ = keep_secret(
+        load_config(env={}, database_url=database, public_url="https://dj.example.gov.cn")
+    )
+    warning = generated_secret_warning(county)
+    assert warning and "https://dj.example.gov.cn" in warning and "LIGHTHOUSE_SECRET" in warning
+    assert county.secret not in warning
+    configured = load_config(env={"LIGHTHOUSE_SECRET": "s" * 40}, public_url="https://x.example")
+    assert generated_secret_warning(configured) is None
+
+
+def test_server_hardening_settings_are_read_and_checked(tmp_path):
+    path = tmp_path / "lighthouse.toml"
+    path.write_text(
+        '[server]\ntrusted_proxies = ["10.0.0.5", "172.16.0.0/12"]\n'
+        'previous_secrets = ["' + "p" * 40 + '"]\nmax_remote_candidates = 4\n'
+        "max_peer_connections = 900\n",
+        encoding="utf-8",
+    )
+    config = load_config(path, env={})
+    assert config.trusted_proxies == ("10.0.0.5/32", "172.16.0.0/12")
+    assert config.previous_secrets == ("p" * 40,)
+    assert (config.max_remote_candidates, config.max_peer_connections) == (4, 900)
+    env = {"LIGHTHOUSE_TRUSTED_PROXIES": "127.0.0.1, ::1", "LIGHTHOUSE_PREVIOUS_SECRETS": "q" * 32}
+    config = load_config(env=env)
+    assert config.trusted_proxies == ("127.0.0.1/32", "::1/128")
+    assert config.previous_secrets == ("q" * 32,)
+    for bad in (
+        '[server]\ntrusted_proxies = ["village-proxy"]\n',
+        '[server]\nprevious_secrets = ["short"]\n',
+        "[server]\nmax_remote_candidates = 0\n",
+        '[server]\nallow_loopback_candidates = "yes"\n',
+    ):
+        path.write_text(bad, encoding="utf-8")
+        with pytest.raises(ConfigError):
+            load_config(path, env={})

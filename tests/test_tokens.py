@@ -15,7 +15,7 @@ from db.models import OrgUnit, Role
 from lighthouse.keys import DATABASE_KEY
 from signaling.tokens import TokenIssuer
 
-from apiclient import ApiClient
+from apiclient import PASSWORD, ApiClient
 from conftest import TEST_SECRET
 
 
@@ -189,3 +189,77 @@ async def test_joins_and_leaves_are_kept_for_the_timeline(api):
         ("town-a-meeting", "joined", "电视"),
         ("town-a-meeting", "left", "电视"),
     ]
+
+
+NEW_SECRET = "a-new-secret-for-the-rotation-test-0123456789"
+
+
+def test_a_rotation_accepts_the_older_key_until_it_is_removed():
+    from signaling.tokens import SigningKeys, TokenError
+
+    old = TokenIssuer(TEST_SECRET).mint("terminal:1", "电视", "h264room", "viewer")
+    rotating = TokenIssuer(SigningKeys(NEW_SECRET, [TEST_SECRET]))
+    assert rotating.verify(old).participant_id == "terminal:1"
+    fresh = rotating.mint("terminal:1", "电视", "h264room", "viewer")
+    assert TokenIssuer(NEW_SECRET).verify(fresh).participant_id == "terminal:1"  # new key only
+    keys = SigningKeys(NEW_SECRET, [TEST_SECRET])
+    assert keys.verify(old, ["sub"])[1] is True and keys.verify(fresh, ["sub"])[1] is False
+    try:
+        TokenIssuer(NEW_SECRET).verify(old)  # the old key removed: refused
+    except TokenError as error:
+        assert error.code == "invalid_token"
+    else:
+        raise AssertionError("a token signed with a removed key was accepted")
+
+
+async def test_after_a_key_rotation_a_tv_re_keys_itself_and_nobody_re_pairs_it(api):
+    """A restart on a new secret sent every TV back to pairing. With the old secret kept
+    as a previous one, a TV's hello is accepted and answered with a token signed with the
+    new key, which alone is enough once the old key is removed; revoking the TV revokes
+    both."""
+    import dataclasses
+
+    from lighthouse.app import create_app
+    from lighthouse.keys import CONFIG_KEY
+
+    from apiclient import Lobby, start_app
+    from conftest import free_port
+
+    admin = await api.as_user("town_a_admin")
+    terminal_id, old_token = await pair_terminal(api, admin, api.orgs["village_a1"].id)
+    config = dataclasses.replace(
+        api.app[CONFIG_KEY], secret=NEW_SECRET, previous_secrets=(TEST_SECRET,)
+    )
+    await api.runner.cleanup()  # the restart
+    port = free_port()
+    runner = await start_app(create_app(dataclasses.replace(config, port=port)), port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            welcome = await Lobby(session, base, old_token).connect()
+            assert welcome["type"] == "welcome" and welcome["terminal_id"] == terminal_id
+            renewed = welcome["token"]
+            again = await Lobby(session, base, renewed).connect()
+            assert again["type"] == "welcome" and "token" not in again
+    finally:
+        await runner.cleanup()
+    # the old key removed: the renewed token alone works, the old one no longer
+    config = dataclasses.replace(config, previous_secrets=(), port=free_port())
+    runner = await start_app(create_app(config), config.port)
+    base = f"http://127.0.0.1:{config.port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            assert (await Lobby(session, base, renewed).connect())["type"] == "welcome"
+            refused = await Lobby(session, base, old_token).connect()
+            assert refused["type"] == "error" and refused["code"] == "invalid_token"
+            county = ApiClient(base, session)
+            login = await county.call(
+                "POST", "/api/login", {"username": "town_a_admin", "password": PASSWORD}
+            )
+            county.token = login["token"]
+            await county.call("POST", f"/api/terminals/{terminal_id}/revoke")
+            assert county.last_status == 200, county.last_status
+            gone = await Lobby(session, base, renewed).connect()
+            assert gone["type"] == "error" and gone["code"] == "invalid_token"
+    finally:
+        await runner.cleanup()

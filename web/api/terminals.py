@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
 from db.access import Capability, Principal
-from db.accounts import TERMINAL_TTL, pairing_secret_matches, start_pairing
-from db.models import OrgKind, OrgUnit, Role, Terminal, TerminalKind, utcnow
+from db.accounts import issue_terminal_token, pairing_secret_matches, start_pairing
+from db.models import OrgKind, OrgUnit, Terminal, TerminalKind, utcnow
 from db.participants import terminal_participant
 from lighthouse.keys import DISCONNECT_KEY, TOKEN_SERVICE_KEY
 
@@ -104,17 +104,7 @@ async def post_claim(request: web.Request, session: AsyncSession) -> web.Respons
         raise ApiError(409, "already_collected", "this terminal's token was collected already")
     org = await session.get(OrgUnit, terminal.org_id)
     assert org is not None
-    credential = await request.app[TOKEN_SERVICE_KEY].issue(
-        session,
-        kind="terminal",
-        subject=terminal_participant(terminal.id),
-        name=terminal.name,
-        role=Role.TERMINAL,
-        org=org,
-        ttl=TERMINAL_TTL,
-        terminal_id=terminal.id,
-    )
-    terminal.token_jti = credential.jti
+    credential = await issue_terminal_token(session, request.app[TOKEN_SERVICE_KEY], terminal, org)
     terminal.token_collected = True
     terminal.pairing_code = None
     terminal.pairing_secret_hash = None
@@ -228,8 +218,7 @@ async def post_revoke(
         Capability.TERMINALS_WRITE,
         "terminal",
     )
-    if terminal.token_jti:
-        await request.app[TOKEN_SERVICE_KEY].revoke(session, terminal.token_jti)
+    await request.app[TOKEN_SERVICE_KEY].revoke_terminal(session, terminal.id)
     terminal.revoked_at = utcnow()
     terminal.online = False
     audit.record(

@@ -36,6 +36,14 @@
     }
   }
 
+  function storageSet(key, value) {
+    try {
+      global.localStorage.setItem(key, value);
+    } catch (error) {
+      /* kept for this page only: the old token still works until its key is retired */
+    }
+  }
+
   function storageRemove(key) {
     try {
       global.localStorage.removeItem(key);
@@ -157,6 +165,8 @@
   function onLobbyMessage(message) {
     switch (message.type) {
       case 'welcome':
+        // the server's key is being rotated: keep the token signed with the new one
+        if (message.token) storageSet(config.terminalTokenKey, message.token);
         lobbyAttempt = 0;
         terminal.lastStatus = 200;
         if (terminal.state !== 'meeting') {
