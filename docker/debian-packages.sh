@@ -1,12 +1,13 @@
 #!/bin/sh
 # The Debian packages Lighthouse needs beyond its Python wheels, in one list.
 #   runtime: a CJK font, so that kiosk TVs and screenshots show Chinese, not empty boxes
-#   test:    runtime + Debian's Chromium, the browser tests' WebRTC client
+#   test:    runtime + Debian's Chromium, the browser tests' WebRTC client, and coturn,
+#            the TURN server the TURN REST credential test allocates on
 # Installs what is missing when run as root (apt-get); otherwise says what to run.
 set -eu
 
 RUNTIME="fonts-wqy-zenhei"
-TEST="$RUNTIME chromium"
+TEST="$RUNTIME chromium coturn"
 
 case "${1:-test}" in
   runtime) wanted=$RUNTIME ;;

@@ -33,6 +33,7 @@ from signaling.lobby import TerminalLobby
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
 from signaling.server import SignalingService
 from signaling.tokens import SigningKeys, TokenIssuer
+from signaling.turn import IceServersForClients, TurnRestCredentials
 
 from .config import Config
 from .demo import DEMO_ROOM
@@ -182,6 +183,12 @@ def create_app(config: Config) -> web.Application:
         idle_timeout_s=config.idle_timeout_s,
         is_revoked=is_revoked,
         on_presence=PresenceRecorder(database, rooms, lobby),
+        ice_servers=IceServersForClients(
+            config.ice_servers,
+            TurnRestCredentials(config.turn_secret, config.turn_urls, config.turn_ttl_s)
+            if config.turn_secret
+            else None,
+        ),
     )
     signaling.caps = SocketCaps(**socket_caps)
 
@@ -208,11 +215,7 @@ def create_app(config: Config) -> web.Application:
     app[EVIDENCE_DIR_KEY] = Path(config.evidence_dir).resolve()
     if recognition is not None:
         app[RECOGNITION_KEY] = recognition
-    add_page_routes(
-        app,
-        ice_servers=[s.to_browser() for s in config.ice_servers],
-        public_url=config.public_url,
-    )
+    add_page_routes(app, public_url=config.public_url)
 
     async def close_connections_and_rooms(_: web.Application) -> None:
         # before the server waits for its handlers: sockets close, then every room, so

@@ -8,6 +8,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from sfu.negotiation import SUPPORTED_VIDEO_CODECS, IceServer
 
@@ -44,6 +45,11 @@ class Config:
     # are signed with `secret` only, and a TV holding an old token is handed a new one
     previous_secrets: tuple[str, ...] = ()
     ice_servers: tuple[IceServer, ...] = ()
+    # coturn's use-auth-secret: a joined client is given TURN credentials minted for it
+    # (signaling/turn.py), valid turn_ttl_s; the same secret is coturn's static-auth-secret
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl_s: int = 4 * 3600
     rooms: tuple[RoomConfig, ...] = ()
     demo: bool = False
     idle_timeout_s: float = 30.0
@@ -175,6 +181,22 @@ def _proxies(value: object) -> tuple[str, ...]:
         return tuple(str(n) for n in parse_networks(value))
     except ValueError as exc:
         raise ConfigError(f"[server] trusted_proxies: {exc}") from None
+
+
+def _turn(section: dict) -> dict[str, Any]:
+    urls = section.get("urls", [])
+    if isinstance(urls, str):  # the environment's comma-separated form
+        urls = [u.strip() for u in urls.split(",") if u.strip()]
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ConfigError("[turn] urls must be a list of turn: or turns: URLs")
+    for url in urls:
+        if not url.startswith(("turn:", "turns:")):
+            raise ConfigError(f"[turn] urls: {url!r} is not a turn: or turns: URL")
+    return {
+        "turn_urls": tuple(urls),
+        "turn_secret": str(section.get("secret", "")),
+        "turn_ttl_s": int(section.get("ttl_s", 4 * 3600)),
+    }
 
 
 def _flag(section: dict, key: str, default: bool) -> bool:
@@ -338,6 +360,7 @@ def load_config(
         **_meetings(data.get("meetings", {})),
         **_recognition(data.get("recognition", {})),
         "ice_servers": _ice_servers(data.get("ice_servers", [])),
+        **_turn(data.get("turn", {})),
         "rooms": tuple(_room(r) for r in data.get("rooms", [])),
     }
     env_map = {
@@ -361,6 +384,10 @@ def load_config(
         values["previous_secrets"] = _secrets(env["LIGHTHOUSE_PREVIOUS_SECRETS"])
     if env.get("LIGHTHOUSE_TRUSTED_PROXIES"):
         values["trusted_proxies"] = _proxies(env["LIGHTHOUSE_TRUSTED_PROXIES"])
+    if env.get("LIGHTHOUSE_TURN_URLS"):
+        values["turn_urls"] = _turn({"urls": env["LIGHTHOUSE_TURN_URLS"]})["turn_urls"]
+    if env.get("LIGHTHOUSE_TURN_SECRET"):
+        values["turn_secret"] = env["LIGHTHOUSE_TURN_SECRET"]
     if env.get("LIGHTHOUSE_ICE_SERVERS"):
         try:
             values["ice_servers"] = _ice_servers(json.loads(env["LIGHTHOUSE_ICE_SERVERS"]))
@@ -370,6 +397,12 @@ def load_config(
     config = Config(**values)
     if not 1 <= config.max_remote_candidates <= 100:
         raise ConfigError("[server] max_remote_candidates must be between 1 and 100")
+    if bool(config.turn_urls) != bool(config.turn_secret):
+        raise ConfigError("[turn] needs both urls and secret (coturn's static-auth-secret)")
+    if config.turn_secret and len(config.turn_secret.encode()) < 16:
+        raise ConfigError("[turn] secret must be at least 16 bytes")
+    if not 60 <= config.turn_ttl_s <= 7 * 86400:
+        raise ConfigError("[turn] ttl_s must be between 60 and 604800 seconds")
     if not config.secret:
         config = replace(config, secret=secrets.token_urlsafe(48), secret_configured=False)
     elif len(config.secret.encode()) < 32:

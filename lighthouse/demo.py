@@ -54,9 +54,9 @@ def demo_links(base_url: str, tokens: TokenIssuer, room_id: str = DEMO_ROOM.id) 
     village = tokens.mint("terminal-village-001", "红星村党支部", room_id, "terminal")
     viewer = tokens.mint("viewer-demo", "手机参会", room_id, "viewer")
     return [
-        DemoLink("main venue (主会场)", f"{base_url}/main?token={main}"),
-        DemoLink("village terminal (村级电视终端)", f"{base_url}/tv?token={village}"),
-        DemoLink("viewer (手机/电脑参会)", f"{base_url}/join?token={viewer}"),
+        DemoLink("main venue (主会场)", f"{base_url}/main#token={main}"),
+        DemoLink("village terminal (村级电视终端)", f"{base_url}/tv#token={village}"),
+        DemoLink("viewer (手机/电脑参会)", f"{base_url}/join#token={viewer}"),
     ]
 
 

@@ -4,7 +4,8 @@
 token, is the TV online, which standing room is its own. `PresenceRecorder` answers the
 signaling service (signaling/server.py): a participant joined or left a room (a
 terminal's online state and the room's timeline), or a supervisor's hidden view began or
-ended (the supervision trail, never a timeline event).
+ended (the supervision trail, never a timeline event); a seat taken over by a second use
+of the same token goes into the audit log.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db import supervision
+from db import audit, supervision
 from db.accounts import AuthError, TokenService, issue_terminal_token, record_presence
 from db.database import Database
 from db.models import OrgUnit, Role, Terminal
@@ -116,7 +117,30 @@ class PresenceRecorder:
                         ParticipantId.parse(presence.participant_id).terminal_id or -1
                     ),
                 )
+            if presence.took_over_from is not None:
+                await self._taken_over(session, presence)
             await session.commit()
+
+    async def _taken_over(self, session: AsyncSession, presence: Presence) -> None:
+        """A second use of the same token moved the seat: who, where from, where to."""
+        room = self.rooms.get(presence.room_id)
+        org = await organiser(session, room.settings.org_code if room else None)
+        audit.record(
+            session,
+            None,
+            "seat_taken_over",
+            actor=f"{presence.participant_id} {presence.name}"[:100],
+            target_type="room",
+            target_id=presence.room_id,
+            org_path=org.path if org else None,
+            remote_addr=presence.remote,
+            detail={
+                "room_name": presence.room_name,
+                "role": str(presence.role),
+                "hidden": presence.hidden,
+                "previous_address": presence.took_over_from,
+            },
+        )
 
     async def _hidden_view(self, session: AsyncSession, presence: Presence) -> None:
         if not presence.online:

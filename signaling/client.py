@@ -51,9 +51,11 @@ def prefer_codec(pc: RTCPeerConnection, video_codec: str) -> None:
 
 
 class SignalingClient:
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(self, base_url: str, token: str, take_over: bool = False) -> None:
         self.ws_url = base_url.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
         self.token = token
+        # a second connection with the same token is refused (in_use) unless it takes over
+        self.take_over = take_over
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.joined: dict[str, Any] | None = None
         self.publish_pcs: list[RTCPeerConnection] = []
@@ -71,7 +73,10 @@ class SignalingClient:
         self._session = aiohttp.ClientSession()
         self._ws = await self._session.ws_connect(self.ws_url, max_msg_size=0)
         self._reader = asyncio.ensure_future(self._read())
-        self.joined = await self.request({"type": "join", "token": self.token})
+        join: dict[str, Any] = {"type": "join", "token": self.token}
+        if self.take_over:
+            join["take_over"] = True
+        self.joined = await self.request(join)
         self.meeting_state = self.joined.get("meeting_state", {})
         return self.joined
 

@@ -38,7 +38,16 @@ CONTROL_ACTIONS: dict[str, bool] = {
 }
 
 MESSAGE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "join": _message("join", {"token": {"type": "string", "minLength": 1, "maxLength": 4096}}),
+    # instance: the client page's own random id (a reconnection resumes its seat silently);
+    # take_over: end another connection's use of the same token (audited) instead of in_use
+    "join": _message(
+        "join",
+        {"token": {"type": "string", "minLength": 1, "maxLength": 4096}},
+        {
+            "instance": {"type": "string", "pattern": "^[A-Za-z0-9_-]{8,64}$"},
+            "take_over": {"type": "boolean"},
+        },
+    ),
     "publish": _message("publish", {"sdp": _SDP}, {"source": {"enum": ["camera", "content"]}}),
     "unpublish": _message("unpublish", {"publication_id": _REF}),
     "subscribe": _message(

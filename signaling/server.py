@@ -11,7 +11,7 @@ import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -24,6 +24,7 @@ from sfu.vocabulary import Role
 from .caps import SocketCaps
 from .schema import CONTROL_ACTIONS, MAX_FRAME_BYTES, MessageError, validate_message
 from .tokens import TokenError, TokenIssuer
+from .turn import IceServersForClients
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ class Presence:
     hidden: bool = False
     purpose: str | None = None
     room_name: str = ""
+    # where the connection came from, and, when it took the seat over from another
+    # connection (a second use of the same token), that one's address: audited
+    remote: str | None = None
+    took_over_from: str | None = None
 
 
 class Connection:
@@ -62,6 +67,7 @@ class Connection:
         self.remote = remote
         self.peer: Peer | None = None
         self.purpose: str | None = None  # a hidden viewer's, from its token
+        self.instance: str | None = None  # the client page's id, from its join
         self._send_lock = asyncio.Lock()
 
     async def send(self, message: Mapping[str, Any]) -> None:
@@ -88,6 +94,7 @@ class SignalingService:
         join_timeout_s: float = JOIN_TIMEOUT_S,
         is_revoked: Callable[[str], Awaitable[bool]] | None = None,
         on_presence: Callable[[Presence], Awaitable[None]] | None = None,
+        ice_servers: IceServersForClients | None = None,
     ) -> None:
         self.rooms = rooms
         self.tokens = tokens
@@ -96,6 +103,9 @@ class SignalingService:
         # told (participant id, online) when a participant joins or leaves: terminals'
         # online state in the database follows it
         self.on_presence = on_presence
+        # handed to a client in `joined`, never to a page: TURN credentials are minted
+        # per participant (signaling/turn.py)
+        self.ice_servers = ice_servers or IceServersForClients()
         self.idle_timeout_s = idle_timeout_s
         self.join_timeout_s = join_timeout_s
         self._by_participant: dict[tuple[str, str, bool], Connection] = {}
@@ -284,15 +294,38 @@ class SignalingService:
                 f"this room takes at most {room.settings.max_peers} participants",
                 request_id,
             )
+        instance = message.get("instance")
+        took_over_from: str | None = None
         if previous is not None and previous is not connection:
-            await previous.error("replaced", "you joined again from another connection")
+            # the same page reconnecting (its old socket not yet seen dead) resumes; any
+            # other holder of the token is refused unless it chose to take the seat over
+            resuming = instance is not None and previous.instance == instance
+            if not resuming and not message.get("take_over"):
+                raise MessageError(
+                    "in_use",
+                    "this token is in use by another connection; join with take_over "
+                    "to move it here (the other one is told)",
+                    request_id,
+                )
+            if not resuming:
+                took_over_from = previous.remote or "unknown"
+                logger.warning(
+                    "%s in room %s was taken over from %s by %s",
+                    grant.participant_id,
+                    room.id,
+                    took_over_from,
+                    connection.remote,
+                )
+            await previous.error("replaced", "this seat was taken over by another connection")
             await self._drop(previous)
             await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION)
         peer = await room.add_peer(grant.participant_id, grant.name, grant.role, connection.send)
         connection.peer = peer
         connection.purpose = grant.purpose
+        connection.instance = instance
         self._by_participant[key] = connection
-        await self._presence(self._presence_of(connection, peer, online=True))
+        presence = self._presence_of(connection, peer, online=True)
+        await self._presence(replace(presence, took_over_from=took_over_from))
         others = [p.describe() for p in room.peers.values() if p is not peer]
         await connection.send(
             _reply(
@@ -304,6 +337,7 @@ class SignalingService:
                 peers=others,
                 publications=room.visible_publications(),
                 meeting_state=room.control.state(),
+                ice_servers=self.ice_servers.for_participant(grant.participant_id),
             )
         )
 
@@ -329,6 +363,7 @@ class SignalingService:
             hidden=peer.hidden,
             purpose=connection.purpose,
             room_name=peer.room.settings.name,
+            remote=connection.remote,
         )
 
     async def disconnect(self, participant_id: str) -> int:

@@ -64,12 +64,12 @@ async def test_tv_page_receives_the_main_venue_from_a_browser(server, chromium, 
     browser, picture = chromium
     main = await open_page(
         browser,
-        f"{server.base_url}/main?token="
+        f"{server.base_url}/main#token="
         + server.token("county-main", "main", room, name="县委主会场"),
     )
     tv = await open_page(
         browser,
-        f"{server.base_url}/tv?token="
+        f"{server.base_url}/tv#token="
         + server.token("village-hongxing", "terminal", room, name="红星村"),
     )
     try:
@@ -101,11 +101,11 @@ async def test_tv_is_driven_by_the_remote_and_reconnects_by_itself(server, chrom
     browser, picture = chromium
     main = await open_page(
         browser,
-        f"{server.base_url}/main?token=" + server.token("county-main", "main", name="县委主会场"),
+        f"{server.base_url}/main#token=" + server.token("county-main", "main", name="县委主会场"),
     )
     tv = await open_page(
         browser,
-        f"{server.base_url}/tv?token="
+        f"{server.base_url}/tv#token="
         + server.token("village-dongfeng", "terminal", name="东风村"),
     )
     try:
@@ -151,6 +151,48 @@ async def test_tv_is_driven_by_the_remote_and_reconnects_by_itself(server, chrom
         await tv.context.close()
 
 
+async def test_a_second_page_with_the_same_link_asks_before_it_takes_the_seat(server, chromium):
+    """A copied or logged link must not take a seat silently: the second page says the
+    link is in use and offers to move the meeting; only that choice ends the first page,
+    which says why. The token leaves the address bar; a reload keeps the seat."""
+    browser, _ = chromium
+    link = f"{server.base_url}/join#token=" + server.token("member-li", "viewer", name="李明")
+    joined = "window.lighthouse && window.lighthouse.state === 'joined'"
+    first = await open_page(browser, link)
+    second = None
+    try:
+        await first.wait_for_function(joined, polling=100, timeout=15_000)
+        assert first.url == f"{server.base_url}/join"  # no token left in the address bar
+        second = await open_page(browser, link)
+        await second.wait_for_function(
+            "window.lighthouse.errorCode === 'in_use'", polling=100, timeout=15_000
+        )
+        assert "另一台设备上使用" in await second.inner_text("#lh-fatal-text")
+        assert await first.evaluate("window.lighthouse.state") == "joined"  # nobody kicked
+        take_over = second.locator('[data-action="leave"]')
+        assert (await take_over.inner_text()).strip() == "在本机使用"
+        await take_over.click()
+        await second.wait_for_function(joined, polling=100, timeout=15_000)
+        await first.wait_for_function(
+            "window.lighthouse.errorCode === 'replaced'", polling=100, timeout=15_000
+        )
+        assert "其他设备" in await first.inner_text("#lh-fatal-text")
+        # the seat survives a reload (the token and the tab's instance are in sessionStorage)
+        await second.reload()
+        await second.wait_for_function(joined, polling=100, timeout=15_000)
+        room = server.room("h264room")
+        assert [p.participant_id for p in room.peers.values()] == ["member-li"]
+    except Exception:
+        print("first console:", *first.console_messages, sep="\n  ")
+        if second is not None:
+            print("second console:", *second.console_messages, sep="\n  ")
+        raise
+    finally:
+        await first.context.close()
+        if second is not None:
+            await second.context.close()
+
+
 @pytest.mark.server_config(workers=2, redis_url=TEST_REDIS_URL)
 async def test_a_tv_page_is_back_within_5_s_when_its_media_worker_is_killed(server, chromium):
     """kill -9 of the TV's media worker: the page is told, reconnects by itself, is placed
@@ -158,12 +200,12 @@ async def test_a_tv_page_is_back_within_5_s_when_its_media_worker_is_killed(serv
     browser, picture = chromium
     main = await open_page(
         browser,
-        f"{server.base_url}/main?token=" + server.token("county-main", "main", name="县委主会场"),
+        f"{server.base_url}/main#token=" + server.token("county-main", "main", name="县委主会场"),
     )
     await main.wait_for_function("window.lighthouse.state === 'joined'", polling=100)
     tv = await open_page(
         browser,
-        f"{server.base_url}/tv?token=" + server.token("village-qianjin", "terminal", name="前进村"),
+        f"{server.base_url}/tv#token=" + server.token("village-qianjin", "terminal", name="前进村"),
     )
     try:
         await wait_for_remote_video(tv, "main", min_frames=5)

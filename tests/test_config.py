@@ -127,3 +127,28 @@ def test_server_hardening_settings_are_read_and_checked(tmp_path):
         path.write_text(bad, encoding="utf-8")
         with pytest.raises(ConfigError):
             load_config(path, env={})
+
+
+def test_turn_shared_secret_settings_are_read_and_checked(tmp_path):
+    path = tmp_path / "lighthouse.toml"
+    path.write_text(
+        '[turn]\nurls = ["turn:t.example:3478?transport=udp", "turns:t.example:5349"]\n'
+        'secret = "' + "t" * 20 + '"\nttl_s = 7200\n',
+        encoding="utf-8",
+    )
+    config = load_config(path, env={})
+    assert config.turn_urls == ("turn:t.example:3478?transport=udp", "turns:t.example:5349")
+    assert (config.turn_secret, config.turn_ttl_s) == ("t" * 20, 7200)
+    env = {"LIGHTHOUSE_TURN_URLS": "turn:a:3478, turn:b:3478", "LIGHTHOUSE_TURN_SECRET": "u" * 16}
+    config = load_config(env=env)
+    assert config.turn_urls == ("turn:a:3478", "turn:b:3478") and config.turn_secret == "u" * 16
+    for bad, message in (
+        ('[turn]\nurls = ["turn:a:3478"]\n', "both urls and secret"),
+        ('[turn]\nsecret = "' + "t" * 20 + '"\n', "both urls and secret"),
+        ('[turn]\nurls = ["stun:a:3478"]\nsecret = "' + "t" * 20 + '"\n', "not a turn"),
+        ('[turn]\nurls = ["turn:a"]\nsecret = "short"\n', "16 bytes"),
+        ('[turn]\nurls = ["turn:a"]\nsecret = "' + "t" * 20 + '"\nttl_s = 5\n', "ttl_s"),
+    ):
+        path.write_text(bad, encoding="utf-8")
+        with pytest.raises(ConfigError, match=message):
+            load_config(path, env={})

@@ -143,16 +143,3 @@ async def test_tv_without_a_token_is_the_paired_terminal(server):
     assert "/static/terminal.js" in body
     assert json_block(body, "lh-terminal-strings")["idle"] == "暂无会议，等待主会场召集…"
     assert 'id="lh-idle"' in body
-
-
-async def test_tv_with_a_token_is_unchanged(server):
-    status, body, _ = await fetch(server, "/tv?token=" + server.token("village"))
-    assert status == 200
-    assert "terminal.js" not in body and 'id="lh-idle"' not in body
-
-
-@pytest.mark.parametrize("page", ["join", "main"])
-async def test_join_and_main_without_a_token_are_still_a_friendly_400(server, page):
-    status, body, _ = await fetch(server, f"/{page}")
-    assert status == 400
-    assert "请使用管理员提供的链接" in body

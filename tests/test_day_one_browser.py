@@ -132,7 +132,7 @@ async def test_a_tv_is_never_black_in_a_meeting_started_from_the_phone(server, c
     main_url = await county_phone.get_attribute("#ph-main-link", "href")
     main = await new_page(chromium, viewport={"width": 1280, "height": 720})
     await main.add_init_script(f"({CAMERA_JS})({list(COLOURS['main'])})")
-    await main.goto(f"{server.base_url}{urlsplit(main_url).path}?{urlsplit(main_url).query}")
+    await main.goto(f"{server.base_url}{urlsplit(main_url).path}#{urlsplit(main_url).fragment}")
     await wait_for_main_view(tv, "main")
     assert await end_from_phone(county_phone, tv) < 2.0
     # the main venue is told the meeting has ended, and nothing else: no "contact your

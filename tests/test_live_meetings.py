@@ -59,7 +59,7 @@ async def test_a_town_meeting_invites_its_villages_tvs_and_ends_them(api):
         assert started["meeting"]["status"] == "live"
         states = {v["terminal_id"]: v["state"] for v in started["venues"]}
         assert states == {tv_a1: "online", tv_a2: "offline"}  # B1 is not invited
-        assert started["main_url"].startswith("/main?token=")
+        assert started["main_url"].startswith("/main#token=")
 
         invite = await lobby_a1.receive()
         assert invite["type"] == "meeting_started" and invite["meeting_id"] == meeting["id"]

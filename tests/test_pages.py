@@ -6,6 +6,7 @@ import re
 
 import aiohttp
 import pytest
+from test_console_pages import json_block
 
 from web.i18n import LOCALE_DIR, load_translations
 
@@ -17,36 +18,54 @@ async def fetch(server, path: str, **headers) -> tuple[int, str, dict]:
 
 
 @pytest.mark.parametrize("page", ["tv", "join", "main"])
-async def test_meeting_pages_default_to_chinese_and_carry_the_token(server, page):
-    token = server.token("village")
-    status, body, headers = await fetch(
-        server, f"/{page}?token={token}", **{"Accept-Language": "en-US,en;q=0.9"}
-    )
+async def test_meeting_pages_default_to_chinese_and_carry_no_token(server, page):
+    status, body, headers = await fetch(server, f"/{page}", **{"Accept-Language": "en-US,en;q=0.9"})
     assert status == 200
     assert '<html lang="zh-CN"' in body
     assert "连接中" in body  # the status line, translated
-    assert token in body
+    assert json_block(body, "lh-config")["token"] is None  # it comes from the link's #fragment
     assert headers["Cache-Control"] == "no-store"
+    assert headers["Referrer-Policy"] == "no-referrer"
     assert "script-src 'self'" in headers["Content-Security-Policy"]
 
 
+@pytest.mark.parametrize("page", ["tv", "join", "main"])
+async def test_an_older_link_with_the_token_in_its_query_moves_it_into_the_fragment(server, page):
+    token = server.token("village")
+    async with aiohttp.ClientSession() as session:
+        async with session.get(
+            f"{server.base_url}/{page}?lang=en&token={token}", allow_redirects=False
+        ) as response:
+            assert response.status == 302
+            assert response.headers["Location"] == f"/{page}?lang=en#token={token}"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+            assert response.headers["Cache-Control"] == "no-store"
+        # a crafted token stays inert: encoded in the fragment, never written into a page
+        crafted = "%3Cscript%3Ealert(1)%3C/script%3E"
+        async with session.get(
+            f"{server.base_url}/{page}?token={crafted}", allow_redirects=False
+        ) as response:
+            location = response.headers["Location"]
+            assert location.startswith(f"/{page}#token=%3Cscript%3E") and "<" not in location
+
+
 async def test_english_on_request(server):
-    status, body, _ = await fetch(server, f"/tv?token={server.token('v')}&lang=en")
+    status, body, _ = await fetch(server, "/tv?lang=en")
     assert status == 200
     assert '<html lang="en"' in body
     assert "Connecting…" in body and "连接中" not in body
 
 
-async def test_missing_token_is_a_friendly_400(server):
-    status, body, _ = await fetch(server, "/join")
-    assert status == 400
-    assert "请使用管理员提供的链接" in body
-
-
-async def test_token_is_escaped_in_the_page(server):
-    status, body, _ = await fetch(server, "/tv?token=%3Cscript%3Ealert(1)%3C/script%3E")
-    assert status == 200
-    assert "<script>alert(1)</script>" not in body
+@pytest.mark.parametrize("page", ["join", "main"])
+async def test_a_link_without_its_token_says_so_in_the_page(server, page):
+    status, body, _ = await fetch(server, f"/{page}")
+    assert status == 200  # the token is in the fragment: only the page can tell it is missing
+    strings = json_block(body, "lh-strings")
+    assert (
+        strings["errorMissingToken"]
+        == "此网址缺少入会凭证。请重新打开收到的完整链接，或再次扫描二维码。"
+    )
+    assert "在本机使用" == strings["takeOver"]
 
 
 async def test_static_files_and_index(server):

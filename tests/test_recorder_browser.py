@@ -59,7 +59,7 @@ async def test_browser_publishers_are_recorded_in_both_codecs(server, chromium, 
         page.console_messages = []
         page.on("console", lambda msg, p=page: p.console_messages.append(msg.text))
         token = server.token(f"main-{room}", "main", room, name=f"主会场 {room}")
-        await page.goto(f"{server.base_url}/main?token={token}")
+        await page.goto(f"{server.base_url}/main#token={token}")
         contexts.append(context)
         pages.append(page)
     try:
@@ -109,7 +109,7 @@ async def test_browser_publishers_are_recorded_in_both_codecs(server, chromium, 
                 "video",
                 "audio",
             }
-            assert all(s.monotonic for s in probed.streams.values())
+            assert all(s.monotonic for s in probed.streams.values()), (room, segment, probed)
             assert abs(probed.duration_s - segment.duration_s) < 0.1
             pictures, segment_samples = decode_all(path)
             samples += segment_samples

@@ -176,20 +176,63 @@ async def test_second_join_on_one_socket_is_refused(server):
         await socket.close()
 
 
-async def test_rejoin_with_the_same_participant_replaces_the_old_connection(server):
-    first = await joined_raw(server, "tv-17")
-    second = await joined_raw(server, "tv-17")
-    try:
-        reply = await first.recv()
-        assert reply["code"] == "replaced"
-        msg = await first.ws.receive(timeout=5)
-        assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-        peers = server.room("h264room").peers.values()
-        assert [p.participant_id for p in peers] == ["tv-17"]
-        assert await second.alive()
-    finally:
-        await first.close()
-        await second.close()
+async def test_a_second_use_of_a_token_is_refused_unless_it_takes_over(server):
+    """A logged or shared link must not silently take a seat: a second connection with the
+    same token is refused in_use; one that chooses take_over moves the seat (the first is
+    told `replaced`, an audit entry says from where to where); the same page reconnecting
+    with its own instance id resumes silently."""
+    from sqlalchemy import select
+
+    from db.models import AuditEntry
+    from lighthouse.keys import DATABASE_KEY
+
+    token = server.token("tv-17")
+    first = await RawSocket.open(server)
+    joined = await first.request({"type": "join", "id": 1, "token": token, "instance": "page-aaaa"})
+    assert joined["type"] == "joined"
+    intruder = await RawSocket.open(server)
+    second = await intruder.request({"type": "join", "id": 1, "token": token})
+    assert second["code"] == "in_use", second
+    assert await first.alive()  # nobody was kicked
+    peers = server.room("h264room").peers.values()
+    assert [p.participant_id for p in peers] == ["tv-17"]
+
+    taking = await intruder.request({"type": "join", "id": 2, "token": token, "take_over": True})
+    assert taking["type"] == "joined"
+    reply = await first.recv()
+    assert reply["code"] == "replaced"
+    msg = await first.ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert await intruder.alive()
+    async with server.app[DATABASE_KEY].session() as session:
+        entries = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.action == "seat_taken_over"))
+        ).all()
+    assert len(entries) == 1
+    assert entries[0].target_id == "h264room" and entries[0].actor.startswith("tv-17")
+    assert entries[0].remote_addr == "127.0.0.1"
+    assert entries[0].detail["previous_address"] == "127.0.0.1"
+
+    # the page that holds the seat reconnects before its old socket is seen dead: resumed
+    holder = await RawSocket.open(server)
+    held = {"type": "join", "id": 1, "token": token, "instance": "page-bbbb", "take_over": True}
+    assert (await holder.request(held))["type"] == "joined"
+    resumed = await RawSocket.open(server)
+    again = await resumed.request(
+        {"type": "join", "id": 1, "token": token, "instance": "page-bbbb"}
+    )
+    assert again["type"] == "joined"
+    for socket in (first, intruder, holder, resumed):
+        await socket.close()
+    async with server.app[DATABASE_KEY].session() as session:
+        count = len(
+            (
+                await session.scalars(
+                    select(AuditEntry).where(AuditEntry.action == "seat_taken_over")
+                )
+            ).all()
+        )
+    assert count == 2  # the holder took it over from the intruder; the resume is silent
 
 
 async def _offer(video_codec: str) -> str:
@@ -432,14 +475,14 @@ async def test_a_room_and_the_server_hold_a_bounded_number_of_peers_and_connecti
     main = SignalingClient(server.base_url, server.token("main", "main"))
     viewer = SignalingClient(server.base_url, server.token("v1", "viewer"))
     third = SignalingClient(server.base_url, server.token("v2", "viewer"))
-    again = SignalingClient(server.base_url, server.token("v1", "viewer"))
+    again = SignalingClient(server.base_url, server.token("v1", "viewer"), take_over=True)
     await main.connect()
     await viewer.connect()
     try:
         with pytest.raises(SignalingError) as full:
             await third.connect()
         assert full.value.code == "room_full"
-        await again.connect()  # v1 joins again from another connection: replaced, not refused
+        await again.connect()  # v1 takes its seat over from another connection: not room_full
         publication_id = await main.publish([PictureTrack(face_picture())])
         await again.subscribe(publication_id, ["video"])
         with pytest.raises(SignalingError) as busy:

@@ -79,7 +79,7 @@ async def test_a_hidden_supervisor_is_invisible_to_the_participants_page(server,
         frames: list[str] = []
         member.on("websocket", lambda ws: ws.on("framereceived", lambda f: frames.append(f)))
         token = server.token("phone-7", "viewer", "a1-meeting", name="党员李四")
-        await member.goto(f"{server.base_url}/join?token={token}")
+        await member.goto(f"{server.base_url}/join#token={token}")
         await member.wait_for_function(
             "() => window.lighthouse && window.lighthouse.state === 'joined'", timeout=15_000
         )

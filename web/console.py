@@ -54,7 +54,6 @@ def add_console_routes(
     app: web.Application,
     *,
     renderer: PageRenderer | None = None,
-    ice_servers: list[dict[str, Any]] | None = None,
 ) -> None:
     """Register /console, /console/login, /console/members, /console/terminals,
     /console/meetings, /console/meetings/{id} (and its sign-in sheet, .../signins), a
@@ -63,7 +62,6 @@ def add_console_routes(
     the supervision pages (/console/supervision, .../watch/{room}, .../patrol, .../log) and
     the emergency command view (/console/command)."""
     pages = renderer if renderer is not None else PageRenderer()
-    ice_servers = list(ice_servers or [])
 
     def page(request: web.Request, template: str, name: str, **config: Any) -> web.Response:
         config.update(
@@ -168,7 +166,6 @@ def add_console_routes(
             "console_watch.html",
             "watch",
             roomId=request.match_info["room_id"],
-            iceServers=ice_servers,
         )
 
     @_signed_in
@@ -182,7 +179,6 @@ def add_console_routes(
             grid=grid if grid in (2, 3) else 2,
             intervalS=min(max(interval or 20, 2), 600),
             scope=_query_id(request, "scope"),
-            iceServers=ice_servers,
         )
 
     @_signed_in
@@ -195,7 +191,7 @@ def add_console_routes(
 
     @_signed_in
     async def command(request: web.Request) -> web.Response:
-        return page(request, "console_command.html", "command", iceServers=ice_servers)
+        return page(request, "console_command.html", "command")
 
     @_signed_in
     async def phone(request: web.Request) -> web.Response:
@@ -206,7 +202,6 @@ def add_console_routes(
             config={
                 "loginPath": LOGIN_PATH,
                 "lang": pick_locale(request),
-                "iceServers": ice_servers,  # the emergency call publishes the camera
             },
         )
 

@@ -16,6 +16,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 import segno
@@ -135,14 +136,13 @@ def pairing_url(origin: str, code: str) -> str:
 def add_page_routes(
     app: web.Application,
     *,
-    ice_servers: list[dict[str, Any]],
     public_title: str = "Lighthouse",
     public_url: str | None = None,
 ) -> None:
     """Register `/`, `/tv`, `/tv/pair`, `/join`, `/main`, `/static/` and the `/console` pages.
 
-    `ice_servers` is handed to the browsers as RTCConfiguration.iceServers, e.g.
-    `[{"urls": "turn:turn.example:3478", "username": "u", "credential": "p"}]`.
+    No page carries ICE servers: a client is given them (TURN credentials minted for it)
+    in the signaling `joined` reply, once its token has been checked.
     `public_url` (e.g. "https://dangjian.example.gov.cn") is the origin the TV's QR code
     points at; without it, the origin the TV itself used to reach the server.
     """
@@ -151,40 +151,46 @@ def add_page_routes(
 
     renderer = PageRenderer(public_title=public_title)
     render = renderer.render
-    # Copied so that a caller mutating its list later cannot change what pages show.
-    ice = [dict(server) for server in ice_servers]
 
     async def index(request: web.Request) -> web.Response:
         return render(request, "index.html")
 
-    def meeting_config(request: web.Request, mode: str, token: str | None) -> dict[str, Any]:
+    def meeting_config(request: web.Request, mode: str) -> dict[str, Any]:
+        # no token here: page.js reads it from the link's fragment (#token=…), which no
+        # request carries, so it is in no access log of this server or a proxy before it
         return {
             "mode": mode,
-            "token": token,
-            "iceServers": ice,
+            "token": None,
             "lang": pick_locale(request),
             "wsPath": "/ws",
             "keepLang": kept_lang(request),
         }
 
+    def token_out_of_the_query(request: web.Request) -> None:
+        """An older link with ?token=…: the same page with the token in the fragment, so
+        that it leaves the address bar, the history and any later Referer."""
+        token = request.query.get("token", "").strip()
+        if not token:
+            return
+        rest = urlencode([(k, v) for k, v in request.query.items() if k != "token"])
+        location = request.path + (f"?{rest}" if rest else "") + "#" + urlencode({"token": token})
+        raise web.HTTPFound(
+            location, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
+
     def meeting_page(template: str, mode: str) -> Handler:
         async def handler(request: web.Request) -> web.Response:
-            token = request.query.get("token", "").strip()
-            if not token:
-                return render(request, "error.html", status=400, reason="missing_token")
-            config = meeting_config(request, mode, token)
-            return render(request, template, token=token, ice_servers=ice, config=config)
+            token_out_of_the_query(request)
+            return render(request, template, config=meeting_config(request, mode))
 
         return handler
 
-    tv_with_token = meeting_page("tv.html", "tv")
-
     async def tv(request: web.Request) -> web.StreamResponse:
-        if request.query.get("token", "").strip():
-            return await tv_with_token(request)
-        # Terminal mode: terminal.js holds the lobby socket with the stored terminal token;
-        # the server pushes a meeting token when a meeting calls this TV.
-        config = meeting_config(request, "tv", None)
+        token_out_of_the_query(request)
+        # Ready for terminal mode: without a meeting token in its link, terminal.js holds
+        # the lobby socket with the stored terminal token and the server pushes a meeting
+        # token when a meeting calls this TV.
+        config = meeting_config(request, "tv")
         config.update(
             terminal=True,
             terminalTokenKey=TERMINAL_TOKEN_KEY,
@@ -192,7 +198,7 @@ def add_page_routes(
             pairPath="/tv/pair",
             idleRetryMs=15_000,
         )
-        return render(request, "tv.html", token="", ice_servers=ice, config=config)
+        return render(request, "tv.html", config=config)
 
     async def tv_pair(request: web.Request) -> web.Response:
         config = {
@@ -229,4 +235,4 @@ def add_page_routes(
     app.router.add_get("/join", meeting_page("join.html", "join"))
     app.router.add_get("/main", meeting_page("main.html", "main"))
     app.router.add_static("/static/", STATIC_DIR)
-    add_console_routes(app, renderer=renderer, ice_servers=ice)
+    add_console_routes(app, renderer=renderer)

@@ -115,7 +115,7 @@ def _main_url(request: web.Request, principal: Principal, meeting: Meeting) -> s
         ttl_s=MEETING_TOKEN_TTL_S,
         source_token_id=principal.token_id,
     )
-    return f"/main?token={token}"
+    return f"/main#token={token}"
 
 
 async def _live_json(

@@ -11,7 +11,9 @@
   'use strict';
 
   // After these the server has closed the connection on purpose; retrying cannot help.
-  const FINAL_ERRORS = new Set(['invalid_token', 'token_expired', 'unknown_room', 'replaced']);
+  // in_use: the token is held by another connection (not this page's): the person
+  // chooses whether to take it over (takeOver()), nothing retries on its own
+  const FINAL_ERRORS = new Set(['invalid_token', 'token_expired', 'unknown_room', 'replaced', 'in_use']);
 
   const PING_INTERVAL_MS = 10000;
   // The server answers every ping; this long without a frame means a dead link that
@@ -140,6 +142,12 @@
     },
   };
 
+  function randomInstance() {
+    const bytes = new Uint8Array(16);
+    global.crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
   /**
    * Events (CustomEvent, data in `detail`): statechange {state, previous}, joined,
    * localstream {stream}, mediaerror {error}, published {publicationId},
@@ -151,7 +159,12 @@
       super();
       const opts = options || {};
       this.token = opts.token;
+      // replaced by the server's list (TURN credentials minted for this client) on join
       this.iceServers = opts.iceServers || [];
+      // this page's instance: a reconnection with it resumes the seat silently; another
+      // page holding the same token is refused (in_use) unless it takes the seat over
+      this.instance = opts.instance || randomInstance();
+      this.takeOverOnJoin = Boolean(opts.takeOver);
       this.wsUrl = opts.wsUrl || defaultWsUrl(opts.wsPath);
       this.policy = opts.policy || policies.all;
       this.publishMedia = opts.publish !== false;
@@ -235,6 +248,13 @@
       if (this._stopped) return;
       this._send({ type: 'leave' });
       this._stop('left');
+    }
+
+    /** After in_use: join here and end the other connection's use of this token (the
+     * server audits it and tells the other device). */
+    takeOver() {
+      this.takeOverOnJoin = true;
+      this.rejoin();
     }
 
     /** Join again after leave() or after a final error (a new token may be in place). */
@@ -351,7 +371,9 @@
         if (generation !== this._generation) return;
         this._lastHeard = Date.now();
         this._startTimers(generation);
-        this._request({ type: 'join', token: this.token })
+        const join = { type: 'join', token: this.token, instance: this.instance };
+        if (this.takeOverOnJoin) join.take_over = true;
+        this._request(join)
           .then((msg) => this._onJoined(msg, generation))
           .catch((error) => {
             // Final errors were handled when the frame arrived.
@@ -384,6 +406,7 @@
       this.peerId = msg.peer_id;
       this.role = msg.role;
       this.room = msg.room || null;
+      if (Array.isArray(msg.ice_servers)) this.iceServers = msg.ice_servers;
       this.peers = {};
       for (const peer of msg.peers || []) this.peers[peer.peer_id] = peer;
       this.publications = {};

@@ -6,12 +6,62 @@
  *
  * Exposes the client as window.lighthouse (tests read its state from there), and
  * window.LighthousePage.start(overrides) for terminal mode (terminal.js), where the page
- * has no meeting token until the TV's terminal token has been traded for one.
+ * has no meeting token until the TV's terminal token has been traded for one, and
+ * window.LighthousePage.pageToken() (the token of the page's link, if any).
  */
 (function (global) {
   'use strict';
 
   const document = global.document;
+  const PAGE_TOKEN_KEY = 'lighthouse.pageToken:';
+
+  /**
+   * The meeting token of this page. Links carry it in the fragment (/join#token=…), which
+   * no request carries, so neither this server's nor a proxy's log, nor a Referer, holds
+   * it. It is kept in the tab's sessionStorage (a reload keeps the seat) and taken out of
+   * the address bar (a photo of the screen does not give it away).
+   */
+  function pageToken() {
+    const key = PAGE_TOKEN_KEY + global.location.pathname;
+    const params = new URLSearchParams(global.location.hash.slice(1));
+    let token = params.get('token');
+    try {
+      if (token) global.sessionStorage.setItem(key, token);
+      else token = global.sessionStorage.getItem(key);
+    } catch (error) {
+      /* storage off: the link alone */
+    }
+    if (params.has('token')) {
+      params.delete('token');
+      const rest = params.toString();
+      const url = global.location.pathname + global.location.search + (rest ? '#' + rest : '');
+      global.history.replaceState(null, '', url);
+    }
+    return token || null;
+  }
+
+  /** This tab's instance id, kept across reloads: a reloaded page resumes its seat even
+   * before the server has seen the old page's socket close; another tab has its own. */
+  function pageInstance() {
+    const key = 'lighthouse.instance';
+    let instance = null;
+    try {
+      instance = global.sessionStorage.getItem(key);
+    } catch (error) {
+      /* storage off: one per page load */
+    }
+    if (!instance || !/^[A-Za-z0-9_-]{8,64}$/.test(instance)) {
+      const bytes = new Uint8Array(16);
+      global.crypto.getRandomValues(bytes);
+      instance = Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+      try {
+        global.sessionStorage.setItem(key, instance);
+      } catch (error) {
+        /* as above */
+      }
+    }
+    return instance;
+  }
 
   function readJson(id) {
     const element = document.getElementById(id);
@@ -24,7 +74,7 @@
   }
 
   function start(overrides) {
-    const config = Object.assign(readJson('lh-config'), overrides || {});
+    const config = Object.assign(readJson('lh-config'), { token: pageToken() }, overrides || {});
     const strings = readJson('lh-strings');
     const t = (key, values) => format(strings[key] || key, values || {});
     const mode = config.mode || 'join';
@@ -48,7 +98,8 @@
 
     const client = new global.LighthouseClient({
       token: config.token,
-      iceServers: config.iceServers || [],
+      takeOver: Boolean(config.takeOver),
+      instance: pageInstance(),
       wsPath: config.wsPath || '/ws',
       policy: global.LighthouseClient.policies[mode] || global.LighthouseClient.policies.join,
     });
@@ -62,6 +113,8 @@
       token_expired: 'errorTokenExpired',
       unknown_room: 'errorUnknownRoom',
       replaced: 'errorReplaced',
+      in_use: 'errorInUse',
+      missing_token: 'errorMissingToken',
       codec_not_supported: 'errorCodec',
       meeting_ended: 'errorMeetingEnded',
     };
@@ -389,10 +442,11 @@
       const inFullscreen = Boolean(document.fullscreenElement);
       setLabel(buttons.fullscreen, inFullscreen ? t('exitFullscreen') : t('fullscreen'), inFullscreen);
       const away = client.state === 'closed';
-      setLabel(buttons.leave, away ? t('rejoin') : t('leave'));
+      const inUse = away && client.errorCode === 'in_use';
+      setLabel(buttons.leave, inUse ? t('takeOver') : away ? t('rejoin') : t('leave'));
       if (buttons.leave) {
         buttons.leave.classList.toggle('is-danger', !away);
-        buttons.leave.hidden = away && OVER.has(client.errorCode);
+        buttons.leave.hidden = away && (OVER.has(client.errorCode) || !client.token);
       }
       app.classList.toggle('mic-muted', client.micMuted && hasAudio);
       app.classList.toggle('camera-off', client.cameraOff || !hasVideo);
@@ -424,7 +478,8 @@
       leave() {
         if (client.state === 'closed') {
           if (fatal) fatal.hidden = true;
-          client.rejoin();
+          if (client.errorCode === 'in_use') client.takeOver();
+          else client.rejoin();
         } else {
           client.leave();
         }
@@ -551,6 +606,12 @@
       if (code === 'codec_not_supported') showNotice(t('errorCodec'));
     });
 
+    if (!config.token) {
+      // a link without its token: nothing to join; say so (and do not ask for the camera)
+      showFatal('missing_token');
+      renderStatus();
+      return client;
+    }
     client.start(); // first, so that the camera request is pending when buttons render
     renderStatus();
     layoutStage();
@@ -559,9 +620,10 @@
     return client;
   }
 
-  global.LighthousePage = { start };
-  // A terminal-mode TV page starts only once terminal.js holds a meeting token.
-  if (!readJson('lh-config').terminal) {
+  global.LighthousePage = { start, pageToken };
+  // A TV page with a meeting token in its link is a meeting page; without one, terminal.js
+  // runs the paired TV and calls start() once it holds a meeting token.
+  if (!readJson('lh-config').terminal || pageToken()) {
     if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', () => start());
     else start();
   }

@@ -191,11 +191,12 @@
    * the main-venue link would do the same); it hears whichever venue has the floor. */
   function startMainVenue(mainUrl) {
     stopMainVenue();
-    const token = new URL(mainUrl, global.location.href).searchParams.get('token');
+    const token = new URLSearchParams(new URL(mainUrl, global.location.href).hash.slice(1)).get('token');
     const Client = global.LighthouseClient;
     const client = new Client({
       token,
-      iceServers: config.iceServers || [],
+      // minted just now for this signed-in person's own action: it moves here
+      takeOver: true,
       mediaConstraints: MAIN_MEDIA,
       policy: (publications) => publications.filter((p) => p.source === 'floor').map((p) => p.publication_id),
       kinds: ['audio'],
@@ -446,7 +447,8 @@
     const Client = global.LighthouseClient;
     const client = new Client({
       token: reply.token,
-      iceServers: config.iceServers || [],
+      // minted just now for this signed-in person's own action: it moves here
+      takeOver: true,
       mediaConstraints: SOS_MEDIA,
       policy: Client.policies.all, // the command may talk back
     });

@@ -1,5 +1,5 @@
 /*
- * Terminal mode of the TV page (/tv without ?token=): a paired TV keeps its long-lived
+ * Terminal mode of the TV page (/tv without #token=): a paired TV keeps its long-lived
  * terminal token in localStorage and holds the lobby socket (/ws/terminal) with it. The
  * server pushes meeting_started with a meeting token when a meeting calls this TV (it
  * joins by itself) and meeting_ended when it is over (back to the idle screen). Token
@@ -50,6 +50,13 @@
     } catch (error) {
       /* nothing stored, nothing to remove */
     }
+  }
+
+  // opened from a meeting link (/tv#token=…): page.js runs that meeting, not the lobby
+  if (global.LighthousePage.pageToken()) {
+    const idleScreen = document.getElementById('lh-idle');
+    if (idleScreen) idleScreen.remove();
+    return;
   }
 
   const config = readJson('lh-config');
@@ -138,7 +145,9 @@
     terminal.room = { id: invite.room_id, name: invite.room_name, meetingId: invite.meeting_id };
     hideIdle();
     if (client === null) {
-      client = global.LighthousePage.start({ token: invite.token });
+      // the lobby knows this TV by its terminal token: the seat is its own, so it takes it
+      // over from a page of its own that crashed without closing its socket
+      client = global.LighthousePage.start({ token: invite.token, takeOver: true });
       client.on('fatal', ({ code }) => {
         // Another device took this seat: leave the choice to the people in the room.
         if (code === 'replaced') return;
