@@ -35,6 +35,10 @@ def parse_networks(entries: Iterable[str]) -> tuple[Network, ...]:
     return tuple(networks)
 
 
+# the client behind a trusted proxy, kept on the original request for the access log
+CLIENT_ADDRESS = web.RequestKey("client_address", str)
+
+
 class TrustedProxies:
     def __init__(self, networks: Iterable[Network]) -> None:
         self.networks = tuple(networks)
@@ -77,6 +81,8 @@ class TrustedProxies:
         changes: dict[str, str] = {}
         if client and client != peer:
             changes["remote"] = client
+            # the access log is written for the original request, not the clone
+            request[CLIENT_ADDRESS] = client
         protos = request.headers.getall(hdrs.X_FORWARDED_PROTO, [])
         proto = protos[-1].split(",")[-1].strip().lower() if protos else ""
         if proto in ("http", "https"):

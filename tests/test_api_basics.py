@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -296,3 +297,44 @@ async def test_without_a_trusted_proxy_a_forwarded_header_changes_nothing(api):
         headers={"X-Forwarded-For": "198.51.100.99"},
     )
     assert api.anonymous.last_status == 429
+
+
+async def test_the_access_log_names_the_client_behind_a_trusted_proxy_and_no_query(caplog):
+    """Behind the county's proxy the access log showed the proxy for everybody; and it
+    never writes a query string (older links carried tokens there)."""
+    import logging
+
+    from aiohttp import web
+
+    from lighthouse.access_log import PathOnlyAccessLogger
+    from lighthouse.proxies import TrustedProxies, parse_networks
+
+    from conftest import free_port
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    proxies = TrustedProxies(parse_networks(["127.0.0.1"]))
+    app = web.Application(middlewares=[proxies.middleware])
+    app.router.add_get("/join", hello)
+    runner = web.AppRunner(app, access_log_class=PathOnlyAccessLogger)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with caplog.at_level(logging.INFO, logger="aiohttp.access"):
+            async with aiohttp.ClientSession() as session:
+                async with session.get(
+                    f"http://127.0.0.1:{port}/join?token=secret-token",
+                    headers={"X-Forwarded-For": "203.0.113.7"},
+                ) as response:
+                    assert response.status == 200
+            for _ in range(50):  # the line is written after the response
+                if any(r.name == "aiohttp.access" for r in caplog.records):
+                    break
+                await asyncio.sleep(0.02)
+    finally:
+        await runner.cleanup()
+    lines = [r.getMessage() for r in caplog.records if r.name == "aiohttp.access"]
+    assert len(lines) == 1 and lines[0].startswith('203.0.113.7 "GET /join" 200'), lines
+    assert "secret-token" not in lines[0]
