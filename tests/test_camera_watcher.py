@@ -139,3 +139,21 @@ async def test_a_slow_worker_makes_the_watcher_drop_frames_not_fall_behind(engin
     assert watcher.frames_dropped > 0, watcher.stats()
     # a result is never older than the backlog allowed plus one job
     assert lags and max(lags) < settings.max_backlog_s + 0.8 + 0.6, lags
+
+
+def test_a_scene_picture_is_scaled_down_by_averaging_not_by_sampling():
+    """Evidence pictures of a 720p camera are scaled to `max_width`: a fine pattern (a
+    shirt's stripes, a banner's text) must average to grey, not alias into false bands."""
+    import cv2
+    import numpy as np
+
+    from recognition.watcher import encode_scene
+
+    stripes = np.zeros((720, 1280, 3), np.uint8)
+    stripes[:, 1::2] = 255  # one-pixel stripes
+    scaled = cv2.imdecode(np.frombuffer(encode_scene(stripes, 640), np.uint8), cv2.IMREAD_COLOR)
+    assert scaled.shape == (360, 640, 3)
+    assert abs(float(scaled.mean()) - 127.5) < 4 and float(scaled.std()) < 12, (
+        scaled.mean(),
+        scaled.std(),
+    )
