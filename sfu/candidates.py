@@ -112,3 +112,53 @@ def screen_candidates(sdp: str, policy: CandidatePolicy) -> Screened:
         result.sdp = "\r\n".join(line for i, line in enumerate(lines) if i not in dropped)
         result.sdp += "\r\n"
     return result
+
+
+@dataclass
+class Held:
+    sdp: str
+    # mDNS names set aside: the peer is learnt from its own checks (peer-reflexive)
+    names: int = 0
+
+
+def hold_mdns_candidates(sdp: str) -> Held:
+    """The SDP without its mDNS (`<uuid>.local`) candidates, and without end-of-candidates
+    in the sections that had them.
+
+    A browser hides its host addresses behind mDNS names (Firefox always, Chromium on a
+    page without camera permission); the server, across the internet, can never resolve
+    them, yet aioice spends about a second on each and then, end-of-candidates given,
+    drops the component and fails. The server is on a public address: the peer reaches
+    it, and its checks tell the server where it is (RFC 8445 section 7.3.1.3), as an
+    ICE-lite server would rely on. So the names are set aside, and end-of-candidates is
+    held back until the peer has had time to check (`signal_end_of_candidates`)."""
+    lines = sdp.splitlines()
+    kept: list[str] = []
+    section: list[str] = []
+    held = Held(sdp)
+    sections: list[list[str]] = []
+    for line in lines:
+        if line.startswith("m="):
+            sections.append(section)
+            section = []
+        section.append(line)
+    sections.append(section)
+    for part in sections:
+        names = 0
+        for line in part:
+            if line.startswith(_PREFIX):
+                candidate = _parse(0, line)
+                if candidate is not None and candidate.address.lower().endswith(".local"):
+                    names += 1
+        held.names += names
+        for line in part:
+            if names and line.startswith(_PREFIX):
+                candidate = _parse(0, line)
+                if candidate is not None and candidate.address.lower().endswith(".local"):
+                    continue
+            if names and line.strip() == "a=end-of-candidates":
+                continue
+            kept.append(line)
+    if held.names:
+        held.sdp = "\r\n".join(kept) + "\r\n"
+    return held

@@ -8,12 +8,16 @@ does with them, is decided in `room.py`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidStateError, OperationError
 
 from .aiortc_seam import ForwardingReceiver, ForwardingSender
+from .candidates import hold_mdns_candidates
 from .negotiation import (
     IceServer,
     NegotiationError,
@@ -22,6 +26,13 @@ from .negotiation import (
     new_peer_connection,
 )
 from .tracks import DownTrack, UpTrack
+
+logger = logging.getLogger(__name__)
+
+# how long a peer that offered only mDNS names has to reach the server with its checks
+# before its candidates are declared complete (and ICE may fail): browsers start checking
+# at once, within a second even over TURN
+PEER_REFLEXIVE_WAIT_S = 10.0
 
 
 @dataclass
@@ -55,7 +66,7 @@ async def open_upstream(
             transceiver.setCodecPreferences(codec_preferences(kind, video_codec))
             receiver = ForwardingReceiver.install(transceiver.receiver)
             uptracks[kind] = UpTrack(kind, receiver)
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        await set_remote_description(pc, offer_sdp, "offer")
         await pc.setLocalDescription(await pc.createAnswer())
     except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
         await pc.close()
@@ -89,6 +100,33 @@ async def open_downstream(
 
 async def accept_answer(pc: RTCPeerConnection, answer_sdp: str) -> None:
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
+        await set_remote_description(pc, answer_sdp, "answer")
     except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
         raise NegotiationError("bad_sdp", f"the answer cannot be accepted: {exc}") from exc
+
+
+async def set_remote_description(pc: RTCPeerConnection, sdp: str, kind: str) -> None:
+    """setRemoteDescription, with a peer's mDNS names set aside (candidates.py): then the
+    server learns the peer from its checks, and end-of-candidates follows a little later."""
+    held = hold_mdns_candidates(sdp)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=held.sdp, type=kind))
+    if held.names:
+        logger.info("%d mDNS candidates set aside: waiting for the peer's checks", held.names)
+        task = asyncio.ensure_future(_end_of_candidates_later(pc, PEER_REFLEXIVE_WAIT_S))
+        pc.on("connectionstatechange", lambda: _cancel_when_done(pc, task))
+
+
+def _cancel_when_done(pc: RTCPeerConnection, task: asyncio.Future[None]) -> None:
+    if pc.connectionState in ("connected", "closed", "failed"):
+        task.cancel()
+
+
+async def _end_of_candidates_later(pc: RTCPeerConnection, delay_s: float) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(delay_s)
+        for ice in {
+            t.sender.transport.transport for t in pc.getTransceivers() if t.sender.transport
+        }:
+            if ice.state not in ("completed", "closed", "failed"):
+                with contextlib.suppress(ValueError, ConnectionError):
+                    await ice.addRemoteCandidate(None)

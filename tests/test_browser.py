@@ -151,6 +151,58 @@ async def test_tv_is_driven_by_the_remote_and_reconnects_by_itself(server, chrom
         await tv.context.close()
 
 
+async def test_a_receive_only_chromium_hiding_its_addresses_still_receives(
+    server, tmp_path, caplog
+):
+    """A phone or PC that only watches has given no camera permission, so Chromium hides
+    its host addresses behind mDNS names (the other tests switch that off): the server
+    must learn it from its checks. Chromium as it ships, a watching client, real video."""
+    import logging
+
+    from signaling.client import SignalingClient
+
+    from media import PictureTrack
+
+    picture = face_picture()
+    camera = write_y4m(tmp_path / "face.y4m", picture)
+    # as shipped: no flag that shows host addresses, and no camera permission granted
+    shown = ("WebRtcHideLocalIpsWithMdns", "--use-fake-ui-for-media-stream")
+    args = [a for a in chromium_args(camera) if not any(flag in a for flag in shown)]
+    main = SignalingClient(server.base_url, server.token("county-main", "main", name="县委"))
+    await main.connect()
+    await main.publish([PictureTrack(picture)])
+    caplog.set_level(logging.INFO, logger="sfu.webrtc")
+    try:
+        async with launched_chromium(args) as browser:
+            page = await open_page(browser, f"{server.base_url}/")
+            await page.add_script_tag(url="/static/lighthouse.js")
+            await page.evaluate(
+                """(token) => {
+                    const client = new LighthouseClient({token, publish: false});
+                    document.body.appendChild(document.createElement('main')).id = 'stage';
+                    client.on('subscriptionadded', ({subscription}) =>
+                        document.getElementById('stage').appendChild(subscription.videoElement));
+                    window.lighthouse = client;
+                    window.startedAt = performance.now();
+                    client.start();
+                }""",
+                server.token("phone-viewer", "viewer", name="手机"),
+            )
+            await page.wait_for_function(
+                """() => Object.values(window.lighthouse.subscriptions).some((s) =>
+                    s.videoElement.videoWidth > 0
+                    && s.videoElement.getVideoPlaybackQuality().totalVideoFrames >= 10)""",
+                polling=100,
+                timeout=20_000,
+            )
+            took_ms = await page.evaluate("performance.now() - window.startedAt")
+            print(f"ten frames {took_ms:.0f} ms after the start")
+    finally:
+        await main.close()
+    held = [r.getMessage() for r in caplog.records if "mDNS candidates set aside" in r.getMessage()]
+    assert held, "Chromium sent real addresses: the test no longer tests hidden ones"
+
+
 async def test_a_second_page_with_the_same_link_asks_before_it_takes_the_seat(server, chromium):
     """A copied or logged link must not take a seat silently: the second page says the
     link is in use and offers to move the meeting; only that choice ends the first page,

@@ -159,3 +159,99 @@ async def test_an_offer_of_150_candidates_makes_the_server_check_at_most_10(serv
     finally:
         await pc.close()
         await client.close()
+
+
+def mdns_only(sdp: str) -> str:
+    """What Firefox sends (and Chromium on a page without camera permission): every host
+    address hidden behind a `<uuid>.local` name, end-of-candidates given."""
+    import uuid
+
+    out: list[str] = []
+    lines = sdp.splitlines()
+    for index, line in enumerate(lines):
+        if line.startswith("a=end-of-candidates"):
+            continue
+        if line.startswith("a=candidate:"):
+            bits = line.split()
+            bits[4] = f"{uuid.uuid4()}.local"
+            line = " ".join(bits)
+        out.append(line)
+        following = lines[index + 1] if index + 1 < len(lines) else "m="
+        if line.startswith("a=candidate:") and not following.startswith("a=candidate:"):
+            out.append("a=end-of-candidates")
+    return "\r\n".join(out) + "\r\n"
+
+
+def test_mdns_names_are_set_aside_and_their_end_of_candidates_held_back():
+    from sfu.candidates import hold_mdns_candidates
+
+    hidden = sdp_with([[candidate(1, "1f2e3d.local"), candidate(2, "203.0.113.9")], []])
+    held = hold_mdns_candidates(hidden)
+    assert held.names == 1
+    assert candidates_of(held.sdp) == [["203.0.113.9"], []]
+    # the section that had a name waits for the peer's checks; the other keeps its end
+    assert held.sdp.count("a=end-of-candidates") == 1
+    assert held.sdp.index("a=end-of-candidates") > held.sdp.index("a=mid:1")
+    plain = sdp_with([[candidate(1, "203.0.113.9")]])
+    assert hold_mdns_candidates(plain).sdp == plain
+
+
+async def _connected(pc: RTCPeerConnection, within_s: float) -> float:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while pc.connectionState != "connected":
+        assert pc.connectionState not in ("failed", "closed"), pc.connectionState
+        assert loop.time() - started < within_s, pc.connectionState
+        await asyncio.sleep(0.05)
+    return loop.time() - started
+
+
+async def test_a_publisher_and_a_subscriber_with_only_mdns_candidates_connect(server):
+    """Firefox's publish never connected: its candidates were all `<uuid>.local` names,
+    aioice spent a second on each, dropped the component and ICE failed. The server now
+    learns such a peer from its checks (peer-reflexive), both when the peer offers (it
+    publishes) and when it answers (it subscribes), and the media flows."""
+    main = SignalingClient(server.base_url, server.token("firefox-main", "main"))
+    viewer = SignalingClient(server.base_url, server.token("firefox-viewer", "viewer"))
+    await main.connect()
+    await viewer.connect()
+    publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    subscriber = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    try:
+        publisher.addTransceiver(PictureTrack(face_picture()), direction="sendonly")
+        prefer_codec(publisher, "h264")
+        await publisher.setLocalDescription(await publisher.createOffer())
+        offer = mdns_only(publisher.localDescription.sdp)
+        assert ".local" in offer and "a=end-of-candidates" in offer
+        reply = await main.request({"type": "publish", "sdp": offer})
+        await publisher.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
+        took = await _connected(publisher, 8)
+        uptrack = server.room("h264room").publications[reply["publication_id"]].uptracks["video"]
+        await asyncio.wait_for(uptrack.first_packet.wait(), 10)
+
+        received: list = []
+        subscriber.on("track", received.append)
+        offered = await viewer.request(
+            {"type": "subscribe", "publication_id": reply["publication_id"]}
+        )
+        await subscriber.setRemoteDescription(
+            RTCSessionDescription(sdp=offered["sdp"], type="offer")
+        )
+        await subscriber.setLocalDescription(await subscriber.createAnswer())
+        answer = mdns_only(subscriber.localDescription.sdp)
+        await viewer.request(
+            {
+                "type": "subscription_answer",
+                "subscription_id": offered["subscription_id"],
+                "sdp": answer,
+            }
+        )
+        took_down = await _connected(subscriber, 8)
+        frame = await asyncio.wait_for(received[0].recv(), 10)
+        assert frame.width > 0
+        print(f"connected in {took:.2f} s (publish) and {took_down:.2f} s (subscribe)")
+    finally:
+        await publisher.close()
+        await subscriber.close()
+        await main.close()
+        await viewer.close()
