@@ -68,6 +68,8 @@ def parse_sdp(sdp: str, expected_type: str) -> SessionDescription:
     if not description.media:
         raise NegotiationError("bad_sdp", f"the {expected_type} has no media sections")
     for media in description.media:
+        if expected_type == "answer" and media.port == 0:
+            continue  # declined (RFC 3264 section 6): a declined section carries neither
         if media.kind in ("audio", "video") and (
             media.ice is None or not media.ice.usernameFragment or not media.dtls
         ):
@@ -75,7 +77,67 @@ def parse_sdp(sdp: str, expected_type: str) -> SessionDescription:
                 "bad_sdp",
                 f"the {expected_type}'s {media.kind} section lacks ICE or DTLS attributes",
             )
+    if expected_type == "answer" and set(declined_kinds(description)) >= {
+        m.kind for m in description.media if m.kind in ("audio", "video")
+    }:
+        raise NegotiationError(
+            "codec_not_supported", "the answer declines every media section: nothing can flow"
+        )
     return description
+
+
+def declined_kinds(description: SessionDescription) -> list[str]:
+    """The media an answer declines (port 0): a browser without the room's video codec
+    (Firefox has no H.264 where OpenH264 cannot be downloaded) declines video."""
+    return [m.kind for m in description.media if m.kind in ("audio", "video") and m.port == 0]
+
+
+def revive_declined_sections(answer_sdp: str, offer_sdp: str) -> str:
+    """The answer with each declined section made inactive instead, for aiortc.
+
+    aiortc refuses an answer with a declined section (it wants ICE, DTLS, rtcp-mux and
+    codecs in every one), which used to throw away the sections that were accepted too:
+    audio never reached a Firefox without H.264. An inactive section with the bundle's
+    transport attributes and the offer's own codecs is what aiortc takes; nothing is sent
+    on it, as nothing would be on a declined one."""
+    offer_codecs: dict[str, list[str]] = {}
+    mid = None
+    for line in offer_sdp.splitlines():
+        if line.startswith("m="):
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
+            offer_codecs[mid] = []
+        elif mid is not None and line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
+            offer_codecs[mid].append(line)
+    lines = answer_sdp.splitlines()
+    transport = list(
+        dict.fromkeys(
+            line
+            for line in lines
+            if line.startswith(("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:", "a=setup:"))
+        )
+    )
+    sections: list[list[str]] = [[]]
+    for line in lines:
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    out = list(sections[0])
+    for section in sections[1:]:
+        if section[0].split()[1:2] != ["0"]:
+            out += section
+            continue
+        section_mid = next(
+            (x[len("a=mid:") :].strip() for x in section if x.startswith("a=mid:")), ""
+        )
+        kept = [
+            x
+            for x in section
+            if not x.startswith(("a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"))
+        ]
+        out += [*kept, *transport, "a=rtcp-mux", "a=inactive", *offer_codecs.get(section_mid, [])]
+    return "\r\n".join(out) + "\r\n"
 
 
 def check_publish_offer(description: SessionDescription, video_codec: str) -> list[str]:

@@ -25,7 +25,13 @@ from .candidates import CandidatePolicy, screen_candidates
 from .control import FLOOR_SLOT_ID, FloorSlot, MeetingControl
 from .events import PeerDescription, PublicationDescription, RoomEvent
 from .local import LocalSink, LocalSubscription
-from .negotiation import IceServer, NegotiationError, check_publish_offer, parse_sdp
+from .negotiation import (
+    IceServer,
+    NegotiationError,
+    check_publish_offer,
+    declined_kinds,
+    parse_sdp,
+)
 from .plane import LOCAL, MediaPlane
 from .router import RoutedSubscription, RouterEvent
 from .tracks import DownTrack, UpTrack
@@ -380,17 +386,27 @@ class Peer:
         if not subscription.answered:
             await subscription.close(reason="answer_timeout")
 
-    async def answer_subscription(self, subscription_id: str, answer_sdp: str) -> Subscription:
+    async def answer_subscription(self, subscription_id: str, answer_sdp: str) -> list[str]:
+        """Accept a subscriber's answer; return the kinds it declined (it cannot decode
+        them): the others flow."""
         subscription = self.subscriptions.get(subscription_id)
         if subscription is None:
             raise LookupError(subscription_id)
         if subscription.answered:
             raise NegotiationError("bad_sdp", "this subscription has been answered already")
         answer_sdp = self._screened(answer_sdp, "answer")
-        parse_sdp(answer_sdp, "answer")
+        declined = declined_kinds(parse_sdp(answer_sdp, "answer"))
         await self.room.plane.answer(self.worker, subscription.id, answer_sdp)
         subscription.answered = True
-        return subscription
+        if declined:
+            logger.info(
+                "%s declined %s of %s (room codec %s)",
+                self.participant_id,
+                "+".join(declined),
+                subscription.publication.id,
+                self.room.settings.video_codec,
+            )
+        return declined
 
     async def unsubscribe(self, subscription_id: str) -> None:
         subscription = self.subscriptions.get(subscription_id)

@@ -24,6 +24,7 @@ from .negotiation import (
     codec_preferences,
     limit_video_bitrate,
     new_peer_connection,
+    revive_declined_sections,
 )
 from .tracks import DownTrack, UpTrack
 
@@ -100,6 +101,7 @@ async def open_downstream(
 
 async def accept_answer(pc: RTCPeerConnection, answer_sdp: str) -> None:
     try:
+        answer_sdp = revive_declined_sections(answer_sdp, pc.localDescription.sdp)
         await set_remote_description(pc, answer_sdp, "answer")
     except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
         raise NegotiationError("bad_sdp", f"the answer cannot be accepted: {exc}") from exc

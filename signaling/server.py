@@ -252,12 +252,17 @@ class SignalingService:
         elif kind == "subscription_answer":
             sub_id = message["subscription_id"]
             try:
-                await peer.answer_subscription(sub_id, message["sdp"])
+                declined = await peer.answer_subscription(sub_id, message["sdp"])
             except LookupError:
                 raise MessageError(
                     "unknown_subscription", f"you have no subscription {sub_id}", request_id
                 ) from None
-            await connection.send(_reply("subscribed", request_id, subscription_id=sub_id))
+            reply = _reply("subscribed", request_id, subscription_id=sub_id)
+            if declined:
+                # what the client could not decode, and so will not get (the rest flows)
+                reply["declined"] = declined
+                reply["video_codec"] = peer.room.settings.video_codec
+            await connection.send(reply)
         elif kind == "unsubscribe":
             sub_id = message["subscription_id"]
             try:

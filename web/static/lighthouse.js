@@ -152,7 +152,8 @@
    * Events (CustomEvent, data in `detail`): statechange {state, previous}, joined,
    * localstream {stream}, mediaerror {error}, published {publicationId},
    * subscriptionadded / subscriptionremoved {subscription}, publicationschange,
-   * peerschange, autoplayblocked, fatal {code, message}, servererror {code, message}.
+   * peerschange, autoplayblocked, fatal {code, message}, servererror {code, message},
+   * declined {subscriptionId, kinds, videoCodec} (media this browser cannot decode).
    */
   class LighthouseClient extends EventTarget {
     constructor(options) {
@@ -830,9 +831,14 @@
       await pc.setLocalDescription(answer);
       await waitForIceGathering(pc, ICE_GATHERING_CAP_MS);
       if (generation !== this._generation || !this.subscriptions[subscriptionId]) return;
-      await this._request({
+      const reply = await this._request({
         type: 'subscription_answer', subscription_id: subscriptionId, sdp: pc.localDescription.sdp,
       });
+      if (reply && Array.isArray(reply.declined) && reply.declined.length) {
+        // this browser cannot decode these (e.g. no H.264): the rest goes on
+        console.warn('lighthouse: declined', reply.declined.join('+'), '(room codec ' + reply.video_codec + ')');
+        this._emit('declined', { subscriptionId, kinds: reply.declined, videoCodec: reply.video_codec });
+      }
     }
 
     _unsubscribe(subscriptionId) {

@@ -602,6 +602,11 @@
       // The only useful key now is "rejoin"; keep it reachable.
       if (isTv) showControls();
     });
+    client.on('declined', ({ kinds, videoCodec }) => {
+      if (kinds.includes('video')) {
+        showNotice(t('declinedVideo', { codec: String(videoCodec || '').toUpperCase() }));
+      }
+    });
     client.on('servererror', ({ code }) => {
       if (code === 'codec_not_supported') showNotice(t('errorCodec'));
     });
