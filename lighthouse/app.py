@@ -24,6 +24,7 @@ from sfu.candidates import CandidatePolicy
 from sfu.cluster import ClusterState
 from sfu.looplag import LoopLag
 from sfu.plane import MediaPlane
+from sfu.ports import PortAllocator, PortRange
 from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings, ServerLimits
 from sfu.workers import WorkerPool
@@ -91,8 +92,9 @@ def build_rooms(config: Config, plane: MediaPlane) -> RoomRegistry:
 def build_media_plane(config: Config) -> tuple[MediaPlane, WorkerPool | None]:
     """One process: one in-process router. With workers: the front's own router for
     server-side subscribers, and the worker processes (started with the app)."""
+    udp_ports = PortRange.parse(config.udp_ports) if config.udp_ports else None
     if not config.workers:
-        return MediaPlane.single_process(), None
+        return MediaPlane.single_process(PortAllocator(udp_ports) if udp_ports else None), None
     plane = MediaPlane()
     plane.cluster = ClusterState(config.redis_url)
     pool = WorkerPool(
@@ -101,6 +103,7 @@ def build_media_plane(config: Config) -> tuple[MediaPlane, WorkerPool | None]:
         plane.cluster,
         log_level=config.log_level,
         max_peers=config.worker_max_peers or None,
+        udp_ports=udp_ports,
     )
     return plane, pool
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sfu.negotiation import SUPPORTED_VIDEO_CODECS, IceServer
+from sfu.ports import PortRange
 
 from .proxies import parse_networks
 
@@ -63,6 +64,9 @@ class Config:
     # loopback ones only when allowed (tests in a loopback-only network namespace)
     max_remote_candidates: int = 10
     allow_loopback_candidates: bool = False
+    # the UDP ports media is bound in ("40000-40999"), for a firewall rule; empty:
+    # ephemeral ports, as the operating system gives them
+    udp_ports: str = ""
     # reverse proxies whose X-Forwarded-For / -Proto are believed (lighthouse/proxies.py)
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -350,6 +354,7 @@ def load_config(
         "max_peer_connections": int(server.get("max_peer_connections", 5000)),
         "max_remote_candidates": int(server.get("max_remote_candidates", 10)),
         "allow_loopback_candidates": _flag(server, "allow_loopback_candidates", False),
+        "udp_ports": str(server.get("udp_ports", "")),
         "trusted_proxies": _proxies(server.get("trusted_proxies", [])),
         "log_level": server.get("log_level", "INFO"),
         "workers": parse_workers(server.get("workers", 0)),
@@ -384,6 +389,8 @@ def load_config(
         values["previous_secrets"] = _secrets(env["LIGHTHOUSE_PREVIOUS_SECRETS"])
     if env.get("LIGHTHOUSE_TRUSTED_PROXIES"):
         values["trusted_proxies"] = _proxies(env["LIGHTHOUSE_TRUSTED_PROXIES"])
+    if env.get("LIGHTHOUSE_UDP_PORTS"):
+        values["udp_ports"] = env["LIGHTHOUSE_UDP_PORTS"]
     if env.get("LIGHTHOUSE_TURN_URLS"):
         values["turn_urls"] = _turn({"urls": env["LIGHTHOUSE_TURN_URLS"]})["turn_urls"]
     if env.get("LIGHTHOUSE_TURN_SECRET"):
@@ -397,6 +404,15 @@ def load_config(
     config = Config(**values)
     if not 1 <= config.max_remote_candidates <= 100:
         raise ConfigError("[server] max_remote_candidates must be between 1 and 100")
+    if config.udp_ports:
+        try:
+            ports = PortRange.parse(config.udp_ports)
+        except ValueError as exc:
+            raise ConfigError(f"[server] udp_ports: {exc}") from None
+        if len(ports) < 2 * max(config.workers, 1):
+            raise ConfigError(
+                f"[server] udp_ports {ports} is too small for {config.workers} workers"
+            )
     if bool(config.turn_urls) != bool(config.turn_secret):
         raise ConfigError("[turn] needs both urls and secret (coturn's static-auth-secret)")
     if config.turn_secret and len(config.turn_secret.encode()) < 16:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .local import LocalSink, LocalSubscription
 from .negotiation import IceServer
 from .pipe import Address, PipeStream
+from .ports import PortAllocator
 from .router import MediaRouter, RouterEvent
 
 if TYPE_CHECKING:
@@ -125,9 +126,9 @@ class MediaPlane:
         self.cluster: ClusterState | None = None
 
     @classmethod
-    def single_process(cls) -> MediaPlane:
+    def single_process(cls, ports: PortAllocator | None = None) -> MediaPlane:
         plane = cls()
-        plane.local = MediaRouter(on_event=plane.router_event)
+        plane.local = MediaRouter(on_event=plane.router_event, ports=ports)
         plane.add_worker(WorkerSlot(LOCAL, plane.local))
         return plane
 

@@ -27,6 +27,7 @@ from .local import LocalSink, LocalSubscription
 from .looplag import LoopLag
 from .negotiation import IceServer
 from .pipe import Address, PipeEndpoint, PipeIn, PipeOut, PipeStream
+from .ports import PortAllocator
 from .tracks import DownTrack, UpTrack
 from .webrtc import accept_answer, open_downstream, open_upstream
 
@@ -73,9 +74,16 @@ class SlotMedia:
 
 
 class MediaRouter:
-    def __init__(self, endpoint: PipeEndpoint | None = None, on_event: EventSink | None = None):
+    def __init__(
+        self,
+        endpoint: PipeEndpoint | None = None,
+        on_event: EventSink | None = None,
+        ports: PortAllocator | None = None,
+    ):
         self.endpoint = endpoint
         self.on_event = on_event
+        # where this process's media sockets are bound ([server] udp_ports), if fixed
+        self.ports = ports
         self.publications: dict[str, RoutedPublication] = {}
         self.subscriptions: dict[str, RoutedSubscription] = {}
         self.slots: dict[str, SlotMedia] = {}
@@ -114,6 +122,7 @@ class MediaRouter:
             video_codec=video_codec,
             max_video_kbps=max_video_kbps,
             ice_servers=ice_servers,
+            ports=self.ports,
         )
         publication = RoutedPublication(
             publication_id, room_id, kinds, upstream.uptracks, pc=upstream.pc
@@ -256,6 +265,7 @@ class MediaRouter:
             video_codec=video_codec,
             ice_servers=ice_servers,
             limits_publisher=limits_publisher,
+            ports=self.ports,
         )
         subscription = RoutedSubscription(
             subscription_id, room_id, downstream.pc, downstream.downtracks, publication_id

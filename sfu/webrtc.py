@@ -26,6 +26,7 @@ from .negotiation import (
     new_peer_connection,
     revive_declined_sections,
 )
+from .ports import PortAllocator, PortsExhausted
 from .tracks import DownTrack, UpTrack
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ async def open_upstream(
     video_codec: str,
     max_video_kbps: int,
     ice_servers: list[IceServer],
+    ports: PortAllocator | None = None,
 ) -> Upstream:
     """Answer a publisher's (already checked) offer with one forwarding UpTrack per kind."""
     pc = new_peer_connection(ice_servers)
@@ -68,7 +70,12 @@ async def open_upstream(
             receiver = ForwardingReceiver.install(transceiver.receiver)
             uptracks[kind] = UpTrack(kind, receiver)
         await set_remote_description(pc, offer_sdp, "offer")
+        if ports is not None:
+            ports.confine(pc)
         await pc.setLocalDescription(await pc.createAnswer())
+    except PortsExhausted as exc:
+        await pc.close()
+        raise NegotiationError("server_full", f"no media port is free: {exc}") from exc
     except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
         await pc.close()
         raise NegotiationError(
@@ -85,6 +92,7 @@ async def open_downstream(
     video_codec: str,
     ice_servers: list[IceServer],
     limits_publisher: bool = True,
+    ports: PortAllocator | None = None,
 ) -> Downstream:
     """Offer a subscriber one DownTrack per kind in `sources`, each fed by its UpTrack
     (None: attached later, as a floor slot nobody holds)."""
@@ -95,7 +103,13 @@ async def open_downstream(
         transceiver.setCodecPreferences(codec_preferences(kind, video_codec))
         sender = ForwardingSender.install(transceiver.sender)
         downtracks[kind] = DownTrack(uptrack, sender, kind=kind, limits_publisher=limits_publisher)
-    await pc.setLocalDescription(await pc.createOffer())
+    try:
+        if ports is not None:
+            ports.confine(pc)
+        await pc.setLocalDescription(await pc.createOffer())
+    except PortsExhausted as exc:
+        await pc.close()
+        raise NegotiationError("server_full", f"no media port is free: {exc}") from exc
     return Downstream(pc, downtracks, pc.localDescription.sdp)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from .aiortc_seam import check_seam
 from .looplag import LoopLag
 from .pipe import PipeEndpoint
+from .ports import PortAllocator, PortRange
 from .router import MediaRouter
 from .worker_rpc import serve_router
 
@@ -28,10 +29,12 @@ logger = logging.getLogger(__name__)
 KEY_ENV = "LIGHTHOUSE_WORKER_KEY"
 
 
-async def run_worker(worker_id: str, key: str, redis_url: str | None) -> None:
+async def run_worker(
+    worker_id: str, key: str, redis_url: str | None, udp_ports: PortRange | None = None
+) -> None:
     endpoint = PipeEndpoint()
     pipe_address = await endpoint.open()
-    router = MediaRouter(endpoint)
+    router = MediaRouter(endpoint, ports=PortAllocator(udp_ports) if udp_ports else None)
     router.loop_lag = LoopLag()
     router.loop_lag.start()
     serving: set[asyncio.Task[Any]] = set()
@@ -85,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--id", required=True)
     parser.add_argument("--redis", help="Redis URL for the worker registry")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--udp-ports", help="FIRST-LAST: bind media inside this range")
     args = parser.parse_args(argv)
     key = os.environ.get(KEY_ENV, "")
     if len(key) < 16:
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     # one line per ICE check from every worker would drown the front's log
     logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.root.level))
     check_seam()
-    asyncio.run(run_worker(args.id, key, args.redis))
+    udp_ports = PortRange.parse(args.udp_ports) if args.udp_ports else None
+    asyncio.run(run_worker(args.id, key, args.redis, udp_ports))
     return 0
 
 

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from .cluster import DEAD_AFTER_S, ClusterState
 from .pipe import PipeEndpoint
 from .plane import LOCAL, MediaPlane, WorkerSlot
+from .ports import PortAllocator, PortRange
 from .router import MediaRouter
 from .worker import KEY_ENV
 from .worker_rpc import RemoteRouter
@@ -53,8 +54,10 @@ class WorkerPool:
         on_lost: Callable[[str], Awaitable[object]] | None = None,
         log_level: str = "INFO",
         max_peers: int | None = None,
+        udp_ports: PortRange | None = None,
     ) -> None:
         self.plane = plane
+        self.udp_ports = udp_ports
         self.count = count
         self.cluster = cluster
         self.on_lost = on_lost
@@ -73,7 +76,11 @@ class WorkerPool:
     async def start(self) -> None:
         await self.cluster.check()
         address = await self.endpoint.open()
-        self.plane.local = MediaRouter(self.endpoint, on_event=self.plane.router_event)
+        self.plane.local = MediaRouter(
+            self.endpoint,
+            on_event=self.plane.router_event,
+            ports=PortAllocator(self.udp_ports) if self.udp_ports else None,
+        )
         # the front's own router takes no peers: only server-side subscribers' pipes
         self.plane.add_worker(WorkerSlot(LOCAL, self.plane.local, address, capacity=0))
         await asyncio.gather(*(self._spawn() for _ in range(self.count)))
@@ -93,6 +100,7 @@ class WorkerPool:
             self.cluster.url,
             "--log-level",
             self.log_level,
+            *(["--udp-ports", str(self.udp_ports)] if self.udp_ports else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, KEY_ENV: key},

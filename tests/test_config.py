@@ -152,3 +152,14 @@ def test_turn_shared_secret_settings_are_read_and_checked(tmp_path):
         path.write_text(bad, encoding="utf-8")
         with pytest.raises(ConfigError, match=message):
             load_config(path, env={})
+
+
+def test_the_udp_port_range_is_checked():
+    assert load_config(env={"LIGHTHOUSE_UDP_PORTS": "40000-40999"}).udp_ports == "40000-40999"
+    for bad, message in (
+        ("40000", "FIRST-LAST"),
+        ("50-60", "1024-65535"),
+        ("40000-40002", "small"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(env={"LIGHTHOUSE_UDP_PORTS": bad}, workers=2)
