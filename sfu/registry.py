@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .negotiation import IceServer
 from .plane import MediaPlane
+from .refusals import RefusalLog
 from .room import Room, RoomSettings, ServerLimits
 
 
@@ -21,6 +22,7 @@ class RoomRegistry(dict[str, Room]):
         self.plane = plane
         self.ice_servers = list(ice_servers)
         self.limits = limits or ServerLimits()
+        self.refusals = RefusalLog()
 
     def open(self, settings: RoomSettings) -> Room:
         room = self.get(settings.room_id)
@@ -31,6 +33,7 @@ class RoomRegistry(dict[str, Room]):
                 plane=self.plane,
                 limits=self.limits,
                 server_connections=self.peer_connections,
+                refusals=self.refusals,
             )
             self[room.id] = room
         return room

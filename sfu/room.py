@@ -33,6 +33,7 @@ from .negotiation import (
     parse_sdp,
 )
 from .plane import LOCAL, MediaPlane
+from .refusals import RefusalLog
 from .router import RoutedSubscription, RouterEvent
 from .tracks import DownTrack, UpTrack
 from .vocabulary import Role, Source
@@ -237,6 +238,8 @@ class Peer:
         self.id = _new_id("p")
         # the media worker holding this peer's connections (sfu/plane.py)
         self.worker = worker
+        # the browser, from the WebSocket's upgrade request: for the refusal log
+        self.user_agent = ""
         self.room = room
         self.participant_id = participant_id
         self.name = name
@@ -451,6 +454,8 @@ class Room:
     limits: ServerLimits = field(default_factory=ServerLimits)
     # the peer connections the whole server holds (its RoomRegistry counts them)
     server_connections: Callable[[], int] | None = None
+    # refusals (bad SDP, codecs, ICE failures) in the log, rate-limited, server-wide
+    refusals: RefusalLog = field(default_factory=RefusalLog)
     control: MeetingControl = field(init=False)
 
     def __post_init__(self) -> None:
@@ -541,12 +546,22 @@ class Room:
             if kind == "publication_flowing":
                 await publication.flowing()
             else:
+                if event.get("state") == "failed":
+                    peer = publication.peer
+                    what = f"publication {publication.id}"
+                    self.refusals.refused("ice_failed", peer.participant_id, peer.user_agent, what)
                 await publication.close()
             return True
         if kind == "subscription_failed":
             for peer in (*self.peers.values(), *self.hidden_peers.values()):
                 subscription = peer.subscriptions.get(event.get("subscription_id", ""))
                 if subscription is not None:
+                    self.refusals.refused(
+                        "ice_failed",
+                        peer.participant_id,
+                        peer.user_agent,
+                        f"subscription {subscription.id} to {subscription.publication.id}",
+                    )
                     await subscription.close(reason="connection_failed")
                     return True
         return False

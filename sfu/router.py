@@ -135,7 +135,13 @@ class MediaRouter:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed") and not publication.closed:
-                await self._emit({"event": "publication_ended", "publication_id": publication_id})
+                await self._emit(
+                    {
+                        "event": "publication_ended",
+                        "publication_id": publication_id,
+                        "state": pc.connectionState,
+                    }
+                )
 
         publication.flowing_task = asyncio.ensure_future(
             self._report_flowing(publication, media_wait_s)

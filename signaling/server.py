@@ -40,6 +40,10 @@ MOVE_SPREAD_MS_PER_PEER = 4
 MOVE_SPREAD_MAX_MS = 2000
 
 
+# negotiation refusals worth the IT office's eye: what a browser could not offer or take
+_LOGGED_REFUSALS = frozenset({"bad_sdp", "codec_not_supported"})
+
+
 @dataclass(frozen=True)
 class Presence:
     """A participant joined (online) or left a room: for terminals' state and timelines."""
@@ -62,9 +66,10 @@ class Presence:
 class Connection:
     """One client's WebSocket and, once joined, its Peer."""
 
-    def __init__(self, ws: web.WebSocketResponse, remote: str | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, remote: str | None, user_agent: str = "") -> None:
         self.ws = ws
         self.remote = remote
+        self.user_agent = user_agent
         self.peer: Peer | None = None
         self.purpose: str | None = None  # a hidden viewer's, from its token
         self.instance: str | None = None  # the client page's id, from its join
@@ -118,7 +123,7 @@ class SignalingService:
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, receive_timeout=None)
         await ws.prepare(request)
-        connection = Connection(ws, request.remote)
+        connection = Connection(ws, request.remote, request.headers.get("User-Agent", "")[:200])
         self.connections.add(connection)
         try:
             await self._serve(connection)
@@ -179,6 +184,11 @@ class SignalingService:
             if exc.code in _FATAL_CODES:
                 await connection.ws.close(code=WSCloseCode.POLICY_VIOLATION)
         except NegotiationError as exc:
+            peer = connection.peer
+            if peer is not None and exc.code in _LOGGED_REFUSALS:
+                peer.room.refusals.refused(
+                    exc.code, peer.participant_id, connection.user_agent, exc.message
+                )
             await connection.error(exc.code, exc.message, raw.get("id"))
         except WorkerUnavailable as exc:
             # a media worker went away or is full: the client retries (join again)
@@ -325,6 +335,7 @@ class SignalingService:
             await self._drop(previous)
             await previous.ws.close(code=WSCloseCode.POLICY_VIOLATION)
         peer = await room.add_peer(grant.participant_id, grant.name, grant.role, connection.send)
+        peer.user_agent = connection.user_agent
         connection.peer = peer
         connection.purpose = grant.purpose
         connection.instance = instance
