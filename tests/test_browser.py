@@ -245,6 +245,57 @@ async def test_a_second_page_with_the_same_link_asks_before_it_takes_the_seat(se
             await second.context.close()
 
 
+async def test_a_failed_camera_connection_is_made_again_alone(server, chromium):
+    """Firefox's publish failed and the page restarted its whole session every ~10 s,
+    tearing down the subscriptions that worked. Now the camera's connection alone is made
+    again (with a back-off) and the TV keeps watching the main venue throughout."""
+    browser, _ = chromium
+    main = await open_page(
+        browser,
+        f"{server.base_url}/main#token=" + server.token("county-main", "main", name="县委主会场"),
+    )
+    tv = await open_page(
+        browser,
+        f"{server.base_url}/tv#token=" + server.token("village-xinfa", "terminal", name="新发村"),
+    )
+    try:
+        await wait_for_remote_video(tv, "main", min_frames=5)
+        await wait_for_remote_video(main, "terminal", min_frames=5)
+        room = server.room("h264room")
+        watching = await tv.evaluate("Object.keys(window.lighthouse.subscriptions)")
+        first = await tv.evaluate("window.lighthouse.publicationId")
+        # the server's end of the TV's camera connection goes away (as a failed ICE would)
+        await room.publications[first].pc.close()
+        await tv.wait_for_function(
+            """([old]) => window.lighthouse.republishCount >= 1
+                && window.lighthouse.publicationId && window.lighthouse.publicationId !== old""",
+            arg=[first],
+            polling=100,
+            timeout=15_000,
+        )
+        assert await tv.evaluate("window.lighthouse.joinCount") == 1  # the session stayed
+        assert await tv.evaluate("Object.keys(window.lighthouse.subscriptions)") == watching
+        frames = await tv.evaluate(
+            "document.querySelector('video[data-role=\"main\"]')"
+            ".getVideoPlaybackQuality().totalVideoFrames"
+        )
+        await tv.wait_for_function(  # the main venue never stopped on the TV
+            """([n]) => document.querySelector('video[data-role="main"]')
+                .getVideoPlaybackQuality().totalVideoFrames > n + 10""",
+            arg=[frames],
+            polling=100,
+            timeout=10_000,
+        )
+        await wait_for_remote_video(main, "terminal", min_frames=5)  # and sees the TV again
+        assert first not in room.publications
+    except Exception:
+        print("TV console:", *tv.console_messages, sep="\n  ")
+        raise
+    finally:
+        await main.context.close()
+        await tv.context.close()
+
+
 @pytest.mark.server_config(workers=2, redis_url=TEST_REDIS_URL)
 async def test_a_tv_page_is_back_within_5_s_when_its_media_worker_is_killed(server, chromium):
     """kill -9 of the TV's media worker: the page is told, reconnects by itself, is placed

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import socket
 import time
 
 import aiohttp
@@ -23,16 +24,32 @@ TURN_PORT = free_port()
 STATIC_PASSWORD = "static-password-never-in-a-page"
 
 pytestmark = pytest.mark.server_config(
-    turn_urls=(f"turn:127.0.0.1:{TURN_PORT}?transport=udp",),
+    turn_urls=(
+        f"turn:127.0.0.1:{TURN_PORT}?transport=udp",
+        f"turn:127.0.0.1:{TURN_PORT}?transport=tcp",
+    ),
     turn_secret=TURN_SECRET,
     turn_ttl_s=600,
     ice_servers=(IceServer(["turn:static.example:3478"], "static-user", STATIC_PASSWORD),),
 )
 
 
+def relay_address() -> str:
+    """The machine's first non-loopback IPv4 address: relayed candidates there are what a
+    real TURN server hands out (loopback ones the server's candidate screen refuses)."""
+    import psutil
+
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return "127.0.0.1"
+
+
 @pytest.fixture
 async def coturn(tmp_path):
-    """Debian's coturn on loopback in use-auth-secret mode, relaying to loopback peers."""
+    """Debian's coturn listening on loopback in use-auth-secret mode, UDP and TCP on one
+    port, relaying from the machine's own address (to loopback peers too)."""
     binary = shutil.which("turnserver")
     assert binary, "coturn is missing: `sh docker/debian-packages.sh test` installs it"
     process = await asyncio.create_subprocess_exec(
@@ -40,7 +57,7 @@ async def coturn(tmp_path):
         "-n",  # no configuration file: everything is on this line
         "--listening-ip=127.0.0.1",
         f"--listening-port={TURN_PORT}",
-        "--relay-ip=127.0.0.1",
+        f"--relay-ip={relay_address()}",
         "--use-auth-secret",
         f"--static-auth-secret={TURN_SECRET}",
         "--realm=lighthouse.test",

@@ -23,6 +23,8 @@
   const REQUEST_TIMEOUT_MS = 20000;
   const BACKOFF_MIN_MS = 1000;
   const BACKOFF_MAX_MS = 15000;
+  // a publication whose connection failed is made again alone, backing off to this
+  const REPUBLISH_MAX_MS = 30000;
   // A session that lasted this long resets the backoff: the next drop retries fast.
   const STABLE_SESSION_MS = 10000;
   // A media connection that stays "disconnected" this long is treated as failed;
@@ -162,6 +164,8 @@
       this.token = opts.token;
       // replaced by the server's list (TURN credentials minted for this client) on join
       this.iceServers = opts.iceServers || [];
+      // 'relay' sends everything through the TURN server (networks that block direct UDP)
+      this.iceTransportPolicy = opts.iceTransportPolicy || 'all';
       // this page's instance: a reconnection with it resumes the seat silently; another
       // page holding the same token is refused (in_use) unless it takes the seat over
       this.instance = opts.instance || randomInstance();
@@ -209,6 +213,9 @@
       // Every teardown bumps the generation; async work of an older session sees the
       // change after each await and drops its results.
       this._generation = 0;
+      this.publishAttempt = 0; // failed publications in a row (backs the next one off)
+      this.republishCount = 0; // publications made again alone (read by tests)
+      this._republishTimer = null;
       this._stopped = true;
       this._final = false;
       this._reconnectTimer = null;
@@ -475,6 +482,8 @@
     /** Close the socket and every PC and forget the session (not the local media). */
     _teardown() {
       this._generation += 1;
+      clearTimeout(this._republishTimer);
+      this._republishTimer = null;
       clearInterval(this._pingTimer);
       clearInterval(this._watchdogTimer);
       clearTimeout(this._policyTimer);
@@ -619,8 +628,7 @@
         return;
       }
       if (publicationId === this.publicationId) {
-        this.publicationId = null; // the server dropped ours; republish with a fresh session
-        this._lostConnection('own publication removed');
+        this._republishLater('own publication removed'); // the rest of the session stays
         return;
       }
       delete this.publications[publicationId];
@@ -732,6 +740,32 @@
         }
       }
       console.warn('lighthouse: this browser offers no usable', roomCodec);
+    }
+
+    /** Publish the camera again after a back-off (1 s doubling to 30 s, ±25 %), with a
+     * new connection; the session and its subscriptions are left alone. */
+    _republishLater(reason) {
+      if (this._stopped || this._final || this._republishTimer !== null) return;
+      const pc = this._publishPc;
+      this._publishPc = null;
+      if (pc) this._closePc(pc);
+      const old = this.publicationId;
+      this.publicationId = null;
+      if (old && this.state === 'joined') {
+        this._send({ type: 'unpublish', id: this._nextId++, publication_id: old });
+      }
+      this.publishAttempt += 1;
+      const base = Math.min(REPUBLISH_MAX_MS, 1000 * 2 ** (this.publishAttempt - 1));
+      const delay = base * (0.75 + Math.random() * 0.5);
+      console.info('lighthouse: publishing again in', Math.round(delay), 'ms:', reason);
+      const generation = this._generation;
+      clearTimeout(this._republishTimer);
+      this._republishTimer = setTimeout(() => {
+        this._republishTimer = null;
+        if (generation !== this._generation || this.state !== 'joined' || this._publishPc) return;
+        this.republishCount += 1;
+        this._publish(generation).catch((error) => this._onMediaSetupError('publish', error, generation));
+      }, delay);
     }
 
     _onMediaSetupError(what, error, generation) {
@@ -872,16 +906,24 @@
     // ---- peer connections ----------------------------------------------------------
 
     _newPc(generation, label, subscriptionId) {
-      const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+      const pc = new RTCPeerConnection({
+        iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy,
+      });
       let disconnectedTimer = null;
       const broken = (why) => {
         if (generation !== this._generation || this._closedByUs.has(pc)) return;
         if (subscriptionId !== undefined && !this.subscriptions[subscriptionId]) return;
-        this._lostConnection(label + ' ' + why);
+        // the camera's connection alone failed (e.g. its candidates could not reach the
+        // server): publish again alone, the subscriptions that work go on
+        if (label === 'publish' && this.state === 'joined') this._republishLater('publish ' + why);
+        else this._lostConnection(label + ' ' + why);
       };
       const check = () => {
         const state = pc.connectionState || pc.iceConnectionState;
         clearTimeout(disconnectedTimer);
+        if (label === 'publish' && (state === 'connected' || state === 'completed')) {
+          this.publishAttempt = 0;
+        }
         if (state === 'failed' || state === 'closed') {
           setTimeout(() => broken(state), CLOSED_GRACE_MS);
         } else if (state === 'disconnected') {
