@@ -1,13 +1,13 @@
 #!/bin/sh
 # The Debian packages Lighthouse needs beyond its Python wheels, in one list.
 #   runtime: a CJK font, so that kiosk TVs and screenshots show Chinese, not empty boxes
-#   test:    runtime + Debian's Chromium, the browser tests' WebRTC client, and coturn,
-#            the TURN server the TURN REST credential test allocates on
+#   test:    runtime + Debian's Chromium and Firefox ESR (the browser tests' WebRTC
+#            clients) and coturn (the TURN server the TURN tests relay through)
 # Installs what is missing when run as root (apt-get); otherwise says what to run.
 set -eu
 
 RUNTIME="fonts-wqy-zenhei"
-TEST="$RUNTIME chromium coturn"
+TEST="$RUNTIME chromium firefox-esr coturn"
 
 case "${1:-test}" in
   runtime) wanted=$RUNTIME ;;
