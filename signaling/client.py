@@ -143,13 +143,22 @@ class SignalingClient:
         assert self.joined is not None
         return self.joined["room"]["video_codec"]
 
-    async def publish(self, tracks: list[MediaStreamTrack], source: str = "camera") -> str:
+    async def publish(
+        self,
+        tracks: list[MediaStreamTrack],
+        source: str = "camera",
+        on_gathered: Callable[[RTCPeerConnection], object] | None = None,
+    ) -> str:
+        """Publish `tracks`; `on_gathered(pc)` runs once its sockets exist, before any
+        media (bench/impair.py impairs the link there)."""
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.publish_pcs.append(pc)
         for track in tracks:
             pc.addTransceiver(track, direction="sendonly")
         prefer_codec(pc, self.video_codec)
         await pc.setLocalDescription(await pc.createOffer())
+        if on_gathered is not None:
+            on_gathered(pc)
         message = {"type": "publish", "sdp": pc.localDescription.sdp}
         if source != "camera":
             message["source"] = source
@@ -158,7 +167,10 @@ class SignalingClient:
         return reply["publication_id"]
 
     async def subscribe(
-        self, publication_id: str, kinds: list[str] | None = None
+        self,
+        publication_id: str,
+        kinds: list[str] | None = None,
+        on_gathered: Callable[[RTCPeerConnection], object] | None = None,
     ) -> ClientSubscription:
         message: dict[str, Any] = {"type": "subscribe", "publication_id": publication_id}
         if kinds is not None:
@@ -173,6 +185,8 @@ class SignalingClient:
 
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        if on_gathered is not None:
+            on_gathered(pc)
         await self.request(
             {
                 "type": "subscription_answer",
