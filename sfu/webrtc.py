@@ -70,12 +70,7 @@ async def open_upstream(
             receiver = ForwardingReceiver.install(transceiver.receiver)
             uptracks[kind] = UpTrack(kind, receiver)
         await set_remote_description(pc, offer_sdp, "offer")
-        if ports is not None:
-            ports.confine(pc)
-        await pc.setLocalDescription(await pc.createAnswer())
-    except PortsExhausted as exc:
-        await pc.close()
-        raise NegotiationError("server_full", f"no media port is free: {exc}") from exc
+        await _set_local_description(pc, await pc.createAnswer(), ports)
     except (OperationError, InternalError, InvalidStateError, ValueError) as exc:
         await pc.close()
         raise NegotiationError(
@@ -103,14 +98,21 @@ async def open_downstream(
         transceiver.setCodecPreferences(codec_preferences(kind, video_codec))
         sender = ForwardingSender.install(transceiver.sender)
         downtracks[kind] = DownTrack(uptrack, sender, kind=kind, limits_publisher=limits_publisher)
+    await _set_local_description(pc, await pc.createOffer(), ports)
+    return Downstream(pc, downtracks, pc.localDescription.sdp)
+
+
+async def _set_local_description(
+    pc: RTCPeerConnection, description: RTCSessionDescription, ports: PortAllocator | None
+) -> None:
+    """setLocalDescription, which gathers: inside the port range, when one is set."""
     try:
         if ports is not None:
             ports.confine(pc)
-        await pc.setLocalDescription(await pc.createOffer())
+        await pc.setLocalDescription(description)
     except PortsExhausted as exc:
         await pc.close()
         raise NegotiationError("server_full", f"no media port is free: {exc}") from exc
-    return Downstream(pc, downtracks, pc.localDescription.sdp)
 
 
 async def accept_answer(pc: RTCPeerConnection, answer_sdp: str) -> None:

@@ -12,6 +12,7 @@ import time
 import aiohttp
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from test_signaling_errors import ROOM_EVENTS as SIGNALING_ROOM_EVENTS
 
 from lighthouse.keys import SIGNALING_KEY
 
@@ -27,15 +28,7 @@ TYPES = [
     "ping",
     "leave",
 ]
-ROOM_EVENTS = {
-    "peer_joined",
-    "peer_left",
-    "publication_added",
-    "publication_removed",
-    "subscription_ended",
-    "meeting_state",
-    "hand_raised",
-}
+ROOM_EVENTS = SIGNALING_ROOM_EVENTS | {"meeting_state", "hand_raised"}
 SDP_LINES = [
     "v=0",
     "o=- 1 1 IN IP4 0.0.0.0",
