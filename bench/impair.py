@@ -49,8 +49,11 @@ class Direction:
     dropped_queue: int = 0
     _free_at: float = 0.0  # when the rate limit has sent everything queued so far
     _pending: set[asyncio.TimerHandle] = field(default_factory=set)
+    _closed: bool = False
 
     def push(self, data: bytes, addr: Any) -> None:
+        if self._closed:  # the peer is closing: its last datagrams go nowhere
+            return
         self.sent += 1
         profile = self.profile
         if profile.loss and self.rng.random() < profile.loss:
@@ -72,6 +75,7 @@ class Direction:
         self._pending.add(loop.call_at(max(at, now), self.deliver, data, addr))
 
     def close(self) -> None:
+        self._closed = True
         for handle in self._pending:
             handle.cancel()
         self._pending.clear()
