@@ -63,6 +63,8 @@ from aiortc.rtp import (
 )
 from aiortc.stats import RTCOutboundRtpStreamStats, RTCStatsReport
 
+from .retransmit import RepeatLimiter
+
 logger = logging.getLogger(__name__)
 
 PINNED_AIORTC_VERSION = "1.16.0"
@@ -179,6 +181,8 @@ class ForwardingReceiver(RTCRtpReceiver):
     media_ssrc: int | None
     packets_forwarded: int
     sink_errors: int
+    # what was asked of the publisher again, and when (sfu/retransmit.py)
+    upstream_asks: RepeatLimiter
     # RTCRtpReceiver's private (name-mangled) attributes used here, typed as aiortc 1.16.0's
     # RTCRtpReceiver.__init__ sets them (check_seam() checks they exist). Declarations
     # only: nothing is assigned at class level.
@@ -203,6 +207,7 @@ class ForwardingReceiver(RTCRtpReceiver):
         receiver.media_ssrc = None
         receiver.packets_forwarded = 0
         receiver.sink_errors = 0
+        receiver.upstream_asks = RepeatLimiter()
         return receiver
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
@@ -261,7 +266,8 @@ class ForwardingReceiver(RTCRtpReceiver):
             codec = codecs[apt]
         nack_generator = self._RTCRtpReceiver__nack_generator
         if nack_generator is not None and nack_generator.add(packet):
-            await self._send_rtcp_nack(packet.ssrc, sorted(nack_generator.missing))
+            # aiortc's generator lists every packet still missing at each new gap
+            await self._ask_again(packet.ssrc, sorted(nack_generator.missing))
         self.media_ssrc = packet.ssrc
         self.packets_forwarded += 1
         if self.sink is not None:
@@ -298,8 +304,14 @@ class ForwardingReceiver(RTCRtpReceiver):
         return True
 
     async def request_retransmission(self, sequence_numbers: Sequence[int]) -> None:
-        if self.media_ssrc is not None and sequence_numbers:
-            await self._send_rtcp_nack(self.media_ssrc, list(sequence_numbers))
+        if self.media_ssrc is not None:
+            await self._ask_again(self.media_ssrc, sequence_numbers)
+
+    async def _ask_again(self, media_ssrc: int, sequence_numbers: Sequence[int]) -> None:
+        """NACK what was not asked for within the last round trip (nor too often)."""
+        due = self.upstream_asks.filter(list(sequence_numbers), time.monotonic(), None)
+        if due:
+            await self._send_rtcp_nack(media_ssrc, due)
 
     def received_packets(self) -> int:
         return sum(s.packets_received for s in self._RTCRtpReceiver__remote_streams.values())

@@ -23,6 +23,7 @@ from aiortc.utils import random16, random32
 from .aiortc_seam import ForwardingSender, UpstreamSink
 from .keyframes import KeyframeRequestLimiter, keyframe_detector
 from .packetcache import PacketCache
+from .retransmit import RepeatLimiter, ResendBudget
 from .rewriter import StreamRewriter, rewrite_header, ts_diff
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,10 @@ REMB_FRESH_S = 5.0
 # how long the soonest-come packet stands for its stream's clock (the publisher's and our
 # clocks drift apart by ~50 ppm: 0.25 ms over this window)
 FRESHEST_WINDOW_S = 5.0
+# a copy of a packet older than this (media time behind the newest sent) would come too
+# late to be shown (mediasoup's MaxRetransmissionDelay: 2 s video, 1 s audio; a TV's
+# jitter buffer holds far less than that)
+MAX_RESEND_AGE_S = {"video": 1.0, "audio": 0.5}
 
 # The packet being fanned out, serialised once per distinct downstream form and shared by
 # the fan-out: keyed by a subscriber's header-extension signature (DownTrack, through
@@ -252,7 +257,11 @@ class DownTrack:
         self.started = False
         self.packets_forwarded = 0
         self.packets_dropped_waiting = 0
+        self.bytes_forwarded = 0
         self.retransmissions = 0
+        self.resends_too_old = 0
+        self.resend_limiter = RepeatLimiter()
+        self.resend_budget = ResendBudget()
         self.keyframe_requests = 0
         self.remb_bitrate: int | None = None
         self.remb_time: float | None = None
@@ -318,6 +327,7 @@ class DownTrack:
         )
         if self.sender.send_rtp_now(data):
             self.packets_forwarded += 1
+            self.bytes_forwarded += len(data)
             self._last_send_time = now
             self._last_out_ts = rewritten[1]
 
@@ -341,11 +351,17 @@ class DownTrack:
             self.keyframe_requests += 1
 
     async def on_nack(self, sequence_numbers: list[int]) -> None:
+        """Send again what the subscriber lost, paced (sfu/retransmit.py); what this
+        worker no longer has is asked of the publisher."""
         uptrack = self.uptrack
         if uptrack is None:
             return
+        now = time.monotonic()
+        rtt = self.sender.rtt
         missing_upstream: list[int] = []
         for out_seq in sequence_numbers:
+            if not self.resend_limiter.may_repeat(out_seq, now, rtt):
+                continue
             in_seq = self.rewriter.original_sequence(out_seq)
             if in_seq is None:
                 continue
@@ -353,15 +369,21 @@ class DownTrack:
             if packet is None:
                 missing_upstream.append(in_seq)
                 continue
-            await self._retransmit(packet, out_seq)
+            if await self._retransmit(packet, out_seq):
+                self.resend_limiter.record(out_seq, now)
         if missing_upstream:
             await uptrack.request_retransmission(missing_upstream)
 
-    async def _retransmit(self, packet: RtpPacket, out_seq: int) -> None:
+    async def _retransmit(self, packet: RtpPacket, out_seq: int) -> bool:
         negotiated = self.sender.negotiated
         out_ts = self.rewriter.rtp_timestamp_for(packet.timestamp)
         if negotiated is None or out_ts is None:
-            return
+            return False
+        if self._last_out_ts is not None:
+            age = ts_diff(self._last_out_ts, out_ts) / self.rewriter.clock_rate
+            if age > MAX_RESEND_AGE_S.get(self.kind, 1.0):
+                self.resends_too_old += 1
+                return False
         copy = RtpPacket(
             payload_type=negotiated.payload_type,
             marker=packet.marker,
@@ -380,9 +402,15 @@ class DownTrack:
                 sequence_number=self._rtx_sequence,
                 ssrc=self.sender._rtx_ssrc,
             )
+        data = copy.serialize(negotiated.extensions)
+        if not self.resend_budget.spend(len(data), self.bytes_forwarded):
+            return False
+        if negotiated.rtx_payload_type is not None:
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
-        if await self.sender.send_rtp(copy.serialize(negotiated.extensions)):
+        if await self.sender.send_rtp(data):
             self.retransmissions += 1
+            return True
+        return False
 
     def on_remb(self, bitrate: int) -> None:
         self.remb_bitrate = bitrate

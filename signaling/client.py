@@ -50,8 +50,19 @@ def prefer_codec(pc: RTCPeerConnection, video_codec: str) -> None:
         transceiver.setCodecPreferences(chosen)
 
 
+# as often as the browser client pings (web/static/lighthouse.js): the server closes a
+# connection it has heard nothing on for 30 s (idle_timeout)
+KEEPALIVE_S = 10.0
+
+
 class SignalingClient:
-    def __init__(self, base_url: str, token: str, take_over: bool = False) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        take_over: bool = False,
+        keepalive_s: float | None = KEEPALIVE_S,
+    ) -> None:
         self.ws_url = base_url.replace("http://", "ws://").replace("https://", "wss://") + "/ws"
         self.token = token
         # a second connection with the same token is refused (in_use) unless it takes over
@@ -68,6 +79,8 @@ class SignalingClient:
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task | None = None
+        self.keepalive_s = keepalive_s
+        self._keepalive: asyncio.Task | None = None
 
     async def connect(self) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
@@ -78,7 +91,18 @@ class SignalingClient:
             join["take_over"] = True
         self.joined = await self.request(join)
         self.meeting_state = self.joined.get("meeting_state", {})
+        if self.keepalive_s is not None:
+            self._keepalive = asyncio.ensure_future(self._ping_every(self.keepalive_s))
         return self.joined
+
+    async def _ping_every(self, interval_s: float) -> None:
+        """Ping while connected: a client that only publishes says nothing for hours."""
+        try:
+            while self._ws is not None and not self._ws.closed:
+                await asyncio.sleep(interval_s)
+                await self.request({"type": "ping"})
+        except (ConnectionError, TimeoutError, SignalingError, RuntimeError):
+            pass  # the connection ended: its reader reports that
 
     async def _read(self) -> None:
         assert self._ws is not None
@@ -203,6 +227,8 @@ class SignalingClient:
         await subscription.pc.close()
 
     async def close(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
         if self._reader is not None:

@@ -515,3 +515,19 @@ async def test_one_address_holds_a_bounded_number_of_sockets(server, path):
         held.append(await session.ws_connect(url))  # its place was freed
         for ws in held:
             await ws.close()
+
+
+async def test_the_python_client_keeps_an_idle_connection_alive(server):
+    """A publisher that only publishes says nothing on signaling: the client pings, as the
+    browser's does, so the server's idle timeout does not end its publication (it ended
+    bench/links.py's main venue after 30 s)."""
+    server.app[SIGNALING_KEY].idle_timeout_s = 0.5
+    client = SignalingClient(server.base_url, server.token("quiet", "main"), keepalive_s=0.2)
+    await client.connect()
+    try:
+        await asyncio.sleep(1.5)
+        assert [p.participant_id for p in server.room("h264room").peers.values()] == ["quiet"]
+        pong = await client.request({"type": "ping"})
+        assert pong["type"] == "pong"
+    finally:
+        await client.close()

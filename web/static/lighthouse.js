@@ -35,6 +35,16 @@
   // "closed" connection a failure, then only if it still matters.
   const CLOSED_GRACE_MS = 2000;
   const RESUBSCRIBE_DELAY_MS = 1000;
+  // A receive-only browser knows no round trip (it sends no RTP, so no report comes back
+  // to time), so its video jitter buffer never waits for a retransmission: on a lossy
+  // village link every frame that lost a packet froze the picture for a round trip. Once
+  // packets are being asked for again, the TV holds its video back by a round trip and a
+  // half (the STUN round trip of the selected candidate pair) plus a margin, at most
+  // PLAYOUT_DELAY_MAX_MS, for PLAYOUT_DELAY_HOLD_MS after the last loss.
+  const LINK_WATCH_MS = 2000;
+  const PLAYOUT_DELAY_MARGIN_MS = 100;
+  const PLAYOUT_DELAY_MAX_MS = 1000;
+  const PLAYOUT_DELAY_HOLD_MS = 30000;
 
   const DEFAULT_MEDIA = {
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
@@ -148,6 +158,12 @@
     const bytes = new Uint8Array(16);
     global.crypto.getRandomValues(bytes);
     return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  /** The video playout delay (ms) for a link with this round trip (s), lossy or not. */
+  function playoutDelayFor(rttSeconds, lossy) {
+    if (!lossy || !(rttSeconds > 0)) return 0;
+    return Math.min(PLAYOUT_DELAY_MAX_MS, Math.round(2500 * rttSeconds + PLAYOUT_DELAY_MARGIN_MS));
   }
 
   /**
@@ -852,7 +868,12 @@
       video.srcObject = stream;
       const sub = {
         subscriptionId, publicationId, publication, videoElement: video, stream, pc,
+        // what the link watch (see LINK_WATCH_MS) last saw and set
+        link: { rtt: null, nacks: 0, lossyUntil: 0, playoutDelayMs: 0 },
       };
+      sub.linkTimer = setInterval(() => {
+        this._watchLink(sub).catch(() => {});
+      }, LINK_WATCH_MS);
       this.subscriptions[subscriptionId] = sub;
       pc.addEventListener('track', (event) => {
         stream.addTrack(event.track);
@@ -875,6 +896,31 @@
       }
     }
 
+    /** Hold the video back for retransmissions while the link loses packets. */
+    async _watchLink(sub) {
+      const stats = await sub.pc.getStats();
+      let pairId = null;
+      let nacks = 0;
+      stats.forEach((r) => {
+        if (r.type === 'transport' && r.selectedCandidatePairId) pairId = r.selectedCandidatePairId;
+        if (r.type === 'inbound-rtp' && r.kind === 'video') nacks = r.nackCount || 0;
+      });
+      const pair = pairId && stats.get(pairId);
+      const link = sub.link;
+      if (pair && pair.currentRoundTripTime > 0) link.rtt = pair.currentRoundTripTime;
+      const now = Date.now();
+      if (nacks > link.nacks) link.lossyUntil = now + PLAYOUT_DELAY_HOLD_MS;
+      link.nacks = nacks;
+      const delay = playoutDelayFor(link.rtt, now < link.lossyUntil);
+      if (delay === link.playoutDelayMs) return;
+      link.playoutDelayMs = delay;
+      for (const receiver of sub.pc.getReceivers()) {
+        if (receiver.track && receiver.track.kind !== 'video') continue;
+        if ('jitterBufferTarget' in receiver) receiver.jitterBufferTarget = delay;
+        else if ('playoutDelayHint' in receiver) receiver.playoutDelayHint = delay / 1000;
+      }
+    }
+
     _unsubscribe(subscriptionId) {
       if (!this.subscriptions[subscriptionId]) return;
       this._send({ type: 'unsubscribe', id: this._nextId++, subscription_id: subscriptionId });
@@ -885,6 +931,7 @@
       const sub = this.subscriptions[subscriptionId];
       if (!sub) return;
       delete this.subscriptions[subscriptionId];
+      clearInterval(sub.linkTimer);
       this._closePc(sub.pc);
       sub.videoElement.srcObject = null;
       sub.videoElement.remove();
