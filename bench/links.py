@@ -209,7 +209,8 @@ async def one_village(
         after = await page.evaluate("() => window.inboundStats()")
         shown = await page.evaluate("() => window.frames_shown")
         playout_delay = await page.evaluate(
-            "() => (Object.values(window.lighthouse.subscriptions)[0] || {link: {}}).link.playoutDelayMs"
+            "() => (Object.values(window.lighthouse.subscriptions)[0]"
+            " || {link: {}}).link.playoutDelayMs"
         )
         video_after, video_before = after.get("video", {}), before.get("video", {})
         audio_after, audio_before = after.get("audio", {}), before.get("audio", {})

@@ -163,7 +163,7 @@
   /** The video playout delay (ms) for a link with this round trip (s), lossy or not. */
   function playoutDelayFor(rttSeconds, lossy) {
     if (!lossy || !(rttSeconds > 0)) return 0;
-    return Math.min(PLAYOUT_DELAY_MAX_MS, Math.round(2500 * rttSeconds + PLAYOUT_DELAY_MARGIN_MS));
+    return Math.min(PLAYOUT_DELAY_MAX_MS, Math.round(3500 * rttSeconds + PLAYOUT_DELAY_MARGIN_MS));
   }
 
   /**
