@@ -4,7 +4,9 @@ a real coturn; no page carries ICE servers or credentials, static ones included.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+import os
 import shutil
 import socket
 import time
@@ -21,12 +23,17 @@ from conftest import free_port
 
 TURN_SECRET = "turn-shared-secret-" + "x" * 20
 TURN_PORT = free_port()
+# TURN over TLS where firewalls let only HTTPS out: on 443 as a county runs it (binding it
+# needs root, as CI has; elsewhere a free port stands in, the same TLS either way)
+TURN_TLS_PORT = 443 if os.geteuid() == 0 else free_port()
+TURN_TLS_NAME = "turn.lighthouse.test"  # the browser maps it to 127.0.0.1
 STATIC_PASSWORD = "static-password-never-in-a-page"
 
 pytestmark = pytest.mark.server_config(
     turn_urls=(
         f"turn:127.0.0.1:{TURN_PORT}?transport=udp",
         f"turn:127.0.0.1:{TURN_PORT}?transport=tcp",
+        f"turns:{TURN_TLS_NAME}:{TURN_TLS_PORT}?transport=tcp",
     ),
     turn_secret=TURN_SECRET,
     turn_ttl_s=600,
@@ -46,12 +53,47 @@ def relay_address() -> str:
     return "127.0.0.1"
 
 
+def self_signed_certificate(directory, name: str) -> tuple[str, str]:
+    """A certificate for `name` and its key, as PEM files (what certbot would leave)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "turn.crt", directory / "turn.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
 @pytest.fixture
 async def coturn(tmp_path):
     """Debian's coturn listening on loopback in use-auth-secret mode, UDP and TCP on one
-    port, relaying from the machine's own address (to loopback peers too)."""
+    port and TLS on TURN_TLS_PORT, relaying from the machine's own address (to loopback
+    peers too)."""
     binary = shutil.which("turnserver")
     assert binary, "coturn is missing: `sh docker/debian-packages.sh test` installs it"
+    cert, key = self_signed_certificate(tmp_path, TURN_TLS_NAME)
     process = await asyncio.create_subprocess_exec(
         binary,
         "-n",  # no configuration file: everything is on this line
@@ -61,7 +103,9 @@ async def coturn(tmp_path):
         "--use-auth-secret",
         f"--static-auth-secret={TURN_SECRET}",
         "--realm=lighthouse.test",
-        "--no-tls",
+        f"--tls-listening-port={TURN_TLS_PORT}",
+        f"--cert={cert}",
+        f"--pkey={key}",
         "--no-dtls",
         "--no-cli",
         "--allow-loopback-peers",

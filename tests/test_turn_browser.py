@@ -1,13 +1,14 @@
 """TURN for real: Chromium with iceTransportPolicy "relay" (everything through the TURN
 server, as on a network that blocks direct UDP) watches the main venue through Debian's
-coturn, over UDP and over TCP, with the credential the server minted for it."""
+coturn, over UDP, over TCP and over TLS (on 443 where the tests may bind it: an office
+firewall that lets only HTTPS out), with the credential the server minted for it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from test_turn import coturn  # noqa: F401 (the fixture)
+from test_turn import TURN_TLS_NAME, coturn  # noqa: F401 (the fixture)
 from test_turn import pytestmark as turn_settings
 
 from signaling.client import SignalingClient
@@ -18,8 +19,16 @@ from media import PictureTrack, face_picture
 pytestmark = [pytest.mark.browser, turn_settings]
 
 
+# which of the server's TURN URLs each case keeps, and the relay protocol it must end on
+TRANSPORTS = {
+    "udp": ("turn:", "?transport=udp"),
+    "tcp": ("turn:", "?transport=tcp"),
+    "tls": ("turns:", "?transport=tcp"),
+}
+
+
 @pytest.mark.usefixtures("coturn")
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", sorted(TRANSPORTS))
 async def test_a_relay_only_browser_watches_through_coturn(server, tmp_path: Path, transport):
     picture = face_picture()
     camera = write_y4m(tmp_path / "face.y4m", picture)
@@ -27,7 +36,13 @@ async def test_a_relay_only_browser_watches_through_coturn(server, tmp_path: Pat
     await main.connect()
     await main.publish([PictureTrack(picture)])
     try:
-        async with launched_chromium(chromium_args(camera)) as browser:
+        args = [
+            *chromium_args(camera),
+            f"--host-resolver-rules=MAP {TURN_TLS_NAME} 127.0.0.1",
+            # the test's coturn has a self-signed certificate; a county's has a real one
+            "--ignore-certificate-errors",
+        ]
+        async with launched_chromium(args) as browser:
             context = await browser.new_context()
             page = await context.new_page()
             logs: list[str] = []
@@ -35,13 +50,14 @@ async def test_a_relay_only_browser_watches_through_coturn(server, tmp_path: Pat
             await page.goto(f"{server.base_url}/")
             await page.add_script_tag(url="/static/lighthouse.js")
             await page.evaluate(
-                """([token, transport]) => {
+                """([token, scheme, suffix]) => {
                     const client = new LighthouseClient(
                         {token, publish: false, iceTransportPolicy: 'relay'});
                     client.on('joined', () => {
                         // this transport only: the server's list has both
                         client.iceServers = client.iceServers.map((s) => Object.assign({}, s, {
-                            urls: [].concat(s.urls).filter((u) => u.endsWith(transport)),
+                            urls: [].concat(s.urls).filter(
+                                (u) => u.startsWith(scheme) && u.endsWith(suffix)),
                         })).filter((s) => s.urls.length);
                     });
                     const stage = document.body.appendChild(document.createElement('main'));
@@ -50,7 +66,7 @@ async def test_a_relay_only_browser_watches_through_coturn(server, tmp_path: Pat
                     window.lighthouse = client;
                     client.start();
                 }""",
-                [server.token("relay-viewer", "viewer", name="县机关"), transport],
+                [server.token("relay-viewer", "viewer", name="县机关"), *TRANSPORTS[transport]],
             )
             try:
                 await page.wait_for_function(
