@@ -149,9 +149,10 @@ def _delta(after: dict[str, Any], before: dict[str, Any], key: str) -> float:
     return float(after.get(key, 0) or 0) - float(before.get(key, 0) or 0)
 
 
-def _served(app: web.Application, participant_id: str) -> Any | None:
-    """The server's side of the village's subscription (one process: it is in this one)."""
-    peers = app[ROOMS_KEY][ROOM].peers.values()
+def served_subscription(app: web.Application, room: str, participant_id: str) -> Any | None:
+    """The server's side of a participant's video subscription (RoutedSubscription: one
+    process, so it is in this one)."""
+    peers = app[ROOMS_KEY][room].peers.values()
     for subscription in (
         s for p in peers if p.participant_id == participant_id for s in p.subscriptions.values()
     ):
@@ -183,7 +184,7 @@ async def one_village(
         await page.add_script_tag(url="/static/lighthouse.js")
         await page.evaluate(TV_PAGE_JS, tokens.mint(participant, profile_name, ROOM, "viewer"))
         for _ in range(200):
-            served = _served(app, participant)
+            served = served_subscription(app, ROOM, participant)
             if served is not None:
                 break
             await asyncio.sleep(0.05)

@@ -77,6 +77,9 @@ class CountingSink:
     def on_bye(self) -> None:
         pass
 
+    def upstream_fraction_lost(self, own: int) -> int:
+        return own
+
     def upstream_bitrate_cap(self) -> int | None:
         return None
 

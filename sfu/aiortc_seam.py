@@ -173,6 +173,8 @@ class UpstreamSink(Protocol):
 
     def upstream_bitrate(self, estimate: int) -> int: ...
 
+    def upstream_fraction_lost(self, own: int) -> int: ...
+
 
 class ForwardingReceiver(RTCRtpReceiver):
     """An RTCRtpReceiver that forwards RTP to a sink instead of decoding it."""
@@ -280,6 +282,17 @@ class ForwardingReceiver(RTCRtpReceiver):
                 if self.sink_errors == 1:
                     logger.exception("forwarding a packet failed")
 
+    async def _send_rtcp(self, packet: AnyRtcpPacket) -> None:
+        # aiortc's receiver reports say what reached us; the sink may report worse (the
+        # subscribers' losses, so that a publisher's Opus adds in-band FEC)
+        if isinstance(packet, RtcpRrPacket) and self.sink is not None:
+            for report in packet.reports:
+                try:
+                    report.fraction_lost = self.sink.upstream_fraction_lost(report.fraction_lost)
+                except Exception:  # same reason as in _handle_rtp_packet
+                    logger.exception("computing the reported loss failed")
+        await super()._send_rtcp(packet)
+
     async def _send_remb(self, bitrate: int, ssrcs: list[int]) -> None:
         """Tell the publisher how fast to send: our estimate, within the sink's bounds."""
         rtcp_ssrc = self._RTCRtpReceiver__rtcp_ssrc
@@ -331,6 +344,8 @@ class DownstreamSink(Protocol):
     async def on_keyframe_request(self) -> None: ...
 
     def on_remb(self, bitrate: int) -> None: ...
+
+    def on_receiver_report(self, fraction_lost: int) -> None: ...
 
     def sender_report_timestamps(self) -> tuple[int, int] | None: ...
 
@@ -491,6 +506,8 @@ class ForwardingSender(RTCRtpSender):
             for report in packet.reports:
                 if report.ssrc != self._ssrc:
                     continue
+                if sink is not None:
+                    sink.on_receiver_report(report.fraction_lost)
                 if report.lsr and report.lsr == self._sr_lsr and self._sr_sent_at is not None:
                     rtt = time.time() - self._sr_sent_at - report.dlsr / 65536
                     if rtt >= 0:

@@ -49,6 +49,8 @@ class LocalDownTrack:
         self.limits_publisher = False
         self.remb_bitrate: int | None = None
         self.remb_time: float | None = None
+        self.fraction_lost: int | None = None  # no receiver reports of its own
+        self.fraction_lost_time: float | None = None
         self._closed = False
         self._waiter: asyncio.Future[None] | None = None
         uptrack.downtracks.append(self)

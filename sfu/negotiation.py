@@ -189,3 +189,34 @@ def limit_video_bitrate(sdp: str, kbps: int) -> str:
         if in_video and line.startswith("c="):
             out.append(f"b=AS:{kbps}")
     return "\r\n".join(out)
+
+
+def offer_opus_fec(sdp: str) -> str:
+    """Say `useinbandfec=1` for Opus in an answer to a publisher (aiortc's answer has no
+    Opus fmtp at all): a browser's encoder adds in-band FEC only when its peer says it
+    takes it, and then in proportion to the loss reported back (UpTrack reports the worst
+    subscriber's). The SFU decodes nothing; an Opus decoder that ignores FEC still plays
+    the primary frames."""
+    sections: list[list[str]] = [[]]
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    out: list[str] = []
+    for section in sections:
+        opus = [
+            line.split()[0].removeprefix("a=rtpmap:")
+            for line in section
+            if line.startswith("a=rtpmap:") and " opus/" in line.lower()
+        ]
+        for line in section:
+            payload_type = line.split()[0].removeprefix("a=fmtp:") if line else ""
+            if line.startswith("a=fmtp:") and payload_type in opus:
+                opus.remove(payload_type)
+                if "useinbandfec=" not in line:
+                    line += ";useinbandfec=1"
+            out.append(line)
+        for payload_type in opus:  # no fmtp line yet: add one after the attributes
+            at = max(i for i, line in enumerate(out) if line.startswith("a=rtpmap:"))
+            out.insert(at + 1, f"a=fmtp:{payload_type} minptime=10;useinbandfec=1")
+    return "\r\n".join(out)

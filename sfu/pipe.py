@@ -268,6 +268,8 @@ class PipeOut:
         self.limits_publisher = True
         self.remb_bitrate: int | None = None
         self.remb_time: float | None = None
+        self.fraction_lost: int | None = None  # no receiver reports of its own
+        self.fraction_lost_time: float | None = None
         self.packets_sent = 0
         self.retransmissions = 0
         self.keyframe_requests = 0

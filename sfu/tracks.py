@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 KEYFRAME_WAIT_RETRY_S = 0.3
 # Downstream REMBs older than this no longer cap the publisher's bitrate.
 REMB_FRESH_S = 5.0
+# Downstream receiver reports older than this no longer count in the loss reported upstream.
+LOSS_FRESH_S = 5.0
 # how long the soonest-come packet stands for its stream's clock (the publisher's and our
 # clocks drift apart by ~50 ppm: 0.25 ms over this window)
 FRESHEST_WINDOW_S = 5.0
@@ -61,6 +63,9 @@ class FanoutMember(Protocol):
     limits_publisher: bool
     remb_bitrate: int | None
     remb_time: float | None
+    # the loss its receiver reports give (RTCP fraction lost, 0-255), and when
+    fraction_lost: int | None
+    fraction_lost_time: float | None
 
     async def forward(
         self, packet: RtpPacket, is_keyframe: bool, now: float, templates: PacketTemplates
@@ -175,6 +180,27 @@ class UpTrack:
         cap = self.upstream_bitrate_cap()
         return bitrate if cap is None else min(bitrate, cap)
 
+    def upstream_fraction_lost(self, own: int) -> int:
+        """The loss to report to the publisher for this track: for audio, the worst its
+        subscribers report, as mediasoup does for Opus with in-band FEC. The publisher's
+        encoder adds FEC in proportion to reported loss, and the SFU's own reports (a clean
+        path from the main venue) say none while a village loses 10 %. Never for video:
+        a browser lowers its video bitrate on reported loss, and one village's link would
+        then decide everyone's picture."""
+        if self.kind != "audio":
+            return own
+        now = time.monotonic()
+        worst = own
+        for d in self.downtracks:
+            if (
+                d.limits_publisher
+                and d.fraction_lost is not None
+                and d.fraction_lost_time is not None
+                and now - d.fraction_lost_time < LOSS_FRESH_S
+            ):
+                worst = max(worst, d.fraction_lost)
+        return worst
+
     def upstream_bitrate_cap(self) -> int | None:
         """The lowest fresh subscriber REMB, never below the configured floor."""
         now = time.monotonic()
@@ -275,6 +301,8 @@ class DownTrack:
         self.keyframe_requests = 0
         self.remb_bitrate: int | None = None
         self.remb_time: float | None = None
+        self.fraction_lost: int | None = None
+        self.fraction_lost_time: float | None = None
         self.first_keyframe_time: float | None = None
         self.created_time = time.monotonic()
         self._last_send_time: float | None = None
@@ -445,6 +473,10 @@ class DownTrack:
     def on_remb(self, bitrate: int) -> None:
         self.remb_bitrate = bitrate
         self.remb_time = time.monotonic()
+
+    def on_receiver_report(self, fraction_lost: int) -> None:
+        self.fraction_lost = fraction_lost
+        self.fraction_lost_time = time.monotonic()
 
     def sender_report_timestamps(self) -> tuple[int, int] | None:
         """(NTP now, RTP timestamp now) on this subscriber's clock.

@@ -24,6 +24,7 @@ from .negotiation import (
     codec_preferences,
     limit_video_bitrate,
     new_peer_connection,
+    offer_opus_fec,
     revive_declined_sections,
 )
 from .ports import PortAllocator, PortsExhausted
@@ -77,7 +78,7 @@ async def open_upstream(
             "codec_not_supported" if isinstance(exc, OperationError) else "bad_sdp",
             f"the offer cannot be accepted: {exc}",
         ) from exc
-    answer = limit_video_bitrate(pc.localDescription.sdp, max_video_kbps)
+    answer = offer_opus_fec(limit_video_bitrate(pc.localDescription.sdp, max_video_kbps))
     return Upstream(pc, uptracks, answer)
 
 

@@ -219,3 +219,34 @@ async def new_page(browser, **context_options):
     )
     page.problems = problems
     return page
+
+
+def write_voice_wav(path: Path, seconds: float = 4.0, rate: int = 48000) -> Path:
+    """A looping fake-microphone file that an encoder takes for speech: a voiced source
+    (pitch gliding 110-170 Hz, its harmonics shaped by two moving formants) in syllables
+    of ~4 a second, with breath noise. Chromium's fake device's beep is a pure tone, which
+    Opus codes in its CELT mode, where it has no in-band FEC."""
+    import wave
+
+    rng = np.random.default_rng(11)
+    t = np.arange(int(seconds * rate)) / rate
+    pitch = 140 + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    formant_1 = 600 + 250 * np.sin(2 * np.pi * 1.3 * t)
+    formant_2 = 1700 + 500 * np.sin(2 * np.pi * 0.9 * t + 1)
+    voiced = np.zeros_like(t)
+    for harmonic in range(1, 30):
+        frequency = harmonic * pitch
+        gain = np.exp(-(((frequency - formant_1) / 150) ** 2)) + 0.6 * np.exp(
+            -(((frequency - formant_2) / 250) ** 2)
+        )
+        voiced += gain * np.sin(harmonic * phase) / harmonic**0.5
+    syllables = np.clip(np.sin(2 * np.pi * 4 * t), 0, None) ** 0.7
+    signal = syllables * voiced + 0.02 * rng.standard_normal(t.size)
+    pcm = (signal / np.abs(signal).max() * 0.5 * 32767).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(pcm.tobytes())
+    return path

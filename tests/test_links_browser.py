@@ -29,3 +29,68 @@ async def test_a_tv_on_a_lossy_link_keeps_its_picture_and_sound_and_recovers_fro
     assert lossy["concealed_share"] < 0.15
     # target: the picture back within 1 s of the link (measured 0.8-1.0 s)
     assert outage["recovery_s"] is not None and outage["recovery_s"] < 2.0
+
+
+async def test_a_browser_main_venue_adds_opus_fec_when_a_village_loses_packets(server, tmp_path):
+    """The SFU reports its subscribers' worst audio loss to the publisher (as mediasoup
+    does), so the main venue's Opus adds in-band FEC that the lossy village recovers with;
+    its own path from the main venue is clean and would report none."""
+    import asyncio
+    import json
+
+    from bench.impair import PROFILES, impair
+    from bench.links import TV_PAGE_JS, served_subscription
+
+    from browser import chromium_args, launched_chromium, write_voice_wav, write_y4m
+    from media import face_picture
+
+    camera = write_y4m(tmp_path / "main.y4m", face_picture())
+    voice = write_voice_wav(tmp_path / "voice.wav")
+    args = [*chromium_args(camera), f"--use-file-for-fake-audio-capture={voice}"]
+    async with launched_chromium(args) as browser:
+        main = await (await browser.new_context()).new_page()
+        await main.goto(f"{server.base_url}/")
+        await main.add_script_tag(url="/static/lighthouse.js")
+        await main.evaluate(
+            "(token) => { window.lighthouse = new LighthouseClient({token});"
+            " window.lighthouse.start(); }",
+            server.token("county-main", "main", room="vp8room", name="县委"),
+        )
+        await main.wait_for_function("() => window.lighthouse.publicationId", timeout=20_000)
+        tv = await (await browser.new_context()).new_page()
+        await tv.goto(f"{server.base_url}/")
+        await tv.add_script_tag(url="/static/lighthouse.js")
+        await tv.evaluate(TV_PAGE_JS, server.token("village-tv", "viewer", room="vp8room"))
+        for _ in range(200):
+            routed = served_subscription(server.app, "vp8room", "village-tv")
+            if routed is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert routed is not None
+        link = impair(routed.pc, PROFILES["village_10"], seed=3)
+        try:
+            fec = 0
+            for _ in range(40):  # the encoder follows the reported loss within seconds
+                await asyncio.sleep(0.5)
+                stats = await tv.evaluate("() => window.inboundStats()")
+                fec = stats.get("audio", {}).get("fecPacketsReceived", 0)
+                if fec > 20:
+                    break
+            publication = server.room("vp8room").publications[
+                await main.evaluate("() => window.lighthouse.publicationId")
+            ]
+            reported = publication.uptracks["audio"].upstream_fraction_lost(0)
+            sdp = await main.evaluate("() => window.lighthouse._publishPc.remoteDescription.sdp")
+            print(
+                [
+                    l
+                    for l in sdp.splitlines()
+                    if "opus" in l.lower() or "fmtp:96" in l or "fmtp:111" in l
+                ]
+            )
+            print(json.dumps(await tv.evaluate("() => window.inboundStats()"))[:3000])
+            print(f"FEC packets at the village: {fec}; loss reported upstream {reported}/256")
+            assert reported > 10  # ~10 % of 256
+            assert fec > 20
+        finally:
+            link.close()
