@@ -231,6 +231,8 @@
       this._generation = 0;
       this.publishAttempt = 0; // failed publications in a row (backs the next one off)
       this.republishCount = 0; // publications made again alone (read by tests)
+      this.resubscribeCount = 0; // subscriptions made again alone (read by tests)
+      this._resubscribeFailures = 0; // in a row: the back-off's exponent
       this._republishTimer = null;
       this._stopped = true;
       this._final = false;
@@ -921,6 +923,18 @@
       }
     }
 
+    /** A new connection for a failed subscription, after 1 s doubling to 30 s. (aiortc
+     * has no ICE restart, so a new connection is what restarts ICE.) */
+    _resubscribeLater(subscriptionId, why) {
+      console.info('lighthouse: subscribing again:', why);
+      this.resubscribeCount += 1;
+      const delay = Math.min(REPUBLISH_MAX_MS, RESUBSCRIBE_DELAY_MS * 2 ** this._resubscribeFailures);
+      this._resubscribeFailures += 1;
+      this._send({ type: 'unsubscribe', id: this._nextId++, subscription_id: subscriptionId });
+      this._endSubscription(subscriptionId, 'connection_failed');
+      this._schedulePolicy(delay);
+    }
+
     _unsubscribe(subscriptionId) {
       if (!this.subscriptions[subscriptionId]) return;
       this._send({ type: 'unsubscribe', id: this._nextId++, subscription_id: subscriptionId });
@@ -963,13 +977,20 @@
         // the camera's connection alone failed (e.g. its candidates could not reach the
         // server): publish again alone, the subscriptions that work go on
         if (label === 'publish' && this.state === 'joined') this._republishLater('publish ' + why);
-        else this._lostConnection(label + ' ' + why);
+        // a watched venue's connection alone failed (the TV's network changed, an outage
+        // outlasted ICE): subscribe to it again alone; the seat and the rest stay
+        else if (label === 'subscription' && this.state === 'joined') {
+          this._resubscribeLater(subscriptionId, why);
+        } else this._lostConnection(label + ' ' + why);
       };
       const check = () => {
         const state = pc.connectionState || pc.iceConnectionState;
         clearTimeout(disconnectedTimer);
         if (label === 'publish' && (state === 'connected' || state === 'completed')) {
           this.publishAttempt = 0;
+        }
+        if (label === 'subscription' && (state === 'connected' || state === 'completed')) {
+          this._resubscribeFailures = 0;
         }
         if (state === 'failed' || state === 'closed') {
           setTimeout(() => broken(state), CLOSED_GRACE_MS);
