@@ -248,6 +248,11 @@ async def one_village(
             },
             "rtt_ms": round(downtrack.sender.rtt * 1000) if downtrack.sender.rtt else None,
             "tv_playout_delay_ms": playout_delay,
+            # the TV's own estimate of its downlink (REMB; abs-send-time is stamped at the
+            # SFU's send): what a per-subscriber choice of stream would go by (item 6)
+            "tv_remb_kbps": (
+                round(downtrack.remb_bitrate / 1000) if downtrack.remb_bitrate else None
+            ),
         }
         if outage_end is not None:
             after_outage = [t for t in shown if t > outage_end]
