@@ -248,6 +248,10 @@ async def one_village(
             },
             "rtt_ms": round(downtrack.sender.rtt * 1000) if downtrack.sender.rtt else None,
             "tv_playout_delay_ms": playout_delay,
+            "video_pauses": downtrack.video_pauses,  # the link could not carry the video
+            "lost_for_good": (
+                round(downtrack.downlink_loss, 3) if downtrack.downlink_loss is not None else None
+            ),
             # the TV's own estimate of its downlink (REMB; abs-send-time is stamped at the
             # SFU's send): what a per-subscriber choice of stream would go by (item 6)
             "tv_remb_kbps": (

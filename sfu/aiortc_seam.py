@@ -345,7 +345,7 @@ class DownstreamSink(Protocol):
 
     def on_remb(self, bitrate: int) -> None: ...
 
-    def on_receiver_report(self, fraction_lost: int) -> None: ...
+    def on_receiver_report(self, fraction_lost: int, packets_lost: int, highest: int) -> None: ...
 
     def sender_report_timestamps(self) -> tuple[int, int] | None: ...
 
@@ -507,7 +507,9 @@ class ForwardingSender(RTCRtpSender):
                 if report.ssrc != self._ssrc:
                     continue
                 if sink is not None:
-                    sink.on_receiver_report(report.fraction_lost)
+                    sink.on_receiver_report(
+                        report.fraction_lost, report.packets_lost, report.highest_sequence
+                    )
                 if report.lsr and report.lsr == self._sr_lsr and self._sr_sent_at is not None:
                     rtt = time.time() - self._sr_sent_at - report.dlsr / 65536
                     if rtt >= 0:

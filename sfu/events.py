@@ -48,6 +48,12 @@ class SubscriptionEnded(TypedDict):
     reason: str  # publication_removed | connection_failed | answer_timeout
 
 
+class SubscriptionVideo(TypedDict):
+    type: Literal["video_paused", "video_resumed"]
+    subscription_id: str
+    reason: str  # downlink: the subscriber's link cannot carry the video; audio goes on
+
+
 class MeetingStateFields(TypedDict):
     floor: PeerDescription | None
     spotlight: bool
@@ -68,6 +74,7 @@ RoomEvent = (
     | PublicationAdded
     | PublicationRemoved
     | SubscriptionEnded
+    | SubscriptionVideo
     | MeetingState
     | dict[str, Any]
 )
@@ -91,6 +98,14 @@ def publication_removed(publication_id: str) -> PublicationRemoved:
 
 def subscription_ended(subscription_id: str, reason: str) -> SubscriptionEnded:
     return {"type": "subscription_ended", "subscription_id": subscription_id, "reason": reason}
+
+
+def subscription_video(subscription_id: str, paused: bool) -> SubscriptionVideo:
+    return {
+        "type": "video_paused" if paused else "video_resumed",
+        "subscription_id": subscription_id,
+        "reason": "downlink",
+    }
 
 
 def meeting_state(state: MeetingStateFields) -> MeetingState:

@@ -552,6 +552,13 @@ class Room:
                     self.refusals.refused("ice_failed", peer.participant_id, peer.user_agent, what)
                 await publication.close()
             return True
+        if kind == "subscription_video":
+            for peer in (*self.peers.values(), *self.hidden_peers.values()):
+                subscription = peer.subscriptions.get(event.get("subscription_id", ""))
+                if subscription is not None:
+                    await peer.send(events.subscription_video(subscription.id, event["paused"]))
+                    return True
+            return False
         if kind == "subscription_failed":
             for peer in (*self.peers.values(), *self.hidden_peers.values()):
                 subscription = peer.subscriptions.get(event.get("subscription_id", ""))

@@ -244,6 +244,17 @@ class MediaRouter:
 
         return ended
 
+    def _video_paused_reporter(self, subscription_id: str) -> Callable[[bool], None]:
+        """Tells the room when a subscriber's video pauses for its downlink, or resumes."""
+
+        def report(paused: bool) -> None:
+            event = {"event": "subscription_video", "subscription_id": subscription_id}
+            task = asyncio.ensure_future(self._emit({**event, "paused": paused}))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return report
+
     # -- subscribing -----------------------------------------------------------------------
     async def subscribe(
         self,
@@ -279,6 +290,9 @@ class MediaRouter:
         self.subscriptions[subscription_id] = subscription
         if slot is not None:
             slot.subscriptions.add(subscription_id)
+        video = downstream.downtracks.get("video")
+        if video is not None:
+            video.on_video_paused = self._video_paused_reporter(subscription_id)
         pc = downstream.pc
 
         @pc.on("connectionstatechange")

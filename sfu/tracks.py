@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -41,6 +42,24 @@ FRESHEST_WINDOW_S = 5.0
 # late to be shown (mediasoup's MaxRetransmissionDelay: 2 s video, 1 s audio; a TV's
 # jitter buffer holds far less than that)
 MAX_RESEND_AGE_S = {"video": 2.0, "audio": 1.0}
+# A village downlink that cannot carry the video (until there is a lower stream to give it,
+# issue 17 item 6): when the subscriber's receiver reports say that this share of the video
+# sent was lost, over two windows of DOWNLINK_WINDOW_S in a row, its queue is overflowing
+# (bench/links.py: 61 % on a 500 kbit/s link with ~550 kbit/s sent; 9 % at 10 % random
+# loss, which NACKs repair); its video is paused and its audio, which then fits, plays on.
+# The video is tried again after VIDEO_RETRY_S, doubling to VIDEO_RETRY_MAX_S while it
+# keeps failing. Reports that stop for DOWNLINK_REPORT_GAP_S (an outage, both ways) start
+# the count again: an outage's losses say nothing of the link's rate. Not the REMB: a link
+# that tail-drops at a full queue shows no growing delay, and a TV's estimate on the 500
+# kbit/s link climbed to 659 kbit/s.
+DOWNLINK_LOST_SHARE = 0.25
+DOWNLINK_WINDOW_S = 5.0
+DOWNLINK_REPORT_GAP_S = 2.5
+# never in a subscription's first seconds (a joining TV loses its first keyframe's tail)
+DOWNLINK_WATCH_AFTER_S = 10.0
+VIDEO_RETRY_S = 20.0
+VIDEO_RETRY_MAX_S = 160.0
+
 # a NACK this long is an outage's (a 3 s outage: ~300 video packets), not a lossy link's
 # (aiortc lists every packet still missing of its last 128; Chromium its own few): the
 # subscriber's picture stands still until a keyframe, which is asked for at once, and the
@@ -296,6 +315,20 @@ class DownTrack:
         self._gave_up_since_keyframe = False
         self.keyframes_for_holes = 0
         self.resends_skipped_for_keyframe = 0
+        # the downlink watch (DOWNLINK_LOST_SHARE): receiver reports' (time, cumulative
+        # lost, extended highest sequence number) over the window, and the pause
+        self._loss_marks: deque[tuple[float, int, int]] = deque()
+        self.downlink_loss: float | None = None
+        self._lossy_since: float | None = None
+        self.video_paused = False
+        self.video_pauses = 0
+        self.packets_paused = 0
+        self._retry_s = VIDEO_RETRY_S
+        self._resumed_at: float | None = None
+        self._resume_handle: asyncio.TimerHandle | None = None
+        self._rebase_on_keyframe = False
+        # told when the video is paused (True) or resumed (False) for the downlink
+        self.on_video_paused: Callable[[bool], None] | None = None
         self.resend_limiter = RepeatLimiter()
         self.resend_budget = ResendBudget()
         self.keyframe_requests = 0
@@ -343,12 +376,20 @@ class DownTrack:
         uptrack = self.uptrack
         if not self.started or self._closed or uptrack is None:
             return
+        if self.video_paused:
+            self.packets_paused += 1
+            return
         if self.waiting_for_keyframe:
             if not is_keyframe:
                 self.packets_dropped_waiting += 1
                 return
             self.waiting_for_keyframe = False
             self.first_keyframe_time = now
+            if self._rebase_on_keyframe:  # after a pause: no gap in the numbering
+                self._rebase_on_keyframe = False
+                self.rewriter.switch_source(
+                    packet.ssrc, packet.sequence_number, packet.timestamp, now
+                )
         if is_keyframe:
             self._gave_up_since_keyframe = False
         rewritten = self.rewriter.rewrite(
@@ -474,9 +515,71 @@ class DownTrack:
         self.remb_bitrate = bitrate
         self.remb_time = time.monotonic()
 
-    def on_receiver_report(self, fraction_lost: int) -> None:
+    def on_receiver_report(self, fraction_lost: int, packets_lost: int, highest: int) -> None:
+        now = time.monotonic()
         self.fraction_lost = fraction_lost
-        self.fraction_lost_time = time.monotonic()
+        self.fraction_lost_time = now
+        if self.kind == "video" and not self.video_paused and not self._closed:
+            self._watch_downlink(packets_lost, highest, now)
+
+    def _watch_downlink(self, packets_lost: int, highest: int, now: float) -> None:
+        marks = self._loss_marks
+        if marks and now - marks[-1][0] > DOWNLINK_REPORT_GAP_S:
+            marks.clear()  # an outage: count afresh from here
+            self._lossy_since = None
+        marks.append((now, packets_lost, highest))
+        while len(marks) > 2 and now - marks[1][0] >= DOWNLINK_WINDOW_S:
+            marks.popleft()  # keep one mark a whole window old
+        since, lost_then, highest_then = marks[0]
+        expected = highest - highest_then
+        if (
+            now - since < 0.8 * DOWNLINK_WINDOW_S
+            or expected <= 0
+            or self.first_keyframe_time is None
+            or now - self.first_keyframe_time < DOWNLINK_WATCH_AFTER_S
+        ):
+            return
+        self.downlink_loss = (packets_lost - lost_then) / expected
+        if self.downlink_loss >= DOWNLINK_LOST_SHARE:
+            if self._lossy_since is None:
+                self._lossy_since = now
+            elif now - self._lossy_since >= DOWNLINK_WINDOW_S:
+                self._pause_video()
+            return
+        self._lossy_since = None
+        if self._resumed_at is not None and now - self._resumed_at > 2 * DOWNLINK_WINDOW_S:
+            self._retry_s = VIDEO_RETRY_S  # the video fits again: forget the back-off
+            self._resumed_at = None
+
+    def _pause_video(self) -> None:
+        logger.info(
+            "downlink below the video (%.0f %% lost for good): video paused for %.0f s",
+            100 * (self.downlink_loss or 0),
+            self._retry_s,
+        )
+        self.video_paused = True
+        self.video_pauses += 1
+        self._loss_marks.clear()
+        self._lossy_since = None
+        self._resume_handle = asyncio.get_running_loop().call_later(
+            self._retry_s, self._resume_video
+        )
+        self._retry_s = min(VIDEO_RETRY_MAX_S, 2 * self._retry_s)
+        if self.on_video_paused is not None:
+            self.on_video_paused(True)
+
+    def _resume_video(self) -> None:
+        self._resume_handle = None
+        if self._closed or not self.video_paused:
+            return
+        self.video_paused = False
+        self._resumed_at = time.monotonic()
+        self.waiting_for_keyframe = True
+        self._rebase_on_keyframe = True
+        if self._waiter is None or self._waiter.done():
+            self._waiter = asyncio.ensure_future(self._ask_until_keyframe())
+        if self.on_video_paused is not None:
+            self.on_video_paused(False)
 
     def sender_report_timestamps(self) -> tuple[int, int] | None:
         """(NTP now, RTP timestamp now) on this subscriber's clock.
@@ -511,4 +614,6 @@ class DownTrack:
         self.sender.sink = None
         if self._waiter is not None:
             self._waiter.cancel()
+        if self._resume_handle is not None:
+            self._resume_handle.cancel()
         self.detach()

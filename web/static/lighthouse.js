@@ -171,7 +171,9 @@
    * localstream {stream}, mediaerror {error}, published {publicationId},
    * subscriptionadded / subscriptionremoved {subscription}, publicationschange,
    * peerschange, autoplayblocked, fatal {code, message}, servererror {code, message},
-   * declined {subscriptionId, kinds, videoCodec} (media this browser cannot decode).
+   * declined {subscriptionId, kinds, videoCodec} (media this browser cannot decode),
+   * videopaused {subscriptionId, paused, reason} (the server paused a venue's video for
+   * this link, or resumed it).
    */
   class LighthouseClient extends EventTarget {
     constructor(options) {
@@ -620,6 +622,18 @@
           // over for everyone: no reconnecting into a room that is gone
           this._finish('meeting_ended', 'the meeting has ended');
           break;
+        case 'video_paused':
+        case 'video_resumed': {
+          // the server paused a venue's video: this link cannot carry it (audio goes on)
+          const sub = this.subscriptions[msg.subscription_id];
+          if (sub) {
+            sub.videoPaused = msg.type === 'video_paused';
+            this._emit('videopaused', {
+              subscriptionId: msg.subscription_id, paused: sub.videoPaused, reason: msg.reason,
+            });
+          }
+          break;
+        }
         case 'subscription_ended':
           if (this.subscriptions[msg.subscription_id]) {
             this._endSubscription(msg.subscription_id, msg.reason || 'ended');

@@ -607,6 +607,12 @@
         showNotice(t('declinedVideo', { codec: String(videoCodec || '').toUpperCase() }));
       }
     });
+    let downlinkNotice = false;
+    client.on('videopaused', ({ paused }) => {
+      if (paused) showNotice(t('videoPausedDownlink'));
+      else if (downlinkNotice) showNotice('');
+      downlinkNotice = paused;
+    });
     client.on('servererror', ({ code }) => {
       if (code === 'codec_not_supported') showNotice(t('errorCodec'));
     });
