@@ -16,7 +16,8 @@ clamped (see below) until RTP time catches up.
 A new source starts a new anchor and is reported, so the recording starts a new segment:
 an SSRC change, or RTP time that disagrees with arrival time by more than `max_skew_s`
 (a publisher whose timestamps restart). Small steps backwards (a sender's jitter) are
-clamped, so presentation times only ever increase.
+clamped, so presentation times only ever increase, by at least a millisecond (what WebM
+stores): two frames in one millisecond would read back as a step that is not forward.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class StreamTimeline:
             skew = 0.0  # the reference follows drift only once settled
         ticks = self._anchor_ticks + ext - self._anchor_ext
         assert self._last_ticks is not None
-        if ticks <= self._last_ticks:
+        if ticks < self._last_ticks + self._min_step:
             if not moved_back and self._last_ticks - ticks > self.max_backward_s * self.clock_rate:
                 return self._anchor(ssrc, timestamp, arrival)
             ticks = self._last_ticks + self._min_step
@@ -96,7 +97,7 @@ class StreamTimeline:
     def _anchor(self, ssrc: int, timestamp: int, arrival: float) -> Placement:
         ticks = round((arrival - self.epoch) * self.clock_rate)
         if self._last_ticks is not None:
-            ticks = max(ticks, self._last_ticks + 1)
+            ticks = max(ticks, self._last_ticks + self._min_step)
         new_source = self._ssrc is not None
         self.sources += 1
         self._ssrc = ssrc

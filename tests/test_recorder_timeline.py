@@ -89,3 +89,19 @@ def test_once_settled_a_sooner_frame_is_jitter_not_a_new_anchor():
     early = video.place(7, 50 * FRAME, 0.2 + 50 * 0.04 - 0.1)  # 100 ms early, 2 s in
     assert [p.ticks for p in placed] == [round(0.2 * CLOCK) + i * FRAME for i in range(50)]
     assert early.ticks == round(0.2 * CLOCK) + 50 * FRAME
+
+
+def test_a_settling_anchor_never_puts_two_frames_in_one_millisecond():
+    # a keyframe 33 ms late, the next frame 0.1 ms behind it: settling moves the anchor
+    # back 32.9 ms, which would place the second frame 9 ticks (0.1 ms) after the first,
+    # and WebM, counting milliseconds, would store both at the same time (a CI run's
+    # "non-monotonic DTS" in a browser's recording)
+    for clock, step in ((CLOCK, 2970), (48000, 960)):
+        timeline = StreamTimeline(clock, epoch=0.0)
+        placed = feed(timeline, [(0, 1.0), (step, 1.0001), (2 * step, 1.0002)])
+        ticks = [p.ticks for p in placed]
+        millisecond = clock // 1000
+        assert all(b - a >= millisecond for a, b in zip(ticks, ticks[1:], strict=False)), ticks
+        # and a new source is never placed within a millisecond of the last frame either
+        restarted = timeline.place(99, 5, 0.5)
+        assert restarted.new_source and restarted.ticks - ticks[-1] >= millisecond
