@@ -15,6 +15,25 @@ from signaling.client import SignalingClient
 pytestmark = pytest.mark.browser
 
 
+async def open_tv(browser, server, participant: str, room: str = "vp8room"):
+    """A TV page (web/static/lighthouse.js, as bench/links.py drives it) watching `room`,
+    and the SFU's end of its subscription once there is one, where a link is impaired."""
+    import asyncio
+
+    from bench.links import TV_PAGE_JS, served_subscription
+
+    tv = await (await browser.new_context()).new_page()
+    await tv.goto(f"{server.base_url}/")
+    await tv.add_script_tag(url="/static/lighthouse.js")
+    await tv.evaluate(TV_PAGE_JS, server.token(participant, "viewer", room=room))
+    for _ in range(200):
+        routed = served_subscription(server.app, room, participant)
+        if routed is not None:
+            return tv, routed
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{participant} was given no subscription in {room}")
+
+
 async def test_a_tv_on_a_lossy_link_keeps_its_picture_and_sound_and_recovers_from_an_outage():
     result = await run(["village_10", "outage"], seconds=8.0)
     lossy, outage = result["results"]
@@ -40,7 +59,6 @@ async def test_a_browser_main_venue_adds_opus_fec_when_a_village_loses_packets(s
     import asyncio
 
     from bench.impair import PROFILES, impair
-    from bench.links import TV_PAGE_JS, served_subscription
 
     from browser import chromium_args, launched_chromium, write_voice_wav, write_y4m
     from media import face_picture
@@ -58,16 +76,7 @@ async def test_a_browser_main_venue_adds_opus_fec_when_a_village_loses_packets(s
             server.token("county-main", "main", room="vp8room", name="县委"),
         )
         await main.wait_for_function("() => window.lighthouse.publicationId", timeout=20_000)
-        tv = await (await browser.new_context()).new_page()
-        await tv.goto(f"{server.base_url}/")
-        await tv.add_script_tag(url="/static/lighthouse.js")
-        await tv.evaluate(TV_PAGE_JS, server.token("village-tv", "viewer", room="vp8room"))
-        for _ in range(200):
-            routed = served_subscription(server.app, "vp8room", "village-tv")
-            if routed is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert routed is not None
+        tv, routed = await open_tv(browser, server, "village-tv")
         link = impair(routed.pc, PROFILES["village_10"], seed=3)
         try:
             publication = server.room("vp8room").publications[
@@ -100,7 +109,7 @@ async def test_a_tv_whose_connection_fails_subscribes_again_and_keeps_its_seat(s
     restart its whole session."""
 
     from bench.impair import PROFILES, impair
-    from bench.links import TV_PAGE_JS, served_subscription
+    from bench.links import served_subscription
 
     from browser import chromium_args, launched_chromium, write_y4m
     from media import PictureTrack, face_picture
@@ -111,13 +120,10 @@ async def test_a_tv_whose_connection_fails_subscribes_again_and_keeps_its_seat(s
     camera = write_y4m(tmp_path / "tv.y4m", face_picture(), frames=2)
     try:
         async with launched_chromium(chromium_args(camera)) as browser:
-            tv = await (await browser.new_context()).new_page()
-            await tv.goto(f"{server.base_url}/")
-            await tv.add_script_tag(url="/static/lighthouse.js")
-            await tv.evaluate("() => { window.states = []; }")
-            await tv.evaluate(TV_PAGE_JS, server.token("village-tv", "viewer", room="vp8room"))
+            tv, _ = await open_tv(browser, server, "village-tv")
             await tv.evaluate(
-                "() => window.lighthouse.on('statechange', ({state}) => states.push(state))"
+                "() => { window.states = [];"
+                " window.lighthouse.on('statechange', ({state}) => states.push(state)); }"
             )
             await tv.wait_for_function("() => window.frames_shown.length > 10", timeout=20_000)
             routed = served_subscription(server.app, "vp8room", "village-tv")
@@ -157,7 +163,7 @@ async def test_a_tv_whose_link_cannot_carry_the_video_pauses_it_and_keeps_the_so
 
     from bench.clip import ClipTrack, encode_clip
     from bench.impair import PROFILES, impair
-    from bench.links import CLIP_BITRATE, TV_PAGE_JS, ToneTrack, served_subscription
+    from bench.links import CLIP_BITRATE, ToneTrack
 
     from browser import chromium_args, launched_chromium, write_y4m
     from media import face_picture
@@ -173,16 +179,7 @@ async def test_a_tv_whose_link_cannot_carry_the_video_pauses_it_and_keeps_the_so
     camera = write_y4m(tmp_path / "tv.y4m", face_picture(), frames=2)
     try:
         async with launched_chromium(chromium_args(camera)) as browser:
-            tv = await (await browser.new_context()).new_page()
-            await tv.goto(f"{server.base_url}/")
-            await tv.add_script_tag(url="/static/lighthouse.js")
-            await tv.evaluate(TV_PAGE_JS, server.token("weak-tv", "viewer", room="vp8room"))
-            for _ in range(200):
-                routed = served_subscription(server.app, "vp8room", "weak-tv")
-                if routed is not None:
-                    break
-                await asyncio.sleep(0.05)
-            assert routed is not None
+            tv, routed = await open_tv(browser, server, "weak-tv")
             link = impair(routed.pc, PROFILES["weak_village"], seed=5)
             try:
                 await tv.evaluate(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from recorder.timeline import StreamTimeline
 
 CLOCK = 90000
@@ -101,7 +103,7 @@ def test_a_settling_anchor_never_puts_two_frames_in_one_millisecond():
         placed = feed(timeline, [(0, 1.0), (step, 1.0001), (2 * step, 1.0002)])
         ticks = [p.ticks for p in placed]
         millisecond = clock // 1000
-        assert all(b - a >= millisecond for a, b in zip(ticks, ticks[1:], strict=False)), ticks
+        assert all(b - a >= millisecond for a, b in pairwise(ticks)), ticks
         # and a new source is never placed within a millisecond of the last frame either
         restarted = timeline.place(99, 5, 0.5)
         assert restarted.new_source and restarted.ticks - ticks[-1] >= millisecond
