@@ -24,7 +24,7 @@ import logging
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import aiortc
@@ -360,6 +360,17 @@ class NegotiatedSend:
     rtx_payload_type: int | None
     extensions: HeaderExtensionsMap
     extensions_signature: tuple[tuple[str, int], ...]
+    # every codec agreed (lower-case MIME type -> its payload type and RTX payload type),
+    # the first of each: a subscriber that decodes H.264 and VP8 takes either source
+    payload_types: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+
+    def for_mime(self, mime_type: str | None) -> tuple[int, int | None] | None:
+        """(payload type, RTX payload type) to send a source of `mime_type` under (None
+        while the source's codec is not known: the first agreed), or None if this
+        subscriber cannot decode it."""
+        if mime_type is None or not self.payload_types:
+            return self.payload_type, self.rtx_payload_type
+        return self.payload_types.get(mime_type.lower())
 
 
 class ForwardingSender(RTCRtpSender):
@@ -397,11 +408,21 @@ class ForwardingSender(RTCRtpSender):
     async def send(self, parameters: RTCRtpSendParameters) -> None:
         first = parameters.codecs[0]
         assert first.payloadType is not None  # negotiated codecs have their payload type
-        rtx_pt = None
+        payload_types: dict[str, tuple[int, int | None]] = {}
         for codec in parameters.codecs:
-            if is_rtx(codec) and codec.parameters.get("apt") == first.payloadType:
-                rtx_pt = codec.payloadType
-                break
+            if is_rtx(codec) or codec.mimeType.lower() in payload_types:
+                continue
+            assert codec.payloadType is not None
+            rtx = next(
+                (
+                    c.payloadType
+                    for c in parameters.codecs
+                    if is_rtx(c) and c.parameters.get("apt") == codec.payloadType
+                ),
+                None,
+            )
+            payload_types[codec.mimeType.lower()] = (codec.payloadType, rtx)
+        rtx_pt = payload_types[first.mimeType.lower()][1]
         extensions = HeaderExtensionsMap()
         extensions.configure(parameters)
         self.negotiated = NegotiatedSend(
@@ -413,6 +434,7 @@ class ForwardingSender(RTCRtpSender):
             extensions_signature=tuple(
                 sorted((ext.uri, ext.id) for ext in parameters.headerExtensions)
             ),
+            payload_types=payload_types,
         )
         await super().send(parameters)
         if self.sink is not None:

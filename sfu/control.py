@@ -55,6 +55,8 @@ class FloorSlot:
         await self.room.plane.switch_slot(
             self.room.id, publication.id if publication is not None else None
         )
+        for subscription in tuple(self.subscriptions):  # can each decode the new venue?
+            await self.room.check_codecs(subscription)
 
 
 class MeetingControl:

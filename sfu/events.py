@@ -22,6 +22,7 @@ class PublicationDescription(TypedDict):
     role: str
     kinds: list[str]
     source: str
+    video_codec: str | None  # h264 | vp8 (None: no video)
 
 
 class PeerJoined(PeerDescription):
@@ -48,10 +49,19 @@ class SubscriptionEnded(TypedDict):
     reason: str  # publication_removed | connection_failed | answer_timeout
 
 
-class SubscriptionVideo(TypedDict):
+class SubscriptionVideo(TypedDict, total=False):
     type: Literal["video_paused", "video_resumed"]
     subscription_id: str
-    reason: str  # downlink: the subscriber's link cannot carry the video; audio goes on
+    # downlink: the subscriber's link cannot carry the video; audio goes on
+    # codec: it cannot decode the venue's codec; the venue is asked for a second encoding
+    reason: Literal["downlink", "codec"]
+    video_codec: str  # codec: what the venue sends (present only then)
+
+
+class EncodingWanted(TypedDict):
+    type: Literal["encoding_wanted"]
+    publication_id: str
+    video_codec: str
 
 
 class MeetingStateFields(TypedDict):
@@ -75,6 +85,7 @@ RoomEvent = (
     | PublicationRemoved
     | SubscriptionEnded
     | SubscriptionVideo
+    | EncodingWanted
     | MeetingState
     | dict[str, Any]
 )
@@ -100,12 +111,25 @@ def subscription_ended(subscription_id: str, reason: str) -> SubscriptionEnded:
     return {"type": "subscription_ended", "subscription_id": subscription_id, "reason": reason}
 
 
-def subscription_video(subscription_id: str, paused: bool) -> SubscriptionVideo:
-    return {
+def subscription_video(
+    subscription_id: str, paused: bool, video_codec: str | None = None
+) -> SubscriptionVideo:
+    """Video paused or resumed for the downlink, or (`video_codec` given: the venue's)
+    because the subscriber cannot decode that codec until a second encoding comes."""
+    event: SubscriptionVideo = {
         "type": "video_paused" if paused else "video_resumed",
         "subscription_id": subscription_id,
-        "reason": "downlink",
+        "reason": "downlink" if video_codec is None else "codec",
     }
+    if video_codec is not None:
+        event["video_codec"] = video_codec
+    return event
+
+
+def encoding_wanted(publication_id: str, video_codec: str) -> EncodingWanted:
+    """To a publisher: a subscriber cannot decode this publication's video; publish the
+    same camera again in `video_codec` (docs/protocol.md, "Second encodings")."""
+    return {"type": "encoding_wanted", "publication_id": publication_id, "video_codec": video_codec}
 
 
 def meeting_state(state: MeetingStateFields) -> MeetingState:

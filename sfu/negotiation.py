@@ -44,15 +44,39 @@ def new_peer_connection(ice_servers: list[IceServer]) -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[s.to_aiortc() for s in ice_servers]))
 
 
-def codec_preferences(kind: str, video_codec: str) -> list[RTCRtpCodecCapability]:
-    """aiortc's capabilities for the room's codec of this kind, with RTX for video."""
+def video_codecs_from(preferred: str) -> list[str]:
+    """Every video codec the SFU relays, `preferred` (the room's) first."""
+    return [preferred, *(c for c in SUPPORTED_VIDEO_CODECS if c != preferred)]
+
+
+def codec_name(mime_type: str) -> str | None:
+    """ "video/VP8" -> "vp8"; None for a codec the SFU does not relay."""
+    lowered = mime_type.lower()
+    return next((n for n, m in SUPPORTED_VIDEO_CODECS.items() if m.lower() == lowered), None)
+
+
+def codec_preferences(kind: str, *video_codecs: str) -> list[RTCRtpCodecCapability]:
+    """aiortc's capabilities for these video codecs in this order (or Opus), with RTX."""
     capabilities = RTCRtpSender.getCapabilities(kind).codecs
     if kind == "audio":
         return [c for c in capabilities if c.mimeType.lower() == AUDIO_MIME]
-    wanted = SUPPORTED_VIDEO_CODECS[video_codec].lower()
-    chosen = [c for c in capabilities if c.mimeType.lower() == wanted]
+    chosen = []
+    for codec in video_codecs:
+        wanted = SUPPORTED_VIDEO_CODECS[codec].lower()
+        chosen += [c for c in capabilities if c.mimeType.lower() == wanted]
     chosen += [c for c in capabilities if c.mimeType.lower() == "video/rtx"]
     return chosen
+
+
+def accepted_video_codecs(description: SessionDescription) -> set[str]:
+    """The video codecs a subscriber's answer accepts (what it can decode)."""
+    return {
+        name
+        for media in description.media
+        if media.kind == "video" and media.port != 0
+        for codec in media.rtp.codecs
+        if (name := codec_name(codec.mimeType)) is not None
+    }
 
 
 def parse_sdp(sdp: str, expected_type: str) -> SessionDescription:
@@ -140,9 +164,18 @@ def revive_declined_sections(answer_sdp: str, offer_sdp: str) -> str:
     return "\r\n".join(out) + "\r\n"
 
 
-def check_publish_offer(description: SessionDescription, video_codec: str) -> list[str]:
-    """Validate a publisher's offer; return its media kinds in order."""
+@dataclass(frozen=True)
+class PublishOffer:
+    kinds: list[str]  # its media kinds, in order
+    video_codec: str | None  # what its video will be: the room's, or else one it offers
+
+
+def check_publish_offer(description: SessionDescription, video_codec: str) -> PublishOffer:
+    """Validate a publisher's offer. Its video is the room's codec when it offers that;
+    otherwise another the SFU relays (a Firefox without H.264 publishes VP8 in an H.264
+    room): subscribers that cannot decode it get a second encoding (docs/protocol.md)."""
     kinds: list[str] = []
+    chosen: str | None = None
     for media in description.media:
         if media.kind not in ("audio", "video"):
             continue
@@ -155,19 +188,24 @@ def check_publish_offer(description: SessionDescription, video_codec: str) -> li
                 "bad_sdp", f"the {media.kind} section is {media.direction}, not sendonly"
             )
         mimes = {c.mimeType.lower() for c in media.rtp.codecs}
-        wanted = (
-            SUPPORTED_VIDEO_CODECS[video_codec].lower() if media.kind == "video" else AUDIO_MIME
-        )
-        if wanted not in mimes:
+        if media.kind == "video":
+            offered = {codec_name(m) for m in mimes}
+            chosen = next((c for c in video_codecs_from(video_codec) if c in offered), None)
+            wanted = "/".join(video_codecs_from(video_codec))
+        else:
+            wanted = "opus"
+        if (media.kind == "video" and chosen is None) or (
+            media.kind == "audio" and AUDIO_MIME not in mimes
+        ):
             raise NegotiationError(
                 "codec_not_supported",
-                f"this room's {media.kind} codec is {wanted.split('/')[1]}; the offer has "
+                f"this room's {media.kind} codecs are {wanted}; the offer has "
                 + (", ".join(sorted(m.split("/")[1] for m in mimes)) or "none"),
             )
         kinds.append(media.kind)
     if not kinds:
         raise NegotiationError("bad_sdp", "the offer has no audio or video section")
-    return kinds
+    return PublishOffer(kinds, chosen)
 
 
 def limit_video_bitrate(sdp: str, kbps: int) -> str:

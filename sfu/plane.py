@@ -61,8 +61,14 @@ class RouterHandle(Protocol):
     async def close_pipe_out(self, publication_id: str, destination: Address) -> None: ...
 
     async def pipe_in(
-        self, publication_id: str, room_id: str, streams: list[PipeStream]
+        self,
+        publication_id: str,
+        room_id: str,
+        streams: list[PipeStream],
+        video_codec: str | None = None,
     ) -> None: ...
+
+    async def link_encoding(self, publication_id: str, codec: str, encoding_id: str) -> None: ...
 
     async def subscribe(
         self,
@@ -108,6 +114,8 @@ class _PlacedPublication:
     room_id: str
     origin: str  # worker id
     piped_to: set[str] = field(default_factory=set)
+    video_codec: str | None = None
+    encodings: dict[str, str] = field(default_factory=dict)  # codec -> publication id
 
 
 class MediaPlane:
@@ -179,7 +187,10 @@ class MediaPlane:
         answer = await self.router(worker_id).publish(
             publication_id, room_id, offer_sdp, kinds, **options
         )
-        self._publications[publication_id] = _PlacedPublication(room_id, worker_id)
+        video_codec = options.get("video_codec") if "video" in kinds else None
+        self._publications[publication_id] = _PlacedPublication(
+            room_id, worker_id, video_codec=video_codec
+        )
         if self.cluster is not None:
             await self.cluster.publication_placed(room_id, publication_id, worker_id)
         return answer
@@ -195,8 +206,34 @@ class MediaPlane:
         if destination is None:
             raise WorkerUnavailable(f"worker {worker_id} has no pipe endpoint")
         streams = await self.router(placed.origin).pipe_out(publication_id, destination)
-        await self.router(worker_id).pipe_in(publication_id, placed.room_id, streams)
+        await self.router(worker_id).pipe_in(
+            publication_id, placed.room_id, streams, placed.video_codec
+        )
         placed.piped_to.add(worker_id)
+        for codec, encoding_id in tuple(placed.encodings.items()):
+            await self._link_on(worker_id, publication_id, codec, encoding_id)
+
+    async def link_encoding(self, publication_id: str, codec: str, encoding_id: str) -> None:
+        """`encoding_id` is `publication_id`'s video in `codec` too (the same publisher's
+        second encoding): wherever the publication is, that goes too, for the subscribers
+        who cannot decode the first."""
+        placed = self._publications.get(publication_id)
+        if placed is None:
+            raise LookupError(publication_id)
+        placed.encodings[codec] = encoding_id
+        for worker_id in (placed.origin, *placed.piped_to):
+            await self._link_on(worker_id, publication_id, codec, encoding_id)
+
+    async def _link_on(
+        self, worker_id: str, publication_id: str, codec: str, encoding_id: str
+    ) -> None:
+        if worker_id == LOCAL and len(self.workers) > 1:
+            return  # with workers the front holds only server-side subscribers
+        try:
+            await self.ensure_on(encoding_id, worker_id)
+            await self.router(worker_id).link_encoding(publication_id, codec, encoding_id)
+        except (LookupError, WorkerUnavailable):
+            logger.warning("%s's %s encoding cannot reach %s", publication_id, codec, worker_id)
 
     async def set_muted(self, publication_id: str, muted: bool) -> None:
         placed = self._publications.get(publication_id)
@@ -209,6 +246,10 @@ class MediaPlane:
         placed = self._publications.pop(publication_id, None)
         if placed is None:
             return
+        for other in self._publications.values():
+            for codec, encoding_id in tuple(other.encodings.items()):
+                if encoding_id == publication_id:
+                    del other.encodings[codec]
         if self.cluster is not None:
             await self.cluster.publication_gone(placed.room_id, publication_id)
         for worker_id in placed.piped_to:

@@ -28,9 +28,11 @@ from .local import LocalSink, LocalSubscription
 from .negotiation import (
     IceServer,
     NegotiationError,
+    accepted_video_codecs,
     check_publish_offer,
     declined_kinds,
     parse_sdp,
+    video_codecs_from,
 )
 from .plane import LOCAL, MediaPlane
 from .refusals import RefusalLog
@@ -89,13 +91,32 @@ def _new_id(prefix: str) -> str:
 
 
 class Publication:
-    """One publisher's camera/microphone: its media lives on its peer's worker."""
+    """One publisher's camera/microphone: its media lives on its peer's worker.
 
-    def __init__(self, peer: Peer, kinds: list[str], source: str = Source.CAMERA) -> None:
+    A *second encoding* is the same camera's video in another codec, published by the same
+    browser when a subscriber cannot decode the first (Firefox without H.264 in an H.264
+    room). It is part of its publication: never announced, subscribed to, recorded or
+    given the floor by itself; a subscriber of the publication that needs it gets its
+    video from it (sfu/router.py)."""
+
+    def __init__(
+        self,
+        peer: Peer,
+        kinds: list[str],
+        source: str = Source.CAMERA,
+        video_codec: str | None = None,
+        encoding_of: Publication | None = None,
+    ) -> None:
         self.id = _new_id("pub")
         self.peer = peer
         self.source = source  # camera | content (a shared screen, 双流)
         self.kinds = kinds
+        self.video_codec = video_codec  # None: no video
+        self.encoding_of = encoding_of
+        # its second encodings, by codec, once flowing; the codecs asked for
+        self.encodings: dict[str, Publication] = {}
+        self.encodings_asked: set[str] = set()
+        self.replaced = False  # a second encoding a newer one of its codec replaced
         self.subscriptions: set[Subscription] = set()
         self.announced = False
         self.closed = False
@@ -134,6 +155,7 @@ class Publication:
             "role": self.peer.role,
             "kinds": self.kinds,
             "source": self.source,
+            "video_codec": self.video_codec,
         }
 
     async def close(self) -> None:
@@ -150,14 +172,34 @@ class Publication:
             self._close_done.set()
 
     async def _close(self) -> None:
+        room = self.peer.room
+        if self.encoding_of is not None:
+            await self._close_encoding()
+            return
+        for encoding in tuple(self.encodings.values()):
+            await encoding.close()
         for subscription in tuple(self.subscriptions):
             await subscription.close(reason="publication_removed")
         self.peer.publications.pop(self.id, None)
-        room = self.peer.room
         if room.publications.pop(self.id, None) is not None:
             await room.emit(events.publication_removed(self.id), exclude=None)
             await room.control.publication_closed(self)
         await room.plane.close_publication(self.id)
+
+    async def _close_encoding(self) -> None:
+        primary = self.encoding_of
+        assert primary is not None and self.video_codec is not None
+        room = self.peer.room
+        room.encodings.pop(self.id, None)
+        if primary.encodings.get(self.video_codec) is self:
+            del primary.encodings[self.video_codec]
+        if not self.replaced:
+            primary.encodings_asked.discard(self.video_codec)
+        await room.plane.close_publication(self.id)
+        if (
+            not primary.closed and not self.replaced
+        ):  # whoever needed it waits (and it is asked for again)
+            await room.check_codecs_of(primary)
 
     async def flowing(self) -> None:
         """Its media arrived (or waited long enough): subscribers are told now, so their
@@ -166,6 +208,15 @@ class Publication:
             return
         self.announced = True
         room = self.peer.room
+        primary = self.encoding_of
+        if primary is not None:  # a second encoding: its publication's subscribers take it
+            assert self.video_codec is not None
+            if primary.closed:
+                return
+            primary.encodings[self.video_codec] = self
+            await room.plane.link_encoding(primary.id, self.video_codec, self.id)
+            await room.check_codecs_of(primary)
+            return
         await room.emit(events.publication_added(self.describe()), exclude=self.peer)
         await room.control.publication_flowing(self)
         if room.publication_listeners and not self.closed:
@@ -191,6 +242,17 @@ class Subscription:
         self.answered = False
         self.expiry: asyncio.Future[None] | None = None
         self.closed = False
+        # the video codecs its answer accepted (None: not answered, or no video)
+        self.video_codecs: set[str] | None = None
+        # told its video waits for a second encoding in a codec it decodes
+        self.waiting_for_codec = False
+
+    @property
+    def source(self) -> Publication | None:
+        """The publication it shows now (a floor slot's holder, if any)."""
+        if isinstance(self.publication, FloorSlot):
+            return self.publication.source
+        return self.publication
 
     @property
     def _routed(self) -> RoutedSubscription | None:
@@ -282,13 +344,18 @@ class Peer:
         return screened.sdp
 
     # -- publishing ----------------------------------------------------------------------
-    async def publish(self, offer_sdp: str, source: str = Source.CAMERA) -> tuple[Publication, str]:
+    async def publish(
+        self, offer_sdp: str, source: str = Source.CAMERA, encoding_of: str | None = None
+    ) -> tuple[Publication, str]:
         """Accept a publisher's offer; return the publication and the SDP answer.
 
         `source` "content" is a shared screen: only the main venue shares, one at a time
-        (a new share replaces the last)."""
+        (a new share replaces the last). `encoding_of` names one of this peer's
+        publications: the offer is its video again in another codec (encoding_wanted)."""
         if self.hidden:
             raise NegotiationError("not_allowed", "a hidden viewer cannot publish")
+        if encoding_of is not None:
+            return await self._publish_encoding(offer_sdp, encoding_of)
         if source == Source.CONTENT and self.role != Role.MAIN:
             raise NegotiationError("not_allowed", "only the main venue shares content")
         settings = self.room.settings
@@ -306,19 +373,19 @@ class Peer:
         self.room.check_server_capacity()
         offer_sdp = self._screened(offer_sdp, "offer")
         description = parse_sdp(offer_sdp, "offer")
-        kinds = check_publish_offer(description, settings.video_codec)
+        offer = check_publish_offer(description, settings.video_codec)
         if source == Source.CONTENT:
             previous = self.room.control.content_publication()
             if previous is not None:
                 await previous.close()
-        publication = Publication(self, kinds, source)
+        publication = Publication(self, offer.kinds, source, offer.video_codec)
         answer = await self.room.plane.publish(
             self.worker,
             publication.id,
             self.room.id,
             offer_sdp,
-            kinds,
-            video_codec=settings.video_codec,
+            offer.kinds,
+            video_codec=offer.video_codec or settings.video_codec,
             max_video_kbps=settings.max_video_kbps,
             ice_servers=self.room.ice_servers,
             media_wait_s=settings.media_wait_s,
@@ -328,8 +395,52 @@ class Peer:
         self.room.publications[publication.id] = publication
         return publication, answer
 
+    async def _publish_encoding(self, offer_sdp: str, encoding_of: str) -> tuple[Publication, str]:
+        primary = self.publications.get(encoding_of)
+        if primary is None or primary.closed:
+            raise LookupError(encoding_of)
+        offer_sdp = self._screened(offer_sdp, "offer")
+        offer = check_publish_offer(parse_sdp(offer_sdp, "offer"), primary.video_codec or "")
+        if offer.kinds != ["video"] or offer.video_codec == primary.video_codec:
+            raise NegotiationError(
+                "bad_sdp",
+                f"a second encoding is video alone, in a codec other than {primary.video_codec}",
+            )
+        assert offer.video_codec is not None
+        self.room.check_server_capacity()
+        previous = primary.encodings.get(offer.video_codec)
+        if previous is not None:
+            previous.replaced = True
+            await previous.close()
+        encoding = Publication(self, offer.kinds, primary.source, offer.video_codec, primary)
+        primary.encodings_asked.add(offer.video_codec)
+        settings = self.room.settings
+        answer = await self.room.plane.publish(
+            self.worker,
+            encoding.id,
+            self.room.id,
+            offer_sdp,
+            offer.kinds,
+            video_codec=offer.video_codec,
+            max_video_kbps=settings.max_video_kbps,
+            ice_servers=self.room.ice_servers,
+            media_wait_s=settings.media_wait_s,
+        )
+        self.room.encodings[encoding.id] = encoding
+        logger.info(
+            "%s publishes %s in %s too (%s)",
+            self.participant_id,
+            primary.id,
+            offer.video_codec,
+            encoding.id,
+        )
+        return encoding, answer
+
     async def unpublish(self, publication_id: str) -> None:
         publication = self.publications.get(publication_id)
+        encoding = self.room.encodings.get(publication_id)
+        if publication is None and encoding is not None and encoding.peer is self:
+            publication = encoding  # a second encoding's connection failed: it asks again
         if publication is None:
             raise LookupError(publication_id)
         await publication.close()
@@ -398,9 +509,14 @@ class Peer:
         if subscription.answered:
             raise NegotiationError("bad_sdp", "this subscription has been answered already")
         answer_sdp = self._screened(answer_sdp, "answer")
-        declined = declined_kinds(parse_sdp(answer_sdp, "answer"))
+        description = parse_sdp(answer_sdp, "answer")
+        declined = declined_kinds(description)
         await self.room.plane.answer(self.worker, subscription.id, answer_sdp)
         subscription.answered = True
+        has_video = any(m.kind == "video" for m in description.media)
+        if has_video and "video" not in declined:
+            subscription.video_codecs = accepted_video_codecs(description)
+            await self.room.check_codecs(subscription)
         if declined:
             logger.info(
                 "%s declined %s of %s (room codec %s)",
@@ -444,6 +560,8 @@ class Room:
     peers: dict[str, Peer] = field(default_factory=dict)
     hidden_peers: dict[str, Peer] = field(default_factory=dict)
     publications: dict[str, Publication] = field(default_factory=dict)
+    # second encodings (Publication, above), apart: nothing that lists publications sees them
+    encodings: dict[str, Publication] = field(default_factory=dict)
     live_since: datetime | None = None  # UTC, since the first visible participant joined
     # told of each publication once its media flows (the recorder subscribes here)
     publication_listeners: list[Callable[[Publication], Awaitable[None]]] = field(
@@ -477,7 +595,7 @@ class Room:
         }
 
     def peer_connections(self) -> int:
-        return sum(
+        return len(self.encodings) + sum(
             len(p.publications) + len(p.subscriptions)
             for p in (*self.peers.values(), *self.hidden_peers.values())
         )
@@ -535,12 +653,59 @@ class Room:
         if self.media_event in self.plane.listeners:
             self.plane.listeners.remove(self.media_event)
 
+    # -- codecs: who needs a second encoding ------------------------------------------------
+    async def check_codecs(self, subscription: Subscription) -> None:
+        """Whether `subscription` can decode the video it shows now: if not, ask that
+        publication's publisher for a second encoding it decodes, and tell the subscriber
+        its video waits (and when it comes)."""
+        source = subscription.source
+        codecs = subscription.video_codecs or set()
+        waiting = (
+            bool(codecs)
+            and source is not None
+            and source.video_codec is not None
+            and source.video_codec not in codecs
+            and not any(c in codecs for c in source.encodings)
+        )
+        if waiting:
+            assert source is not None
+            wanted = next(c for c in video_codecs_from(self.settings.video_codec) if c in codecs)
+            await self.want_encoding(source, wanted)
+        if waiting != subscription.waiting_for_codec and not subscription.closed:
+            subscription.waiting_for_codec = waiting
+            venue_codec = source.video_codec if source is not None else None
+            await subscription.peer.send(
+                events.subscription_video(
+                    subscription.id, waiting, venue_codec or self.settings.video_codec
+                )
+            )
+
+    async def check_codecs_of(self, publication: Publication) -> None:
+        """check_codecs for everyone showing `publication` (directly or on the floor)."""
+        slot = self.control.slot
+        shown = set(publication.subscriptions)
+        if slot.source is publication:
+            shown |= slot.subscriptions
+        for subscription in tuple(shown):
+            await self.check_codecs(subscription)
+
+    async def want_encoding(self, publication: Publication, codec: str) -> None:
+        """Ask the publisher for its video in `codec` too (once, until it ends)."""
+        if codec in publication.encodings or codec in publication.encodings_asked:
+            return
+        publication.encodings_asked.add(codec)
+        logger.info("%s: asking %s for its video in %s too", self.id, publication.id, codec)
+        await publication.peer.send(events.encoding_wanted(publication.id, codec))
+
     # -- what the media plane reports ------------------------------------------------------
     async def media_event(self, event: RouterEvent) -> bool:
         """A router's report about one of this room's objects; False if none is ours."""
         kind = event.get("event")
         if kind in ("publication_flowing", "publication_ended"):
-            publication = self.publications.get(event.get("publication_id", ""))
+            publication_id = event.get("publication_id", "")
+            publication = self.publications.get(publication_id) or self.encodings.get(
+                publication_id
+            )
             if publication is None:
                 return False
             if kind == "publication_flowing":

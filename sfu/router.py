@@ -25,7 +25,13 @@ from aiortc import RTCPeerConnection
 
 from .local import LocalSink, LocalSubscription
 from .looplag import LoopLag
-from .negotiation import IceServer
+from .negotiation import (
+    IceServer,
+    accepted_video_codecs,
+    codec_name,
+    declined_kinds,
+    parse_sdp,
+)
 from .pipe import Address, PipeEndpoint, PipeIn, PipeOut, PipeStream
 from .ports import PortAllocator
 from .tracks import DownTrack, UpTrack
@@ -48,6 +54,10 @@ class RoutedPublication:
     pipe_outs: dict[Address, list[PipeOut]] = field(default_factory=dict)
     closed: bool = False
     flowing_task: asyncio.Future[None] | None = None
+    video_codec: str | None = None
+    # its second encodings here (codec -> publication id), or the one it is a second of
+    encodings: dict[str, str] = field(default_factory=dict)
+    encoding_of: str | None = None
 
     @property
     def origin(self) -> bool:
@@ -62,6 +72,8 @@ class RoutedSubscription:
     downtracks: dict[str, DownTrack]
     publication_id: str | None  # None: the room's floor slot
     closed: bool = False
+    # the video codecs its answer accepted (None: not answered yet, or no video)
+    video_codecs: set[str] | None = None
 
 
 @dataclass
@@ -125,7 +137,12 @@ class MediaRouter:
             ports=self.ports,
         )
         publication = RoutedPublication(
-            publication_id, room_id, kinds, upstream.uptracks, pc=upstream.pc
+            publication_id,
+            room_id,
+            kinds,
+            upstream.uptracks,
+            pc=upstream.pc,
+            video_codec=video_codec if "video" in kinds else None,
         )
         if "audio" in publication.uptracks:
             publication.uptracks["audio"].muted = muted
@@ -167,6 +184,13 @@ class MediaRouter:
         publication.closed = True
         if publication.flowing_task is not None:
             publication.flowing_task.cancel()
+        primary = self.publications.get(publication.encoding_of or "")
+        if primary is not None:  # a second encoding: its subscribers go back to the first
+            for codec, encoding_id in tuple(primary.encodings.items()):
+                if encoding_id == publication_id:
+                    del primary.encodings[codec]
+            for subscription in self._showing(primary.id):
+                self._attach(subscription)
         # a floor slot that showed it lets go, its subscribers stay (the venue may be back)
         for slot in self.slots.values():
             if slot.source == publication_id:
@@ -215,7 +239,13 @@ class MediaRouter:
             for out in publication.pipe_outs.pop(destination, []):
                 out.close()
 
-    async def pipe_in(self, publication_id: str, room_id: str, streams: list[PipeStream]) -> None:
+    async def pipe_in(
+        self,
+        publication_id: str,
+        room_id: str,
+        streams: list[PipeStream],
+        video_codec: str | None = None,
+    ) -> None:
         """Receive a publication piped from its origin worker (idempotent)."""
         if publication_id in self.publications:
             return
@@ -229,10 +259,75 @@ class MediaRouter:
             [p.kind for p in pipe_ins],
             {p.kind: p.uptrack() for p in pipe_ins},
             pipe_ins=pipe_ins,
+            video_codec=video_codec,
         )
         for slot in self.slots.values():  # the slot was switched to it before it arrived
             if slot.source == publication_id:
                 self._switch(slot, publication_id)
+
+    async def link_encoding(self, publication_id: str, codec: str, encoding_id: str) -> None:
+        """`encoding_id` (on this worker) is `publication_id`'s video in `codec` too: its
+        subscribers here that cannot decode the first take their video from it."""
+        publication = self.publications.get(publication_id)
+        encoding = self.publications.get(encoding_id)
+        if publication is None or encoding is None or encoding.closed:
+            raise LookupError(encoding_id if publication else publication_id)
+        publication.encodings[codec] = encoding_id
+        encoding.encoding_of = publication_id
+        for subscription in self._showing(publication_id):
+            self._attach(subscription)
+
+    def _showing(self, publication_id: str) -> list[RoutedSubscription]:
+        """The subscriptions here that show a publication, directly or on a floor slot."""
+        return [
+            s
+            for s in self.subscriptions.values()
+            if s.publication_id == publication_id
+            or (
+                s.publication_id is None
+                and (slot := self.slots.get(s.room_id)) is not None
+                and slot.source == publication_id
+            )
+        ]
+
+    def _tracks_for(
+        self, publication: RoutedPublication | None, codecs: set[str] | None
+    ) -> dict[str, UpTrack]:
+        """A publication's tracks as a subscriber that decodes `codecs` (None: not known
+        yet) takes them: the video of a second encoding when it cannot decode the first,
+        none while there is no such encoding."""
+        if publication is None:
+            return {}
+        tracks = dict(publication.uptracks)
+        video = tracks.get("video")
+        sent = publication.video_codec or (
+            codec_name(video.mime_type) if video is not None and video.mime_type else None
+        )
+        if codecs is None or video is None or sent is None or sent in codecs:
+            return tracks
+        del tracks["video"]
+        for codec, encoding_id in publication.encodings.items():
+            encoding = self.publications.get(encoding_id)
+            if codec in codecs and encoding is not None and "video" in encoding.uptracks:
+                tracks["video"] = encoding.uptracks["video"]
+                break
+        return tracks
+
+    def _attach(self, subscription: RoutedSubscription) -> None:
+        """Feed a subscription's tracks from what it shows now, in codecs it decodes."""
+        if subscription.publication_id is None:
+            slot = self.slots.get(subscription.room_id)
+            source_id = slot.source if slot is not None else None
+        else:
+            source_id = subscription.publication_id
+        source = self.publications.get(source_id) if source_id else None
+        tracks = self._tracks_for(source, subscription.video_codecs)
+        for kind, downtrack in subscription.downtracks.items():
+            uptrack = tracks.get(kind)
+            if uptrack is None:
+                downtrack.detach()
+            else:
+                downtrack.attach(uptrack)
 
     def _pipe_ended(self, publication_id: str) -> Callable[[], None]:
         def ended() -> None:
@@ -309,6 +404,10 @@ class MediaRouter:
         if subscription is None:
             raise LookupError(subscription_id)
         await accept_answer(subscription.pc, answer_sdp)
+        description = parse_sdp(answer_sdp, "answer")
+        if "video" in subscription.downtracks and "video" not in declined_kinds(description):
+            subscription.video_codecs = accepted_video_codecs(description)
+            self._attach(subscription)
 
     async def close_subscription(self, subscription_id: str) -> None:
         subscription = self.subscriptions.pop(subscription_id, None)
@@ -330,17 +429,10 @@ class MediaRouter:
 
     def _switch(self, slot: SlotMedia, publication_id: str | None) -> None:
         slot.source = publication_id
-        publication = self.publications.get(publication_id) if publication_id else None
         for subscription_id in tuple(slot.subscriptions):
             subscription = self.subscriptions.get(subscription_id)
-            if subscription is None:
-                continue
-            for kind, downtrack in subscription.downtracks.items():
-                uptrack = publication.uptracks.get(kind) if publication is not None else None
-                if uptrack is None:
-                    downtrack.detach()
-                else:
-                    downtrack.attach(uptrack)
+            if subscription is not None:
+                self._attach(subscription)
 
     async def forget_room(self, room_id: str) -> None:
         self.slots.pop(room_id, None)
@@ -373,6 +465,8 @@ class MediaRouter:
                 "attached": down.uptrack is not None,
                 "limits_publisher": down.limits_publisher,
                 "packets_forwarded": down.packets_forwarded,
+                "packets_undecodable": down.packets_undecodable,
+                "mime_type": down.uptrack.mime_type if down.uptrack else None,
                 "source_switches": down.source_switches,
                 "retransmissions": down.retransmissions,
                 "keyframe_requests": down.keyframe_requests,

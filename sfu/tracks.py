@@ -344,6 +344,11 @@ class DownTrack:
         self._waiter: asyncio.Task[None] | None = None
         self._closed = False
         self.source_switches = 0
+        # packets of a source in a codec this subscriber did not agree to (it waits for
+        # that publication's second encoding, sfu/router.py)
+        self.packets_undecodable = 0
+        self._sent_mime: str | None = None
+        self._sent_payload_types: tuple[int, int | None] | None = None
         sender.sink = self
         if uptrack is not None:
             self.attach(uptrack)
@@ -379,6 +384,10 @@ class DownTrack:
         if self.video_paused:
             self.packets_paused += 1
             return
+        payload_types = self._payload_types(uptrack)
+        if payload_types is None:
+            self.packets_undecodable += 1
+            return
         if self.waiting_for_keyframe:
             if not is_keyframe:
                 self.packets_dropped_waiting += 1
@@ -397,11 +406,9 @@ class DownTrack:
         )
         if rewritten is None:
             return
-        negotiated = self.sender.negotiated
-        assert negotiated is not None
         data = rewrite_header(
             uptrack.template(packet, self, templates),
-            negotiated.payload_type,
+            payload_types[0],
             rewritten[0],
             rewritten[1],
             self.sender._ssrc,
@@ -412,6 +419,24 @@ class DownTrack:
             self._last_send_time = now
             self._last_out_ts = rewritten[1]
 
+    def _payload_types(self, uptrack: UpTrack) -> tuple[int, int | None] | None:
+        """The (payload type, RTX payload type) this subscriber agreed for the source's
+        codec; None if it cannot decode it."""
+        mime = uptrack.mime_type
+        if mime != self._sent_mime or self._sent_payload_types is None:
+            negotiated = self.sender.negotiated
+            if negotiated is None:
+                return None
+            self._sent_mime = mime
+            self._sent_payload_types = negotiated.for_mime(mime)
+        return self._sent_payload_types
+
+    def decodes(self, uptrack: UpTrack) -> bool:
+        """Whether this subscriber agreed to the codec `uptrack` carries (True while
+        either is not known yet)."""
+        negotiated = self.sender.negotiated
+        return negotiated is None or negotiated.for_mime(uptrack.mime_type) is not None
+
     # -- DownstreamSink ----------------------------------------------------------------
     def on_started(self) -> None:
         self.started = True
@@ -421,7 +446,12 @@ class DownTrack:
     async def _ask_until_keyframe(self) -> None:
         try:
             while self.waiting_for_keyframe and not self._closed:
-                if self.uptrack is not None and await self.uptrack.request_keyframe():
+                uptrack = self.uptrack
+                if (
+                    uptrack is not None
+                    and self.decodes(uptrack)
+                    and await uptrack.request_keyframe()
+                ):
                     self.keyframe_requests += 1
                 await asyncio.sleep(KEYFRAME_WAIT_RETRY_S)
         except asyncio.CancelledError:
@@ -465,8 +495,10 @@ class DownTrack:
     async def _retransmit(self, packet: RtpPacket, out_seq: int) -> bool:
         negotiated = self.sender.negotiated
         out_ts = self.rewriter.rtp_timestamp_for(packet.timestamp)
-        if negotiated is None or out_ts is None:
+        payload_types = self._payload_types(self.uptrack) if self.uptrack else None
+        if negotiated is None or out_ts is None or payload_types is None:
             return False
+        payload_type, rtx_payload_type = payload_types
         if self._last_out_ts is not None:
             age = ts_diff(self._last_out_ts, out_ts) / self.rewriter.clock_rate
             if age > MAX_RESEND_AGE_S.get(self.kind, 1.0):
@@ -474,7 +506,7 @@ class DownTrack:
                 await self._picture_stands_still()
                 return False
         copy = RtpPacket(
-            payload_type=negotiated.payload_type,
+            payload_type=payload_type,
             marker=packet.marker,
             sequence_number=out_seq,
             timestamp=out_ts,
@@ -484,17 +516,17 @@ class DownTrack:
         copy.extensions = HeaderExtensions(
             abs_send_time=(clock.current_ntp_time() >> 14) & 0x00FFFFFF
         )
-        if negotiated.rtx_payload_type is not None:
+        if rtx_payload_type is not None:
             copy = wrap_rtx(
                 copy,
-                payload_type=negotiated.rtx_payload_type,
+                payload_type=rtx_payload_type,
                 sequence_number=self._rtx_sequence,
                 ssrc=self.sender._rtx_ssrc,
             )
         data = copy.serialize(negotiated.extensions)
         if not self.resend_budget.spend(len(data), self.bytes_forwarded):
             return False
-        if negotiated.rtx_payload_type is not None:
+        if rtx_payload_type is not None:
             self._rtx_sequence = (self._rtx_sequence + 1) & 0xFFFF
         if await self.sender.send_rtp(data):
             self.retransmissions += 1

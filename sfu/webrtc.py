@@ -26,6 +26,7 @@ from .negotiation import (
     new_peer_connection,
     offer_opus_fec,
     revive_declined_sections,
+    video_codecs_from,
 )
 from .ports import PortAllocator, PortsExhausted
 from .tracks import DownTrack, UpTrack
@@ -91,12 +92,15 @@ async def open_downstream(
     ports: PortAllocator | None = None,
 ) -> Downstream:
     """Offer a subscriber one DownTrack per kind in `sources`, each fed by its UpTrack
-    (None: attached later, as a floor slot nobody holds)."""
+    (None: attached later, as a floor slot nobody holds). The video is offered in every
+    codec the SFU relays, `video_codec` first: a browser answers with those it decodes,
+    and its DownTrack then sends each source's packets under that codec's payload type
+    (a floor slot passes from an H.264 venue to a VP8 one without renegotiation)."""
     pc = new_peer_connection(ice_servers)
     downtracks: dict[str, DownTrack] = {}
     for kind, uptrack in sources.items():
         transceiver = pc.addTransceiver(kind, direction="sendonly")
-        transceiver.setCodecPreferences(codec_preferences(kind, video_codec))
+        transceiver.setCodecPreferences(codec_preferences(kind, *video_codecs_from(video_codec)))
         sender = ForwardingSender.install(transceiver.sender)
         downtracks[kind] = DownTrack(uptrack, sender, kind=kind, limits_publisher=limits_publisher)
     await _set_local_description(pc, await pc.createOffer(), ports)

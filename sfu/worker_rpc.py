@@ -209,12 +209,24 @@ class RemoteRouter:
             "close_pipe_out", publication_id=publication_id, destination=list(destination)
         )
 
-    async def pipe_in(self, publication_id: str, room_id: str, streams: list[PipeStream]) -> None:
+    async def pipe_in(
+        self,
+        publication_id: str,
+        room_id: str,
+        streams: list[PipeStream],
+        video_codec: str | None = None,
+    ) -> None:
         await self.call(
             "pipe_in",
             publication_id=publication_id,
             room_id=room_id,
             streams=[_stream(s) for s in streams],
+            video_codec=video_codec,
+        )
+
+    async def link_encoding(self, publication_id: str, codec: str, encoding_id: str) -> None:
+        await self.call(
+            "link_encoding", publication_id=publication_id, codec=codec, encoding_id=encoding_id
         )
 
     async def subscribe(
@@ -290,6 +302,7 @@ _METHODS = frozenset(
         "pipe_out",
         "close_pipe_out",
         "pipe_in",
+        "link_encoding",
         "subscribe",
         "answer",
         "close_subscription",

@@ -21,6 +21,7 @@ from aiortc import (
     RTCRtpSender,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRelay
 
 
 class SignalingError(Exception):
@@ -48,6 +49,43 @@ def prefer_codec(pc: RTCPeerConnection, video_codec: str) -> None:
         chosen = [c for c in caps if c.mimeType.lower() == wanted]
         chosen += [c for c in caps if c.mimeType.lower() == "video/rtx"]
         transceiver.setCodecPreferences(chosen)
+
+
+def keep_video_codecs(sdp: str, video_codecs: list[str]) -> str:
+    """An offer with its video codecs cut to `video_codecs` (and their RTX): what a client
+    that decodes only those (a Firefox without H.264) can answer."""
+    wanted = {c.lower() for c in video_codecs}
+    out: list[str] = []
+    dropped: set[str] = set()
+    in_video = False
+    lines = sdp.split("\r\n")
+    rtpmaps = {
+        line.split()[0].removeprefix("a=rtpmap:"): line.split()[1].split("/")[0].lower()
+        for line in lines
+        if line.startswith("a=rtpmap:")
+    }
+    apt = {}
+    for line in lines:
+        if line.startswith("a=fmtp:") and "apt=" in line:
+            apt[line.split()[0].removeprefix("a=fmtp:")] = line.split("apt=")[1].split(";")[0]
+    for line in lines:
+        if line.startswith("m="):
+            in_video = line.startswith("m=video")
+            if in_video:
+                fields = line.split()
+                kept = [
+                    pt
+                    for pt in fields[3:]
+                    if rtpmaps.get(pt) in wanted
+                    or (rtpmaps.get(pt) == "rtx" and rtpmaps.get(apt.get(pt, "")) in wanted)
+                ]
+                dropped = set(fields[3:]) - set(kept)
+                line = " ".join([*fields[:3], *kept])
+        elif in_video and line.startswith(("a=rtpmap:", "a=fmtp:", "a=rtcp-fb:")):
+            if line.split()[0].split(":", 1)[1] in dropped:
+                continue
+        out.append(line)
+    return "\r\n".join(out)
 
 
 # as often as the browser client pings (web/static/lighthouse.js): the server closes a
@@ -81,6 +119,11 @@ class SignalingClient:
         self._reader: asyncio.Task | None = None
         self.keepalive_s = keepalive_s
         self._keepalive: asyncio.Task | None = None
+        # publications that answer encoding_wanted: their camera, to encode once more
+        self._cameras: dict[str, MediaRelay] = {}
+        self._camera_tracks: dict[str, MediaStreamTrack] = {}
+        self.encodings: dict[str, dict[str, str]] = {}  # publication -> codec -> its id
+        self._tasks: set[asyncio.Task] = set()
 
     async def connect(self) -> dict[str, Any]:
         self._session = aiohttp.ClientSession()
@@ -117,6 +160,8 @@ class SignalingClient:
             if future is not None and not future.done():
                 future.set_result(message)
             else:
+                if message.get("type") == "encoding_wanted":
+                    self._on_encoding_wanted(message)
                 await self.events.put(message)
         for future in self._pending.values():
             if not future.done():
@@ -172,30 +217,78 @@ class SignalingClient:
         tracks: list[MediaStreamTrack],
         source: str = "camera",
         on_gathered: Callable[[RTCPeerConnection], object] | None = None,
+        *,
+        video_codec: str | None = None,
+        second_encodings: bool = False,
     ) -> str:
-        """Publish `tracks`; `on_gathered(pc)` runs once its sockets exist, before any
-        media (bench/impair.py impairs the link there)."""
+        """Publish `tracks` in `video_codec` (the room's by default); `on_gathered(pc)`
+        runs once its sockets exist, before any media (bench/impair.py impairs the link
+        there). With `second_encodings`, the video is published again in another codec
+        when the server asks (encoding_wanted), as the browser client does."""
+        relay = None
+        if second_encodings:
+            relay = MediaRelay()
+            tracks = [relay.subscribe(t) if t.kind == "video" else t for t in tracks]
+            camera = next(t for t in tracks if t.kind == "video")
+        publication_id = await self._publish(
+            tracks, source, video_codec or self.video_codec, on_gathered, None
+        )
+        if relay is not None:
+            self._cameras[publication_id] = relay
+            self._camera_tracks[publication_id] = camera
+        return publication_id
+
+    async def _publish(
+        self,
+        tracks: list[MediaStreamTrack],
+        source: str,
+        video_codec: str,
+        on_gathered: Callable[[RTCPeerConnection], object] | None,
+        encoding_of: str | None,
+    ) -> str:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.publish_pcs.append(pc)
         for track in tracks:
             pc.addTransceiver(track, direction="sendonly")
-        prefer_codec(pc, self.video_codec)
+        prefer_codec(pc, video_codec)
         await pc.setLocalDescription(await pc.createOffer())
         if on_gathered is not None:
             on_gathered(pc)
         message = {"type": "publish", "sdp": pc.localDescription.sdp}
         if source != "camera":
             message["source"] = source
+        if encoding_of is not None:
+            message["encoding_of"] = encoding_of
         reply = await self.request(message)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
         return reply["publication_id"]
+
+    def _on_encoding_wanted(self, message: dict[str, Any]) -> None:
+        publication_id = message.get("publication_id", "")
+        codec = message.get("video_codec", "")
+        relay = self._cameras.get(publication_id)
+        if relay is None or codec in self.encodings.get(publication_id, {}):
+            return
+
+        async def publish_again() -> None:
+            self.encodings.setdefault(publication_id, {})[codec] = ""
+            track = relay.subscribe(self._camera_tracks[publication_id])
+            encoding_id = await self._publish([track], "camera", codec, None, publication_id)
+            self.encodings[publication_id][codec] = encoding_id
+
+        task = asyncio.ensure_future(publish_again())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def subscribe(
         self,
         publication_id: str,
         kinds: list[str] | None = None,
         on_gathered: Callable[[RTCPeerConnection], object] | None = None,
+        *,
+        video_codecs: list[str] | None = None,
     ) -> ClientSubscription:
+        """Subscribe; `video_codecs` (default: all aiortc has) are the codecs it decodes."""
         message: dict[str, Any] = {"type": "subscribe", "publication_id": publication_id}
         if kinds is not None:
             message["kinds"] = kinds
@@ -207,7 +300,10 @@ class SignalingClient:
         def on_track(track: MediaStreamTrack) -> None:
             subscription.tracks[track.kind] = track
 
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        offer_sdp = offer["sdp"]
+        if video_codecs is not None:
+            offer_sdp = keep_video_codecs(offer_sdp, video_codecs)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         if on_gathered is not None:
             on_gathered(pc)
@@ -229,6 +325,8 @@ class SignalingClient:
     async def close(self) -> None:
         if self._keepalive is not None:
             self._keepalive.cancel()
+        for task in tuple(self._tasks):
+            task.cancel()
         if self._ws is not None and not self._ws.closed:
             await self._ws.close()
         if self._reader is not None:

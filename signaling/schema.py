@@ -48,7 +48,12 @@ MESSAGE_SCHEMAS: dict[str, dict[str, Any]] = {
             "take_over": {"type": "boolean"},
         },
     ),
-    "publish": _message("publish", {"sdp": _SDP}, {"source": {"enum": ["camera", "content"]}}),
+    "publish": _message(
+        "publish",
+        {"sdp": _SDP},
+        # encoding_of: the offer is that publication's video in another codec
+        {"source": {"enum": ["camera", "content"]}, "encoding_of": _REF},
+    ),
     "unpublish": _message("unpublish", {"publication_id": _REF}),
     "subscribe": _message(
         "subscribe",

@@ -215,9 +215,15 @@ class SignalingService:
             await self._drop(connection)
             await connection.ws.close()
         elif kind == "publish":
-            publication, answer = await peer.publish(
-                message["sdp"], message.get("source", "camera")
-            )
+            encoding_of = message.get("encoding_of")
+            try:
+                publication, answer = await peer.publish(
+                    message["sdp"], message.get("source", "camera"), encoding_of
+                )
+            except LookupError:
+                raise MessageError(
+                    "unknown_publication", f"you have no publication {encoding_of}", request_id
+                ) from None
             await connection.send(
                 _reply("published", request_id, publication_id=publication.id, sdp=answer)
             )

@@ -36,7 +36,7 @@ def test_refusals_are_logged_at_most_ten_a_minute_per_kind_and_the_rest_counted(
 async def test_a_refused_offer_is_logged_with_the_browser_and_the_reason(server, caplog):
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTransceiver(PictureTrack(face_picture()), direction="sendonly")
-    prefer_codec(pc, "vp8")  # an H.264 room: what a Firefox without OpenH264 offers
+    prefer_codec(pc, "vp8")  # then made VP9: a browser with neither codec the SFU relays
     await pc.setLocalDescription(await pc.createOffer())
     url = server.base_url.replace("http", "ws") + "/ws"
     try:
@@ -46,7 +46,8 @@ async def test_a_refused_offer_is_logged_with_the_browser_and_the_reason(server,
                 await ws.send_str(json.dumps({"type": "join", "id": 1, "token": token}))
                 assert json.loads((await ws.receive(timeout=10)).data)["type"] == "joined"
                 with caplog.at_level(logging.WARNING, logger="sfu.refusals"):
-                    offer = {"type": "publish", "id": 2, "sdp": pc.localDescription.sdp}
+                    sdp = pc.localDescription.sdp.replace("VP8/90000", "VP9/90000")
+                    offer = {"type": "publish", "id": 2, "sdp": sdp}
                     await ws.send_str(json.dumps(offer))
                     while True:
                         reply = json.loads((await ws.receive(timeout=10)).data)

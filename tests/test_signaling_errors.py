@@ -271,12 +271,19 @@ async def test_bad_offers_are_refused_and_nothing_is_published(server, make_sdp,
         await socket.close()
 
 
-async def test_offer_without_the_rooms_codec_names_it(server):
+async def test_an_offer_in_neither_codec_names_both_and_the_other_codec_is_taken(server):
     socket = await joined_raw(server)
     try:
-        reply = await socket.request({"type": "publish", "sdp": await _offer("vp8")})
+        vp9 = (await _offer("vp8")).replace("VP8/90000", "VP9/90000")
+        reply = await socket.request({"type": "publish", "sdp": vp9})
         assert reply["code"] == "codec_not_supported"
-        assert "h264" in reply["message"]
+        assert "h264/vp8" in reply["message"] and "vp9" in reply["message"]
+        # VP8 in this H.264 room is what a Firefox without H.264 publishes: taken (it was
+        # refused, and such a village could only listen)
+        reply = await socket.request({"type": "publish", "sdp": await _offer("vp8")})
+        assert reply["type"] == "published", reply
+        publication = server.room("h264room").publications[reply["publication_id"]]
+        assert publication.video_codec == "vp8"
     finally:
         await socket.close()
 

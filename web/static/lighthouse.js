@@ -227,6 +227,9 @@
       this._nextId = 1;
       this._pending = new Map(); // request id -> {resolve, reject, timer}
       this._publishPc = null;
+      // second encodings of our camera the server asked for (encoding_wanted):
+      // video codec -> {pc, publicationId}
+      this._encodings = {};
       this._subscribing = new Set(); // publication ids with a subscribe in flight
       // Every teardown bumps the generation; async work of an older session sees the
       // change after each await and drops its results.
@@ -525,6 +528,7 @@
       }
       if (this._publishPc) this._closePc(this._publishPc);
       this._publishPc = null;
+      this._closeEncodings();
       if (this._contentPc) {
         // a shared screen does not survive a reconnection: the presenter shares again
         this._closePc(this._contentPc);
@@ -624,16 +628,26 @@
           break;
         case 'video_paused':
         case 'video_resumed': {
-          // the server paused a venue's video: this link cannot carry it (audio goes on)
+          // the server paused a venue's video: this link cannot carry it, or (reason
+          // "codec") this browser cannot decode the venue's codec until the venue sends
+          // a second encoding; audio goes on
           const sub = this.subscriptions[msg.subscription_id];
           if (sub) {
             sub.videoPaused = msg.type === 'video_paused';
             this._emit('videopaused', {
               subscriptionId: msg.subscription_id, paused: sub.videoPaused, reason: msg.reason,
+              videoCodec: msg.video_codec,
             });
           }
           break;
         }
+        case 'encoding_wanted':
+          this._publishEncoding(msg.publication_id, msg.video_codec, this._generation)
+            .catch((error) => {
+              console.warn('lighthouse: second encoding in', msg.video_codec, 'failed', error);
+              this._closeEncoding(msg.video_codec);
+            });
+          break;
         case 'subscription_ended':
           if (this.subscriptions[msg.subscription_id]) {
             this._endSubscription(msg.subscription_id, msg.reason || 'ended');
@@ -754,24 +768,83 @@
       this._emit('published', { publicationId: this.publicationId });
     }
 
+    /** Send the room's codec, or else the other one the server relays (a Firefox
+     * without H.264 sends VP8: the server gets it to those who cannot decode it). */
     _preferRoomCodec(transceiver) {
       const roomCodec = this.room && this.room.video_codec;
-      if (!roomCodec || typeof transceiver.setCodecPreferences !== 'function') return;
+      if (!roomCodec) return;
+      const other = roomCodec === 'h264' ? 'vp8' : 'h264';
+      if (!this._preferCodec(transceiver, roomCodec) && !this._preferCodec(transceiver, other)) {
+        console.warn('lighthouse: this browser offers neither', roomCodec, 'nor', other);
+      }
+    }
+
+    /** Only `codec` (and RTX) on this transceiver; false if this browser has none. */
+    _preferCodec(transceiver, codec) {
+      if (typeof transceiver.setCodecPreferences !== 'function') return false;
       // Older Chromium checks preferences against the receiver's capabilities, newer
       // against sender and receiver: try the receiver's first, then the sender's.
       const sources = [global.RTCRtpReceiver, global.RTCRtpSender];
       for (const source of sources) {
         const caps = source && source.getCapabilities && source.getCapabilities('video');
-        const preferred = caps ? preferredVideoCodecs(caps.codecs, roomCodec) : [];
+        const preferred = caps ? preferredVideoCodecs(caps.codecs, codec) : [];
         if (preferred.length === 0) continue;
         try {
           transceiver.setCodecPreferences(preferred);
-          return;
+          return true;
         } catch (error) {
           console.warn('lighthouse: setCodecPreferences refused', error);
         }
       }
-      console.warn('lighthouse: this browser offers no usable', roomCodec);
+      return false;
+    }
+
+    /** A subscriber cannot decode our camera's codec: send the camera again in
+     * `codec`, on a connection of its own (video only). The server gives it to those
+     * who need it and ends it with the camera's publication. */
+    async _publishEncoding(publicationId, codec, generation) {
+      if (publicationId !== this.publicationId || this._encodings[codec]) return;
+      const video = this.localStream && this.localStream.getVideoTracks()[0];
+      if (!video) return;
+      const pc = this._newPc(generation, 'encoding');
+      const entry = { pc, publicationId: null, codec };
+      this._encodings[codec] = entry;
+      const transceiver = pc.addTransceiver(video, { direction: 'sendonly' });
+      if (!this._preferCodec(transceiver, codec)) {
+        console.warn('lighthouse: asked for a second encoding in', codec, 'which this browser lacks');
+        this._closeEncoding(codec);
+        return;
+      }
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      await waitForIceGathering(pc, ICE_GATHERING_CAP_MS);
+      if (generation !== this._generation || this._encodings[codec] !== entry) return;
+      const reply = await this._request({
+        type: 'publish', sdp: pc.localDescription.sdp, encoding_of: publicationId,
+      });
+      if (generation !== this._generation || this._encodings[codec] !== entry) return;
+      await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+      entry.publicationId = reply.publication_id;
+      console.info('lighthouse: sending the camera in', codec, 'too');
+    }
+
+    _closeEncoding(codec, unpublish) {
+      const entry = this._encodings[codec];
+      if (!entry) return;
+      delete this._encodings[codec];
+      this._closePc(entry.pc);
+      if (unpublish && entry.publicationId && this.state === 'joined') {
+        this._send({ type: 'unpublish', id: this._nextId++, publication_id: entry.publicationId });
+      }
+    }
+
+    _closeEncodings() {
+      for (const codec of Object.keys(this._encodings)) this._closeEncoding(codec);
+    }
+
+    /** Video codecs of our camera's second encodings being sent (read by tests). */
+    get encodingCodecs() {
+      return Object.keys(this._encodings);
     }
 
     /** Publish the camera again after a back-off (1 s doubling to 30 s, ±25 %), with a
@@ -781,6 +854,7 @@
       const pc = this._publishPc;
       this._publishPc = null;
       if (pc) this._closePc(pc);
+      this._closeEncodings(); // the server ends them with the camera's publication
       const old = this.publicationId;
       this.publicationId = null;
       if (old && this.state === 'joined') {
@@ -991,6 +1065,12 @@
         // the camera's connection alone failed (e.g. its candidates could not reach the
         // server): publish again alone, the subscriptions that work go on
         if (label === 'publish' && this.state === 'joined') this._republishLater('publish ' + why);
+        // a second encoding's connection: drop it; the server asks again if still needed
+        else if (label === 'encoding') {
+          for (const [codec, entry] of Object.entries(this._encodings)) {
+            if (entry.pc === pc) this._closeEncoding(codec, true);
+          }
+        }
         // a watched venue's connection alone failed (the TV's network changed, an outage
         // outlasted ICE): subscribe to it again alone; the seat and the rest stay
         else if (label === 'subscription' && this.state === 'joined') {

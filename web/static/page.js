@@ -608,8 +608,10 @@
       }
     });
     let downlinkNotice = false;
-    client.on('videopaused', ({ paused }) => {
-      if (paused) showNotice(t('videoPausedDownlink'));
+    client.on('videopaused', ({ paused, reason, videoCodec }) => {
+      if (paused && reason === 'codec') {
+        showNotice(t('videoPausedCodec', { codec: String(videoCodec || '').toUpperCase() }));
+      } else if (paused) showNotice(t('videoPausedDownlink'));
       else if (downlinkNotice) showNotice('');
       downlinkNotice = paused;
     });
