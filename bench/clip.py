@@ -50,15 +50,21 @@ def _source_picture() -> np.ndarray:
 
 
 def encode_clip(
-    seconds: float = 4.0, fps: int = FPS, bitrate: int = 800_000, keyframe_s: float = 2.0
+    seconds: float = 4.0,
+    fps: int = FPS,
+    bitrate: int = 800_000,
+    keyframe_s: float = 2.0,
+    size: tuple[int, int] = (WIDTH, HEIGHT),
 ) -> Clip:
-    """Encode `seconds` of moving 640x360 content once; the motion loops seamlessly."""
+    """Encode `seconds` of moving content once (640x360 unless `size`: a venue's lower
+    encoding is smaller); the motion loops seamlessly."""
+    width, height = size
     source = _source_picture()
     src_h, src_w = source.shape[:2]
     count = round(seconds * fps)
     gop = round(keyframe_s * fps)
     codec = av.CodecContext.create("libvpx", "w")
-    codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
     codec.time_base = fractions.Fraction(1, fps)
     codec.framerate = fractions.Fraction(fps, 1)
     codec.bit_rate = bitrate
@@ -93,7 +99,7 @@ def encode_clip(
         noisy = crop.astype(np.int16) + rng.integers(-3, 4, crop.shape, dtype=np.int16)
         picture = np.clip(noisy, 0, 255).astype(np.uint8)
         frame = av.VideoFrame.from_ndarray(picture, format="rgb24").reformat(
-            width=WIDTH, height=HEIGHT, format="yuv420p"
+            width=width, height=height, format="yuv420p"
         )
         frame.pts = i
         if i % gop == 0:

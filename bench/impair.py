@@ -38,6 +38,7 @@ PROFILES = {
     "village_5": LinkProfile("village_5", 0.05, 0.100, 0.050, 1_000_000, reorder=0.01),
     "village_10": LinkProfile("village_10", 0.10, 0.100, 0.050, 1_000_000, reorder=0.01),
     "weak_village": LinkProfile("weak_village", 0.02, 0.080, 0.020, 500_000, reorder=0.01),
+    "strong_village": LinkProfile("strong_village", 0.01, 0.050, 0.020, 2_000_000, reorder=0.01),
 }
 
 
@@ -122,6 +123,12 @@ class Impairment:
             "up_dropped_by_queue": sum(d.dropped_queue for d in up),
             "down_dropped": sum(d.dropped + d.dropped_queue + d.dropped_outage for d in down),
         }
+
+    def change(self, profile: LinkProfile) -> None:
+        """The link becomes `profile` from now on (both ways; a village's link improves)."""
+        self.profile = profile
+        for up, down in self.directions:
+            up.profile = down.profile = profile
 
     def outage(self, seconds: float) -> None:
         """Nothing gets through either way for `seconds` from now (a cable pulled)."""

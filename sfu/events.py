@@ -6,7 +6,7 @@ event of one kind has the same fields wherever it is sent from.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class PeerDescription(TypedDict):
@@ -62,6 +62,7 @@ class EncodingWanted(TypedDict):
     type: Literal["encoding_wanted"]
     publication_id: str
     video_codec: str
+    quality: NotRequired[str]
 
 
 class MeetingStateFields(TypedDict):
@@ -126,10 +127,20 @@ def subscription_video(
     return event
 
 
-def encoding_wanted(publication_id: str, video_codec: str) -> EncodingWanted:
+def encoding_wanted(
+    publication_id: str, video_codec: str, quality: str | None = None
+) -> EncodingWanted:
     """To a publisher: a subscriber cannot decode this publication's video; publish the
-    same camera again in `video_codec` (docs/protocol.md, "Second encodings")."""
-    return {"type": "encoding_wanted", "publication_id": publication_id, "video_codec": video_codec}
+    same camera again in `video_codec` (docs/protocol.md, "Second encodings"); or, with
+    `quality` "low", a subscriber's link cannot carry it: publish it lower too."""
+    event: EncodingWanted = {
+        "type": "encoding_wanted",
+        "publication_id": publication_id,
+        "video_codec": video_codec,
+    }
+    if quality is not None:
+        event["quality"] = quality
+    return event
 
 
 def meeting_state(state: MeetingStateFields) -> MeetingState:

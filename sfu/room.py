@@ -38,7 +38,7 @@ from .plane import LOCAL, MediaPlane
 from .refusals import RefusalLog
 from .router import RoutedSubscription, RouterEvent
 from .tracks import DownTrack, UpTrack
-from .vocabulary import Role, Source
+from .vocabulary import Quality, Role, Source
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,8 @@ class RoomSettings:
     video_codec: str = "h264"
     # the most a publisher may send as video; villages' downlinks are 0.5-2 Mbit/s
     max_video_kbps: int = 1000
+    # a venue's lower encoding, for the villages whose link cannot carry the first
+    low_video_kbps: int = 300
     # a subscription offer not answered by then is withdrawn (its connection freed)
     answer_timeout_s: float = 30.0
     # the organising org unit's code: who may be given a token for this room
@@ -106,6 +108,7 @@ class Publication:
         source: str = Source.CAMERA,
         video_codec: str | None = None,
         encoding_of: Publication | None = None,
+        quality: str = Quality.HIGH,
     ) -> None:
         self.id = _new_id("pub")
         self.peer = peer
@@ -113,7 +116,8 @@ class Publication:
         self.kinds = kinds
         self.video_codec = video_codec  # None: no video
         self.encoding_of = encoding_of
-        # its second encodings, by codec, once flowing; the codecs asked for
+        self.quality = quality  # a second encoding's: low is the venue's camera lower
+        # its second encodings, by key (a codec, or "low"), once flowing; the keys asked for
         self.encodings: dict[str, Publication] = {}
         self.encodings_asked: set[str] = set()
         self.replaced = False  # a second encoding a newer one of its codec replaced
@@ -125,6 +129,15 @@ class Publication:
     @property
     def worker(self) -> str:
         return self.peer.worker
+
+    @property
+    def encoding_key(self) -> str:
+        """A second encoding's key in its publication's `encodings`: its codec, or "low"
+        for the lower one in the publication's own codec."""
+        if self.quality == Quality.LOW:
+            return Quality.LOW
+        assert self.video_codec is not None
+        return self.video_codec
 
     @property
     def uptracks(self) -> dict[str, UpTrack]:
@@ -188,13 +201,14 @@ class Publication:
 
     async def _close_encoding(self) -> None:
         primary = self.encoding_of
-        assert primary is not None and self.video_codec is not None
+        assert primary is not None
+        key = self.encoding_key
         room = self.peer.room
         room.encodings.pop(self.id, None)
-        if primary.encodings.get(self.video_codec) is self:
-            del primary.encodings[self.video_codec]
+        if primary.encodings.get(key) is self:
+            del primary.encodings[key]
         if not self.replaced:
-            primary.encodings_asked.discard(self.video_codec)
+            primary.encodings_asked.discard(key)
         await room.plane.close_publication(self.id)
         if (
             not primary.closed and not self.replaced
@@ -210,11 +224,10 @@ class Publication:
         room = self.peer.room
         primary = self.encoding_of
         if primary is not None:  # a second encoding: its publication's subscribers take it
-            assert self.video_codec is not None
             if primary.closed:
                 return
-            primary.encodings[self.video_codec] = self
-            await room.plane.link_encoding(primary.id, self.video_codec, self.id)
+            primary.encodings[self.encoding_key] = self
+            await room.plane.link_encoding(primary.id, self.encoding_key, self.id)
             await room.check_codecs_of(primary)
             return
         await room.emit(events.publication_added(self.describe()), exclude=self.peer)
@@ -345,17 +358,22 @@ class Peer:
 
     # -- publishing ----------------------------------------------------------------------
     async def publish(
-        self, offer_sdp: str, source: str = Source.CAMERA, encoding_of: str | None = None
+        self,
+        offer_sdp: str,
+        source: str = Source.CAMERA,
+        encoding_of: str | None = None,
+        quality: str = Quality.HIGH,
     ) -> tuple[Publication, str]:
         """Accept a publisher's offer; return the publication and the SDP answer.
 
         `source` "content" is a shared screen: only the main venue shares, one at a time
         (a new share replaces the last). `encoding_of` names one of this peer's
-        publications: the offer is its video again in another codec (encoding_wanted)."""
+        publications: the offer is its video again in another codec, or (`quality` low)
+        lower in its codec (encoding_wanted)."""
         if self.hidden:
             raise NegotiationError("not_allowed", "a hidden viewer cannot publish")
         if encoding_of is not None:
-            return await self._publish_encoding(offer_sdp, encoding_of)
+            return await self._publish_encoding(offer_sdp, encoding_of, quality)
         if source == Source.CONTENT and self.role != Role.MAIN:
             raise NegotiationError("not_allowed", "only the main venue shares content")
         settings = self.room.settings
@@ -395,25 +413,33 @@ class Peer:
         self.room.publications[publication.id] = publication
         return publication, answer
 
-    async def _publish_encoding(self, offer_sdp: str, encoding_of: str) -> tuple[Publication, str]:
+    async def _publish_encoding(
+        self, offer_sdp: str, encoding_of: str, quality: str
+    ) -> tuple[Publication, str]:
         primary = self.publications.get(encoding_of)
         if primary is None or primary.closed:
             raise LookupError(encoding_of)
         offer_sdp = self._screened(offer_sdp, "offer")
         offer = check_publish_offer(parse_sdp(offer_sdp, "offer"), primary.video_codec or "")
-        if offer.kinds != ["video"] or offer.video_codec == primary.video_codec:
+        low = quality == Quality.LOW
+        if offer.kinds != ["video"] or (offer.video_codec == primary.video_codec) != low:
             raise NegotiationError(
                 "bad_sdp",
-                f"a second encoding is video alone, in a codec other than {primary.video_codec}",
+                f"a lower encoding is video alone, in {primary.video_codec}"
+                if low
+                else "a second encoding is video alone, in a codec other than "
+                f"{primary.video_codec}",
             )
         assert offer.video_codec is not None
         self.room.check_server_capacity()
-        previous = primary.encodings.get(offer.video_codec)
+        encoding = Publication(
+            self, offer.kinds, primary.source, offer.video_codec, primary, quality
+        )
+        previous = primary.encodings.get(encoding.encoding_key)
         if previous is not None:
             previous.replaced = True
             await previous.close()
-        encoding = Publication(self, offer.kinds, primary.source, offer.video_codec, primary)
-        primary.encodings_asked.add(offer.video_codec)
+        primary.encodings_asked.add(encoding.encoding_key)
         settings = self.room.settings
         answer = await self.room.plane.publish(
             self.worker,
@@ -422,16 +448,20 @@ class Peer:
             offer_sdp,
             offer.kinds,
             video_codec=offer.video_codec,
-            max_video_kbps=settings.max_video_kbps,
+            max_video_kbps=(
+                min(settings.low_video_kbps, settings.max_video_kbps)
+                if low
+                else settings.max_video_kbps
+            ),
             ice_servers=self.room.ice_servers,
             media_wait_s=settings.media_wait_s,
         )
         self.room.encodings[encoding.id] = encoding
         logger.info(
-            "%s publishes %s in %s too (%s)",
+            "%s publishes %s %s too (%s)",
             self.participant_id,
             primary.id,
-            offer.video_codec,
+            "lower" if low else f"in {offer.video_codec}",
             encoding.id,
         )
         return encoding, answer
@@ -689,13 +719,20 @@ class Room:
         for subscription in tuple(shown):
             await self.check_codecs(subscription)
 
-    async def want_encoding(self, publication: Publication, codec: str) -> None:
-        """Ask the publisher for its video in `codec` too (once, until it ends)."""
-        if codec in publication.encodings or codec in publication.encodings_asked:
+    async def want_encoding(self, publication: Publication, key: str) -> None:
+        """Ask the publisher for its video in codec `key` too, or (`key` "low") lower in
+        its codec (once, until that encoding ends)."""
+        if key in publication.encodings or key in publication.encodings_asked:
             return
-        publication.encodings_asked.add(codec)
-        logger.info("%s: asking %s for its video in %s too", self.id, publication.id, codec)
-        await publication.peer.send(events.encoding_wanted(publication.id, codec))
+        if publication.closed or publication.video_codec is None:
+            return
+        publication.encodings_asked.add(key)
+        logger.info("%s: asking %s for its video %s too", self.id, publication.id, key)
+        if key == Quality.LOW:
+            event = events.encoding_wanted(publication.id, publication.video_codec, Quality.LOW)
+        else:
+            event = events.encoding_wanted(publication.id, key)
+        await publication.peer.send(event)
 
     # -- what the media plane reports ------------------------------------------------------
     async def media_event(self, event: RouterEvent) -> bool:
@@ -724,6 +761,12 @@ class Room:
                     await peer.send(events.subscription_video(subscription.id, event["paused"]))
                     return True
             return False
+        if kind == "encoding_needed":  # a subscriber's link cannot carry this video
+            publication = self.publications.get(event.get("publication_id", ""))
+            if publication is None:
+                return False
+            await self.want_encoding(publication, Quality.LOW)
+            return True
         if kind == "subscription_failed":
             for peer in (*self.peers.values(), *self.hidden_peers.values()):
                 subscription = peer.subscriptions.get(event.get("subscription_id", ""))

@@ -35,6 +35,7 @@ from .negotiation import (
 from .pipe import Address, PipeEndpoint, PipeIn, PipeOut, PipeStream
 from .ports import PortAllocator
 from .tracks import DownTrack, UpTrack
+from .vocabulary import Quality
 from .webrtc import accept_answer, open_downstream, open_upstream
 
 logger = logging.getLogger(__name__)
@@ -55,7 +56,8 @@ class RoutedPublication:
     closed: bool = False
     flowing_task: asyncio.Future[None] | None = None
     video_codec: str | None = None
-    # its second encodings here (codec -> publication id), or the one it is a second of
+    # its second encodings here (a codec, or "low": the lower one in its own codec ->
+    # publication id), or the one it is a second of
     encodings: dict[str, str] = field(default_factory=dict)
     encoding_of: str | None = None
 
@@ -74,6 +76,8 @@ class RoutedSubscription:
     closed: bool = False
     # the video codecs its answer accepted (None: not answered yet, or no video)
     video_codecs: set[str] | None = None
+    # what its link carries: low takes a venue's lower encoding where there is one
+    quality: str = Quality.HIGH
 
 
 @dataclass
@@ -291,11 +295,15 @@ class MediaRouter:
         ]
 
     def _tracks_for(
-        self, publication: RoutedPublication | None, codecs: set[str] | None
+        self,
+        publication: RoutedPublication | None,
+        codecs: set[str] | None,
+        quality: str = Quality.HIGH,
     ) -> dict[str, UpTrack]:
         """A publication's tracks as a subscriber that decodes `codecs` (None: not known
         yet) takes them: the video of a second encoding when it cannot decode the first,
-        none while there is no such encoding."""
+        none while there is no such encoding; at `quality` low, the lower encoding where
+        the publisher sends one."""
         if publication is None:
             return {}
         tracks = dict(publication.uptracks)
@@ -304,6 +312,9 @@ class MediaRouter:
             codec_name(video.mime_type) if video is not None and video.mime_type else None
         )
         if codecs is None or video is None or sent is None or sent in codecs:
+            low = self.publications.get(publication.encodings.get(Quality.LOW, ""))
+            if quality == Quality.LOW and low is not None and "video" in low.uptracks:
+                tracks["video"] = low.uptracks["video"]
             return tracks
         del tracks["video"]
         for codec, encoding_id in publication.encodings.items():
@@ -313,21 +324,58 @@ class MediaRouter:
                 break
         return tracks
 
-    def _attach(self, subscription: RoutedSubscription) -> None:
-        """Feed a subscription's tracks from what it shows now, in codecs it decodes."""
+    def _source_of(self, subscription: RoutedSubscription) -> RoutedPublication | None:
+        """The publication a subscription shows now (its own, or its floor slot's)."""
         if subscription.publication_id is None:
             slot = self.slots.get(subscription.room_id)
             source_id = slot.source if slot is not None else None
         else:
             source_id = subscription.publication_id
-        source = self.publications.get(source_id) if source_id else None
-        tracks = self._tracks_for(source, subscription.video_codecs)
+        return self.publications.get(source_id) if source_id else None
+
+    def _attach(self, subscription: RoutedSubscription) -> None:
+        """Feed a subscription's tracks from what it shows now, in codecs it decodes, at
+        the quality its link carries."""
+        source = self._source_of(subscription)
+        tracks = self._tracks_for(source, subscription.video_codecs, subscription.quality)
         for kind, downtrack in subscription.downtracks.items():
             uptrack = tracks.get(kind)
             if uptrack is None:
                 downtrack.detach()
             else:
                 downtrack.attach(uptrack)
+        if (
+            subscription.quality == Quality.LOW
+            and source is not None
+            and "video" in source.uptracks
+            and Quality.LOW not in source.encodings
+        ):  # the room asks its publisher (once) for a lower encoding
+            self._spawn(self._emit({"event": "encoding_needed", "publication_id": source.id}))
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _quality_changer(self, subscription_id: str) -> Callable[[str], bool]:
+        """What a subscriber's video DownTrack calls when its link cannot carry what it
+        gets (low) or may carry more again (high): whether it now has, or will have, a
+        lower stream to take (False: there is none to step down to; it pauses instead)."""
+
+        def change(quality: str) -> bool:
+            subscription = self.subscriptions.get(subscription_id)
+            if subscription is None or subscription.closed:
+                return False
+            source = self._source_of(subscription)
+            if quality == Quality.LOW:
+                video = self._tracks_for(source, subscription.video_codecs).get("video")
+                if source is None or video is not source.uptracks.get("video"):
+                    return False  # nothing shown, or shown in a codec encoding: no lower one
+            subscription.quality = quality
+            self._attach(subscription)
+            return True
+
+        return change
 
     def _pipe_ended(self, publication_id: str) -> Callable[[], None]:
         def ended() -> None:
@@ -388,6 +436,7 @@ class MediaRouter:
         video = downstream.downtracks.get("video")
         if video is not None:
             video.on_video_paused = self._video_paused_reporter(subscription_id)
+            video.change_quality = self._quality_changer(subscription_id)
         pc = downstream.pc
 
         @pc.on("connectionstatechange")
@@ -467,6 +516,11 @@ class MediaRouter:
                 "packets_forwarded": down.packets_forwarded,
                 "packets_undecodable": down.packets_undecodable,
                 "mime_type": down.uptrack.mime_type if down.uptrack else None,
+                "quality": subscription.quality,
+                "steps_down": down.steps_down,
+                "steps_up": down.steps_up,
+                "video_paused": down.video_paused,
+                "bytes_forwarded": down.bytes_forwarded,
                 "source_switches": down.source_switches,
                 "retransmissions": down.retransmissions,
                 "keyframe_requests": down.keyframe_requests,

@@ -42,16 +42,19 @@ FRESHEST_WINDOW_S = 5.0
 # late to be shown (mediasoup's MaxRetransmissionDelay: 2 s video, 1 s audio; a TV's
 # jitter buffer holds far less than that)
 MAX_RESEND_AGE_S = {"video": 2.0, "audio": 1.0}
-# A village downlink that cannot carry the video (until there is a lower stream to give it,
-# issue 17 item 6): when the subscriber's receiver reports say that this share of the video
-# sent was lost, over two windows of DOWNLINK_WINDOW_S in a row, its queue is overflowing
-# (bench/links.py: 61 % on a 500 kbit/s link with ~550 kbit/s sent; 9 % at 10 % random
-# loss, which NACKs repair); its video is paused and its audio, which then fits, plays on.
-# The video is tried again after VIDEO_RETRY_S, doubling to VIDEO_RETRY_MAX_S while it
-# keeps failing. Reports that stop for DOWNLINK_REPORT_GAP_S (an outage, both ways) start
-# the count again: an outage's losses say nothing of the link's rate. Not the REMB: a link
-# that tail-drops at a full queue shows no growing delay, and a TV's estimate on the 500
-# kbit/s link climbed to 659 kbit/s.
+# A village downlink that cannot carry the video: when the subscriber's receiver reports
+# say that this share of the video sent was lost, over two windows of DOWNLINK_WINDOW_S in
+# a row, its queue is overflowing (bench/links.py: 61 % on a 500 kbit/s link with ~550
+# kbit/s sent; 9 % at 10 % random loss, which NACKs repair). It steps down a ladder: the
+# venue's lower encoding (the router has or asks for one, `change_quality`), then no
+# video (paused; its audio, which then fits, plays on). Each step is tried back up after
+# VIDEO_RETRY_S, doubling to VIDEO_RETRY_MAX_S while it keeps failing; a step tried
+# back up falls again after one lossy window, not two. Reports that stop for
+# DOWNLINK_REPORT_GAP_S (an outage, both ways) start the count again: an outage's losses
+# say nothing of the link's rate. Not the REMB: a link that tail-drops at a full queue
+# shows no growing delay (a TV's estimate on the 500 kbit/s link climbed to 659 kbit/s),
+# and a receiver's estimate stays within 1.5 times what it gets, so on the lower stream it
+# could never say that the first would fit.
 DOWNLINK_LOST_SHARE = 0.25
 DOWNLINK_WINDOW_S = 5.0
 DOWNLINK_REPORT_GAP_S = 2.5
@@ -329,6 +332,14 @@ class DownTrack:
         self._rebase_on_keyframe = False
         # told when the video is paused (True) or resumed (False) for the downlink
         self.on_video_paused: Callable[[bool], None] | None = None
+        # asks the router for the venue's lower encoding ("low") or its own ("high"):
+        # whether there is (or will be) a lower one to take
+        self.change_quality: Callable[[str], bool] | None = None
+        self.on_low = False
+        self.steps_down = 0
+        self.steps_up = 0
+        self._trying_since: float | None = None  # a step tried back up, on trial
+        self._up_handle: asyncio.TimerHandle | None = None
         self.resend_limiter = RepeatLimiter()
         self.resend_budget = ResendBudget()
         self.keyframe_requests = 0
@@ -393,7 +404,8 @@ class DownTrack:
                 self.packets_dropped_waiting += 1
                 return
             self.waiting_for_keyframe = False
-            self.first_keyframe_time = now
+            if self.first_keyframe_time is None:
+                self.first_keyframe_time = now
             if self._rebase_on_keyframe:  # after a pause: no gap in the numbering
                 self._rebase_on_keyframe = False
                 self.rewriter.switch_source(
@@ -575,13 +587,53 @@ class DownTrack:
         if self.downlink_loss >= DOWNLINK_LOST_SHARE:
             if self._lossy_since is None:
                 self._lossy_since = now
-            elif now - self._lossy_since >= DOWNLINK_WINDOW_S:
-                self._pause_video()
+            if self._trying_since is not None or now - self._lossy_since >= DOWNLINK_WINDOW_S:
+                self._step_down()
             return
         self._lossy_since = None
         if self._resumed_at is not None and now - self._resumed_at > 2 * DOWNLINK_WINDOW_S:
             self._retry_s = VIDEO_RETRY_S  # the video fits again: forget the back-off
             self._resumed_at = None
+            self._trying_since = None
+
+    def _step_down(self) -> None:
+        """The link cannot carry what it gets: the venue's lower encoding, or no video."""
+        self._trying_since = None
+        if self.on_low or self.change_quality is None or not self.change_quality("low"):
+            self._pause_video()
+            return
+        logger.info(
+            "downlink below the video (%.0f %% lost for good): the lower stream for %.0f s",
+            100 * (self.downlink_loss or 0),
+            self._retry_s,
+        )
+        self.on_low = True
+        self.steps_down += 1
+        self._loss_marks.clear()
+        self._lossy_since = None
+        self._resumed_at = None
+        self._try_higher_later()
+
+    def _try_higher_later(self) -> None:
+        if self._up_handle is not None:
+            self._up_handle.cancel()
+        self._up_handle = asyncio.get_running_loop().call_later(self._retry_s, self._try_higher)
+        self._retry_s = min(VIDEO_RETRY_MAX_S, 2 * self._retry_s)
+
+    def _try_higher(self) -> None:
+        """Give the venue's own stream another try (its loss decides, within a window)."""
+        self._up_handle = None
+        if self._closed or not self.on_low or self.change_quality is None:
+            return
+        if self.video_paused:
+            return  # the resume tries the lower stream first, and this again later
+        self.on_low = False
+        self.steps_up += 1
+        now = time.monotonic()
+        self._resumed_at = self._trying_since = now
+        self._loss_marks.clear()
+        self._lossy_since = None
+        self.change_quality("high")
 
     def _pause_video(self) -> None:
         logger.info(
@@ -593,6 +645,7 @@ class DownTrack:
         self.video_pauses += 1
         self._loss_marks.clear()
         self._lossy_since = None
+        self._trying_since = None
         self._resume_handle = asyncio.get_running_loop().call_later(
             self._retry_s, self._resume_video
         )
@@ -605,13 +658,15 @@ class DownTrack:
         if self._closed or not self.video_paused:
             return
         self.video_paused = False
-        self._resumed_at = time.monotonic()
+        self._resumed_at = self._trying_since = time.monotonic()
         self.waiting_for_keyframe = True
         self._rebase_on_keyframe = True
         if self._waiter is None or self._waiter.done():
             self._waiter = asyncio.ensure_future(self._ask_until_keyframe())
         if self.on_video_paused is not None:
             self.on_video_paused(False)
+        if self.on_low and self._up_handle is None:
+            self._try_higher_later()
 
     def sender_report_timestamps(self) -> tuple[int, int] | None:
         """(NTP now, RTP timestamp now) on this subscriber's clock.
@@ -648,4 +703,6 @@ class DownTrack:
             self._waiter.cancel()
         if self._resume_handle is not None:
             self._resume_handle.cancel()
+        if self._up_handle is not None:
+            self._up_handle.cancel()
         self.detach()

@@ -1,8 +1,9 @@
 """The words rooms, signaling and the pages share, named once.
 
 `Role` is the part a participant plays in a room (a meeting token carries it);
-`Source` is what a publication shows. Both are `StrEnum`s: on the wire and in the
-database they are the plain strings of docs/protocol.md.
+`Source` is what a publication shows; `Quality` which of its encodings a subscriber
+gets. They are `StrEnum`s: on the wire and in the database they are the plain strings
+of docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ class Role(StrEnum):
 class Source(StrEnum):
     CAMERA = "camera"
     CONTENT = "content"  # a shared screen (双流), the main venue's second publication
+
+
+class Quality(StrEnum):
+    """Which of a camera's encodings in one codec: the venue's own, or the lower one it
+    sends too for village links that cannot carry the first (docs/protocol.md)."""
+
+    HIGH = "high"
+    LOW = "low"
 
 
 # roles that see only what the meeting shows them in a controlled room

@@ -122,7 +122,10 @@ class SignalingClient:
         # publications that answer encoding_wanted: their camera, to encode once more
         self._cameras: dict[str, MediaRelay] = {}
         self._camera_tracks: dict[str, MediaStreamTrack] = {}
-        self.encodings: dict[str, dict[str, str]] = {}  # publication -> codec -> its id
+        # and what they send when asked for a lower encoding (quality "low")
+        self._low_tracks: dict[str, MediaStreamTrack] = {}
+        # publication -> its encodings' ids, by key: a codec, or "low"
+        self.encodings: dict[str, dict[str, str]] = {}
         self._tasks: set[asyncio.Task] = set()
 
     async def connect(self) -> dict[str, Any]:
@@ -220,11 +223,14 @@ class SignalingClient:
         *,
         video_codec: str | None = None,
         second_encodings: bool = False,
+        low_video: MediaStreamTrack | None = None,
     ) -> str:
         """Publish `tracks` in `video_codec` (the room's by default); `on_gathered(pc)`
         runs once its sockets exist, before any media (bench/impair.py impairs the link
         there). With `second_encodings`, the video is published again in another codec
-        when the server asks (encoding_wanted), as the browser client does."""
+        when the server asks (encoding_wanted), as the browser client does; `low_video`
+        is what it publishes when the server asks for a lower encoding (aiortc cannot
+        scale a track: the caller gives the lower stream)."""
         relay = None
         if second_encodings:
             relay = MediaRelay()
@@ -236,6 +242,8 @@ class SignalingClient:
         if relay is not None:
             self._cameras[publication_id] = relay
             self._camera_tracks[publication_id] = camera
+        if low_video is not None:
+            self._low_tracks[publication_id] = low_video
         return publication_id
 
     async def _publish(
@@ -245,6 +253,7 @@ class SignalingClient:
         video_codec: str,
         on_gathered: Callable[[RTCPeerConnection], object] | None,
         encoding_of: str | None,
+        quality: str | None = None,
     ) -> str:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.publish_pcs.append(pc)
@@ -259,6 +268,8 @@ class SignalingClient:
             message["source"] = source
         if encoding_of is not None:
             message["encoding_of"] = encoding_of
+        if quality is not None:
+            message["quality"] = quality
         reply = await self.request(message)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type="answer"))
         return reply["publication_id"]
@@ -266,15 +277,25 @@ class SignalingClient:
     def _on_encoding_wanted(self, message: dict[str, Any]) -> None:
         publication_id = message.get("publication_id", "")
         codec = message.get("video_codec", "")
+        low = message.get("quality") == "low"
+        key = "low" if low else codec
         relay = self._cameras.get(publication_id)
-        if relay is None or codec in self.encodings.get(publication_id, {}):
+        if key in self.encodings.get(publication_id, {}):
             return
+        if (low and publication_id not in self._low_tracks) or (not low and relay is None):
+            return  # this publisher has no such stream to give
 
         async def publish_again() -> None:
-            self.encodings.setdefault(publication_id, {})[codec] = ""
-            track = relay.subscribe(self._camera_tracks[publication_id])
-            encoding_id = await self._publish([track], "camera", codec, None, publication_id)
-            self.encodings[publication_id][codec] = encoding_id
+            self.encodings.setdefault(publication_id, {})[key] = ""
+            if low:
+                track = self._low_tracks[publication_id]
+            else:
+                assert relay is not None
+                track = relay.subscribe(self._camera_tracks[publication_id])
+            encoding_id = await self._publish(
+                [track], "camera", codec, None, publication_id, "low" if low else None
+            )
+            self.encodings[publication_id][key] = encoding_id
 
         task = asyncio.ensure_future(publish_again())
         self._tasks.add(task)

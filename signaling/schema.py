@@ -51,8 +51,13 @@ MESSAGE_SCHEMAS: dict[str, dict[str, Any]] = {
     "publish": _message(
         "publish",
         {"sdp": _SDP},
-        # encoding_of: the offer is that publication's video in another codec
-        {"source": {"enum": ["camera", "content"]}, "encoding_of": _REF},
+        # encoding_of: the offer is that publication's video in another codec, or (quality
+        # "low") lower, in its codec
+        {
+            "source": {"enum": ["camera", "content"]},
+            "encoding_of": _REF,
+            "quality": {"enum": ["high", "low"]},
+        },
     ),
     "unpublish": _message("unpublish", {"publication_id": _REF}),
     "subscribe": _message(

@@ -218,7 +218,10 @@ class SignalingService:
             encoding_of = message.get("encoding_of")
             try:
                 publication, answer = await peer.publish(
-                    message["sdp"], message.get("source", "camera"), encoding_of
+                    message["sdp"],
+                    message.get("source", "camera"),
+                    encoding_of,
+                    message.get("quality", "high"),
                 )
             except LookupError:
                 raise MessageError(

@@ -155,10 +155,11 @@ async def test_a_tv_whose_connection_fails_subscribes_again_and_keeps_its_seat(s
 async def test_a_tv_whose_link_cannot_carry_the_video_pauses_it_and_keeps_the_sound(
     server, tmp_path
 ):
-    """A village on 500 kbit/s watching a ~550 kbit/s main venue: the queue overflows and
-    picture and sound are both lost (53 % of the audio concealed in bench/links.py). The
-    SFU sees the TV's own estimate (REMB) stay under the video it sends while the TV
-    reports loss, pauses that TV's video and says so; the sound then fits."""
+    """A village on 500 kbit/s watching a ~550 kbit/s main venue that has no lower
+    encoding to send: the queue overflows and picture and sound are both lost (53 % of the
+    audio concealed in bench/links.py). The SFU sees the TV report a quarter lost, steps
+    it down (a lower encoding is asked for and never comes), then pauses that TV's video
+    and says so; the sound then fits."""
     import asyncio
 
     from bench.clip import ClipTrack, encode_clip
@@ -186,7 +187,9 @@ async def test_a_tv_whose_link_cannot_carry_the_video_pauses_it_and_keeps_the_so
                     "() => { window.paused = []; window.lighthouse.on('videopaused',"
                     " ({paused, reason}) => window.paused.push([paused, reason])); }"
                 )
-                await tv.wait_for_function("() => window.paused.length > 0", timeout=45_000)
+                # a window on the first stream, a window waiting for a lower encoding that
+                # this venue (aiortc, without one) never sends, then the pause
+                await tv.wait_for_function("() => window.paused.length > 0", timeout=60_000)
                 assert await tv.evaluate("() => window.paused") == [[True, "downlink"]]
                 video = routed.downtracks["video"]
                 assert video.video_paused and video.video_pauses == 1
@@ -207,3 +210,56 @@ async def test_a_tv_whose_link_cannot_carry_the_video_pauses_it_and_keeps_the_so
                 link.close()
     finally:
         await main.close()
+
+
+async def test_a_browser_main_venue_sends_its_camera_lower_for_a_weak_village(server, tmp_path):
+    """Issue 17 item 6 in the browsers: when a TV's link cannot carry the main venue's
+    video (the SFU's ladder, stepped here at once rather than after ~20 s of loss), the
+    SFU asks the main venue's page for its camera lower, the page sends the same camera
+    track on a second connection at 360 lines and 300 kbit/s (sendEncodings), and the TV
+    is moved onto it at its next keyframe, in the same connection; the venue's own stream
+    goes on for everyone else."""
+    import asyncio
+
+    from browser import chromium_args, launched_chromium, write_y4m
+    from media import face_picture
+
+    camera = write_y4m(tmp_path / "main.y4m", face_picture(1280, 720), frames=2)
+    async with launched_chromium(chromium_args(camera)) as browser:
+        main = await (await browser.new_context()).new_page()
+        await main.goto(
+            f"{server.base_url}/main#token={server.token('county-main', 'main', room='vp8room')}"
+        )
+        await main.wait_for_function("() => window.lighthouse?.publicationId", timeout=30_000)
+        publication = await main.evaluate("window.lighthouse.publicationId")
+        tv, routed = await open_tv(browser, server, "weak-tv")
+        await tv.wait_for_function("() => window.frames_shown.length > 10", timeout=30_000)
+        video = routed.downtracks["video"]
+        room = server.room("vp8room")
+        first = room.publications[publication].uptracks["video"]
+        assert video.uptrack is first
+        video._step_down()  # what 25 % lost over two windows does
+        await main.wait_for_function("() => window.lighthouse.sendsLower", timeout=10_000)
+        for _ in range(200):
+            low = room.publications[publication].encodings.get("low")
+            if low is not None and video.uptrack is low.uptracks.get("video"):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the TV was not moved onto the lower encoding")
+        shown = await tv.evaluate("() => window.frames_shown.length")
+        await asyncio.sleep(4)
+        stats = await tv.evaluate("() => window.inboundStats()")
+        sent = await main.evaluate(
+            """async () => {
+              const pc = window.lighthouse._encodings.low.pc;
+              const out = [];
+              (await pc.getStats()).forEach((r) => { if (r.type === 'outbound-rtp') out.push(r); });
+              return out[0];
+            }"""
+        )
+        shown_after = await tv.evaluate("() => window.frames_shown.length")
+    assert video.on_low and video.steps_down == 1 and not video.video_paused
+    assert shown_after - shown > 40  # of ~100 in 4 s: the picture goes on
+    assert stats["video"]["frameHeight"] <= 360
+    assert sent["frameHeight"] <= 360 and sent["targetBitrate"] <= 300_000

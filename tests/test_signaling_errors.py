@@ -136,20 +136,31 @@ def _token(claims: dict, secret: str = TEST_SECRET) -> str:
     return jwt.encode({k: v for k, v in base.items() if v is not None}, secret, algorithm="HS256")
 
 
+OTHER_SECRET = "another-secret-that-is-long-enough-0123456789"
+
+
+# tokens are made when each test runs, not when the module is collected: a token of the
+# collection expired in a CI run that reached this module more than 10 minutes later
 @pytest.mark.parametrize(
-    ("token", "code"),
+    ("claims", "secret", "code"),
     [
-        ("not-a-jwt", "invalid_token"),
-        (_token({}, secret="another-secret-that-is-long-enough-0123456789"), "invalid_token"),
-        (_token({"exp": int(time.time()) - 5}), "token_expired"),
-        (_token({"exp": None}), "invalid_token"),
-        (_token({"typ": None}), "invalid_token"),
-        (_token({"typ": "session"}), "invalid_token"),  # an API token is not a meeting token
-        (_token({"role": "admin"}), "invalid_token"),
-        (_token({"room": "no-such-room"}), "unknown_room"),
+        (None, TEST_SECRET, "invalid_token"),  # not a JWT at all
+        ({}, OTHER_SECRET, "invalid_token"),
+        ({"exp": -5}, TEST_SECRET, "token_expired"),  # exp: seconds from now
+        ({"exp": None}, TEST_SECRET, "invalid_token"),
+        ({"typ": None}, TEST_SECRET, "invalid_token"),
+        ({"typ": "session"}, TEST_SECRET, "invalid_token"),  # an API token is not a meeting's
+        ({"role": "admin"}, TEST_SECRET, "invalid_token"),
+        ({"room": "no-such-room"}, TEST_SECRET, "unknown_room"),
     ],
 )
-async def test_bad_tokens_are_refused_and_the_socket_closed(server, raw, token, code):
+async def test_bad_tokens_are_refused_and_the_socket_closed(server, raw, claims, secret, code):
+    if claims is None:
+        token = "not-a-jwt"
+    else:
+        if isinstance(claims.get("exp"), int):
+            claims = {**claims, "exp": int(time.time()) + claims["exp"]}
+        token = _token(claims, secret)
     reply = await raw.request({"type": "join", "id": 9, "token": token})
     assert (reply["type"], reply["code"], reply["id"]) == ("error", code, 9)
     msg = await raw.ws.receive(timeout=5)

@@ -46,6 +46,10 @@
   const PLAYOUT_DELAY_MAX_MS = 1000;
   const PLAYOUT_DELAY_HOLD_MS = 30000;
 
+  // a camera's lower encoding, for villages whose link cannot carry the first (the
+  // server caps it at the room's low_video_kbps too)
+  const LOW_VIDEO_HEIGHT = 360;
+  const LOW_VIDEO_BPS = 300000;
   const DEFAULT_MEDIA = {
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
     video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 25, max: 30 } },
@@ -641,13 +645,17 @@
           }
           break;
         }
-        case 'encoding_wanted':
-          this._publishEncoding(msg.publication_id, msg.video_codec, this._generation)
+        case 'encoding_wanted': {
+          // a subscriber cannot decode our codec (video_codec: send it in that one too),
+          // or its link cannot carry our video (quality "low": send it lower too)
+          const key = msg.quality === 'low' ? 'low' : msg.video_codec;
+          this._publishEncoding(msg.publication_id, msg.video_codec, this._generation, key)
             .catch((error) => {
-              console.warn('lighthouse: second encoding in', msg.video_codec, 'failed', error);
-              this._closeEncoding(msg.video_codec);
+              console.warn('lighthouse: second encoding', key, 'failed', error);
+              this._closeEncoding(key);
             });
           break;
+        }
         case 'subscription_ended':
           if (this.subscriptions[msg.subscription_id]) {
             this._endSubscription(msg.subscription_id, msg.reason || 'ended');
@@ -799,39 +807,48 @@
       return false;
     }
 
-    /** A subscriber cannot decode our camera's codec: send the camera again in
-     * `codec`, on a connection of its own (video only). The server gives it to those
-     * who need it and ends it with the camera's publication. */
-    async _publishEncoding(publicationId, codec, generation) {
-      if (publicationId !== this.publicationId || this._encodings[codec]) return;
+    /** A subscriber cannot decode our camera's codec, or its link cannot carry our
+     * video: send the camera again in `codec` (key: the codec), or lower in our own
+     * codec (key "low": at most 360 lines, LOW_VIDEO_BPS), on a connection of its own
+     * (video only). The server gives it to those who need it and ends it with the
+     * camera's publication. */
+    async _publishEncoding(publicationId, codec, generation, key) {
+      if (publicationId !== this.publicationId || this._encodings[key]) return;
       const video = this.localStream && this.localStream.getVideoTracks()[0];
       if (!video) return;
       const pc = this._newPc(generation, 'encoding');
       const entry = { pc, publicationId: null, codec };
-      this._encodings[codec] = entry;
-      const transceiver = pc.addTransceiver(video, { direction: 'sendonly' });
+      this._encodings[key] = entry;
+      const init = { direction: 'sendonly' };
+      if (key === 'low') {
+        const height = (video.getSettings && video.getSettings().height) || 720;
+        init.sendEncodings = [{
+          scaleResolutionDownBy: Math.max(1, height / LOW_VIDEO_HEIGHT), maxBitrate: LOW_VIDEO_BPS,
+        }];
+      }
+      const transceiver = pc.addTransceiver(video, init);
       if (!this._preferCodec(transceiver, codec)) {
         console.warn('lighthouse: asked for a second encoding in', codec, 'which this browser lacks');
-        this._closeEncoding(codec);
+        this._closeEncoding(key);
         return;
       }
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
       await waitForIceGathering(pc, ICE_GATHERING_CAP_MS);
-      if (generation !== this._generation || this._encodings[codec] !== entry) return;
-      const reply = await this._request({
-        type: 'publish', sdp: pc.localDescription.sdp, encoding_of: publicationId,
-      });
-      if (generation !== this._generation || this._encodings[codec] !== entry) return;
+      if (generation !== this._generation || this._encodings[key] !== entry) return;
+      const request = { type: 'publish', sdp: pc.localDescription.sdp, encoding_of: publicationId };
+      if (key === 'low') request.quality = 'low';
+      const reply = await this._request(request);
+      if (generation !== this._generation || this._encodings[key] !== entry) return;
       await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
       entry.publicationId = reply.publication_id;
-      console.info('lighthouse: sending the camera in', codec, 'too');
+      console.info('lighthouse: sending the camera', key === 'low' ? 'lower' : 'in ' + codec, 'too');
     }
 
-    _closeEncoding(codec, unpublish) {
-      const entry = this._encodings[codec];
+    _closeEncoding(key, unpublish) {
+      const entry = this._encodings[key];
       if (!entry) return;
-      delete this._encodings[codec];
+      delete this._encodings[key];
       this._closePc(entry.pc);
       if (unpublish && entry.publicationId && this.state === 'joined') {
         this._send({ type: 'unpublish', id: this._nextId++, publication_id: entry.publicationId });
@@ -839,12 +856,17 @@
     }
 
     _closeEncodings() {
-      for (const codec of Object.keys(this._encodings)) this._closeEncoding(codec);
+      for (const key of Object.keys(this._encodings)) this._closeEncoding(key);
     }
 
     /** Video codecs of our camera's second encodings being sent (read by tests). */
     get encodingCodecs() {
-      return Object.keys(this._encodings);
+      return Object.keys(this._encodings).filter((key) => key !== 'low');
+    }
+
+    /** Whether our camera is sent lower too, for weak village links (read by tests). */
+    get sendsLower() {
+      return Boolean(this._encodings.low);
     }
 
     /** Publish the camera again after a back-off (1 s doubling to 30 s, ±25 %), with a
@@ -1067,8 +1089,8 @@
         if (label === 'publish' && this.state === 'joined') this._republishLater('publish ' + why);
         // a second encoding's connection: drop it; the server asks again if still needed
         else if (label === 'encoding') {
-          for (const [codec, entry] of Object.entries(this._encodings)) {
-            if (entry.pc === pc) this._closeEncoding(codec, true);
+          for (const [key, entry] of Object.entries(this._encodings)) {
+            if (entry.pc === pc) this._closeEncoding(key, true);
           }
         }
         // a watched venue's connection alone failed (the TV's network changed, an outage
