@@ -375,9 +375,7 @@ async def run(profiles: list[str], seconds: float) -> dict[str, Any]:
     # ~500 kbit/s: with Opus and packet overheads (~150 kbit/s) and re-sends, a 1 Mbit/s
     # village keeps headroom; a stream near the link's rate is issue 17 item 6's case
     clip_track = ClipTrack(encode_clip(bitrate=CLIP_BITRATE))
-    low_track = ClipTrack(
-        encode_clip(bitrate=LOW_CLIP_BITRATE, keyframe_s=1.0, size=(320, 180))
-    )
+    low_track = ClipTrack(encode_clip(bitrate=LOW_CLIP_BITRATE, keyframe_s=1.0, size=(320, 180)))
     camera = write_y4m(tmp / "camera.y4m", np.zeros((360, 640, 3), np.uint8), frames=2)
     results = []
     try:
