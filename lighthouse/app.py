@@ -93,8 +93,10 @@ def build_media_plane(config: Config) -> tuple[MediaPlane, WorkerPool | None]:
     """One process: one in-process router. With workers: the front's own router for
     server-side subscribers, and the worker processes (started with the app)."""
     udp_ports = PortRange.parse(config.udp_ports) if config.udp_ports else None
+    announced = config.announced_address or None
     if not config.workers:
-        return MediaPlane.single_process(PortAllocator(udp_ports) if udp_ports else None), None
+        ports = PortAllocator(udp_ports, announced) if udp_ports else None
+        return MediaPlane.single_process(ports), None
     plane = MediaPlane()
     plane.cluster = ClusterState(config.redis_url)
     pool = WorkerPool(
@@ -104,6 +106,7 @@ def build_media_plane(config: Config) -> tuple[MediaPlane, WorkerPool | None]:
         log_level=config.log_level,
         max_peers=config.worker_max_peers or None,
         udp_ports=udp_ports,
+        announced_address=announced,
     )
     return plane, pool
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
@@ -67,6 +68,9 @@ class Config:
     # the UDP ports media is bound in ("40000-40999"), for a firewall rule; empty:
     # ephemeral ports, as the operating system gives them
     udp_ports: str = ""
+    # the address media is reached at when it is not one of the host's own (a container
+    # with its udp_ports published, behind a 1:1 NAT): the one host candidate, per port
+    announced_address: str = ""
     # reverse proxies whose X-Forwarded-For / -Proto are believed (lighthouse/proxies.py)
     trusted_proxies: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -355,6 +359,7 @@ def load_config(
         "max_remote_candidates": int(server.get("max_remote_candidates", 10)),
         "allow_loopback_candidates": _flag(server, "allow_loopback_candidates", False),
         "udp_ports": str(server.get("udp_ports", "")),
+        "announced_address": str(server.get("announced_address", "")),
         "trusted_proxies": _proxies(server.get("trusted_proxies", [])),
         "log_level": server.get("log_level", "INFO"),
         "workers": parse_workers(server.get("workers", 0)),
@@ -391,6 +396,8 @@ def load_config(
         values["trusted_proxies"] = _proxies(env["LIGHTHOUSE_TRUSTED_PROXIES"])
     if env.get("LIGHTHOUSE_UDP_PORTS"):
         values["udp_ports"] = env["LIGHTHOUSE_UDP_PORTS"]
+    if env.get("LIGHTHOUSE_ANNOUNCED_ADDRESS"):
+        values["announced_address"] = env["LIGHTHOUSE_ANNOUNCED_ADDRESS"]
     if env.get("LIGHTHOUSE_TURN_URLS"):
         values["turn_urls"] = _turn({"urls": env["LIGHTHOUSE_TURN_URLS"]})["turn_urls"]
     if env.get("LIGHTHOUSE_TURN_SECRET"):
@@ -412,6 +419,19 @@ def load_config(
         if len(ports) < 2 * max(config.workers, 1):
             raise ConfigError(
                 f"[server] udp_ports {ports} is too small for {config.workers} workers"
+            )
+    if config.announced_address:
+        try:
+            announced = ipaddress.ip_address(config.announced_address)
+        except ValueError:
+            raise ConfigError(
+                f"[server] announced_address {config.announced_address!r} is not an IP address"
+            ) from None
+        if announced.version != 4 or announced.is_unspecified:
+            raise ConfigError("[server] announced_address must be one IPv4 address")
+        if not config.udp_ports:
+            raise ConfigError(
+                "[server] announced_address needs udp_ports: the ports published with it"
             )
     if bool(config.turn_urls) != bool(config.turn_secret):
         raise ConfigError("[turn] needs both urls and secret (coturn's static-auth-secret)")

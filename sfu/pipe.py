@@ -19,7 +19,9 @@ as if the publisher were theirs.
 - A `PipeIn` is the upstream of an UpTrack on the receiving worker, in place of the
   ForwardingReceiver a WebRTC publisher has: that UpTrack caches, detects keyframes and
   limits keyframe requests like any other. It NACKs packets lost on the pipe itself,
-  and sends the far side its own subscribers' bitrate cap once a second.
+  and sends the far side its own subscribers' bitrate cap once a second, and for audio
+  their worst loss (a receiver report), which the origin reports to the publisher like
+  its own subscribers' so that its Opus adds FEC for a village on any worker.
 
 Mute is not applied on the pipe: each worker applies the room's mutes to its own
 subscribers, so a recorder on another worker still hears a muted venue.
@@ -52,6 +54,8 @@ from aiortc.rtp import (
     RtcpByePacket,
     RtcpPacket,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
     RtcpSenderInfo,
     RtcpSrPacket,
@@ -237,6 +241,13 @@ class PipeEndpoint(asyncio.DatagramProtocol):
                 self.unknown_packets += 1
             else:
                 await out.on_rtcp(packet)
+        elif isinstance(packet, RtcpRrPacket):
+            for report in packet.reports:
+                out = self.outs.get((addr, report.ssrc))
+                if out is None:
+                    self.unknown_packets += 1
+                else:
+                    out.on_receiver_report(report.fraction_lost)
         else:
             self.unknown_packets += 1
 
@@ -332,6 +343,12 @@ class PipeOut:
                 return
             self.remb_bitrate = bitrate
             self.remb_time = time.monotonic()
+
+    def on_receiver_report(self, fraction_lost: int) -> None:
+        """The far worker's subscribers' worst loss (audio): counted as one subscriber's."""
+        if not self._closed:
+            self.fraction_lost = fraction_lost
+            self.fraction_lost_time = time.monotonic()
 
     async def _answer_nack(self, sequence_numbers: list[int]) -> None:
         payload_type = self._pipe_payload_type()
@@ -463,8 +480,26 @@ class PipeIn:
         self.endpoint.send_rtcp([nack], self.stream.source)
 
     def send_bitrate_cap(self) -> None:
-        cap = self.sink.upstream_bitrate_cap() if self.sink is not None else None
-        if cap is None or self.ended:
+        """Once a second: this worker's subscribers' bitrate cap, and for audio their worst
+        loss (0 when none is fresh: the origin then forgets this worker's last)."""
+        if self.ended or self.sink is None:
+            return
+        if self.stream.kind == "audio":
+            worst = self.sink.upstream_fraction_lost(0)
+            report = RtcpReceiverInfo(
+                ssrc=self.stream.ssrc,
+                fraction_lost=worst,
+                packets_lost=0,
+                highest_sequence=0,
+                jitter=0,
+                lsr=0,
+                dlsr=0,
+            )
+            self.endpoint.send_rtcp(
+                [RtcpRrPacket(ssrc=self._rtcp_ssrc, reports=[report])], self.stream.source
+            )
+        cap = self.sink.upstream_bitrate_cap()
+        if cap is None:
             return
         self.endpoint.send_rtcp(
             [

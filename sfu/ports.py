@@ -7,6 +7,13 @@ binds inside the range: ports are tried from a rotating cursor, one in use (anot
 worker's, another program's) is skipped. Server-reflexive candidates are gathered on those
 sockets as aioice would; a TURN allocation, if the server is given one, is an outbound
 socket to the TURN server and keeps an ephemeral port.
+
+With an announced address (mediasoup's `announcedIp`, LiveKit's `node_ip`), as in a
+container whose range is published (`docker run -p 40000-40099:40000-40099/udp`, no host
+networking): each component binds one socket on every interface (0.0.0.0) in the range
+and its one host candidate names the announced address with that port. The container's
+own addresses appear in no SDP; checks sent to the announced address reach the socket
+through the port mapping, and its answers go back the same way.
 """
 
 from __future__ import annotations
@@ -61,8 +68,9 @@ class PortRange:
 class PortAllocator:
     """Binds datagram endpoints inside one range, for one process."""
 
-    def __init__(self, ports: PortRange) -> None:
+    def __init__(self, ports: PortRange, announced_address: str | None = None) -> None:
         self.ports = ports
+        self.announced_address = announced_address
         # processes start at different places, so that workers seldom try the same port
         self._cursor = random.randrange(len(ports))
 
@@ -113,7 +121,8 @@ def _gatherer(allocator: PortAllocator, original: Gather) -> Callable[..., Any]:
         # aioice's own host gathering (ice.py, get_component_candidates), bound in range
         candidates: list[Candidate] = []
         protocols: list[StunProtocol] = []
-        for address in addresses:
+        announced = allocator.announced_address
+        for address in ["0.0.0.0"] if announced else addresses:
             try:
                 transport, protocol = await allocator.bind(lambda: StunProtocol(self), address)
             except PortsExhausted:
@@ -125,6 +134,7 @@ def _gatherer(allocator: PortAllocator, original: Gather) -> Callable[..., Any]:
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, turn.UDP_SOCKET_BUFFER_SIZE)
             host, port = transport.get_extra_info("sockname")[:2]
+            host = announced or host
             protocol.local_candidate = Candidate(
                 foundation=candidate_foundation("host", "udp", host),
                 component=component,
@@ -137,7 +147,7 @@ def _gatherer(allocator: PortAllocator, original: Gather) -> Callable[..., Any]:
             protocols.append(protocol)
             candidates.append(protocol.local_candidate)
         self._protocols += protocols
-        if self.stun_server:
+        if self.stun_server and not announced:  # the announced address is the public one
             reflexive = [
                 asyncio.ensure_future(server_reflexive_candidate(p, self.stun_server))
                 for p in protocols

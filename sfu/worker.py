@@ -30,11 +30,16 @@ KEY_ENV = "LIGHTHOUSE_WORKER_KEY"
 
 
 async def run_worker(
-    worker_id: str, key: str, redis_url: str | None, udp_ports: PortRange | None = None
+    worker_id: str,
+    key: str,
+    redis_url: str | None,
+    udp_ports: PortRange | None = None,
+    announced_address: str | None = None,
 ) -> None:
     endpoint = PipeEndpoint()
     pipe_address = await endpoint.open()
-    router = MediaRouter(endpoint, ports=PortAllocator(udp_ports) if udp_ports else None)
+    ports = PortAllocator(udp_ports, announced_address) if udp_ports else None
+    router = MediaRouter(endpoint, ports=ports)
     router.loop_lag = LoopLag()
     router.loop_lag.start()
     serving: set[asyncio.Task[Any]] = set()
@@ -89,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis", help="Redis URL for the worker registry")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--udp-ports", help="FIRST-LAST: bind media inside this range")
+    parser.add_argument("--announced-address", help="the address media is reached at")
     args = parser.parse_args(argv)
     key = os.environ.get(KEY_ENV, "")
     if len(key) < 16:
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.root.level))
     check_seam()
     udp_ports = PortRange.parse(args.udp_ports) if args.udp_ports else None
-    asyncio.run(run_worker(args.id, key, args.redis, udp_ports))
+    asyncio.run(run_worker(args.id, key, args.redis, udp_ports, args.announced_address))
     return 0
 
 

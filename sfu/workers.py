@@ -55,9 +55,11 @@ class WorkerPool:
         log_level: str = "INFO",
         max_peers: int | None = None,
         udp_ports: PortRange | None = None,
+        announced_address: str | None = None,
     ) -> None:
         self.plane = plane
         self.udp_ports = udp_ports
+        self.announced_address = announced_address
         self.count = count
         self.cluster = cluster
         self.on_lost = on_lost
@@ -79,7 +81,7 @@ class WorkerPool:
         self.plane.local = MediaRouter(
             self.endpoint,
             on_event=self.plane.router_event,
-            ports=PortAllocator(self.udp_ports) if self.udp_ports else None,
+            ports=PortAllocator(self.udp_ports, self.announced_address) if self.udp_ports else None,
         )
         # the front's own router takes no peers: only server-side subscribers' pipes
         self.plane.add_worker(WorkerSlot(LOCAL, self.plane.local, address, capacity=0))
@@ -101,6 +103,7 @@ class WorkerPool:
             "--log-level",
             self.log_level,
             *(["--udp-ports", str(self.udp_ports)] if self.udp_ports else []),
+            *(["--announced-address", self.announced_address] if self.announced_address else []),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env={**os.environ, KEY_ENV: key},

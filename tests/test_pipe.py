@@ -13,6 +13,7 @@ import pytest
 from aiortc import AudioStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtp import RtpPacket
 
+from bench.impair import LinkProfile, impair
 from sfu.negotiation import parse_sdp
 from sfu.pipe import PipeEndpoint
 from sfu.rewriter import ts_diff
@@ -72,10 +73,17 @@ def pipe(origin: Worker, far: Worker, uptracks):
 
 
 async def subscribe(
-    worker: Worker, uptracks, video_codec: str = "h264", *, remb: bool = True, **options
+    worker: Worker,
+    uptracks,
+    video_codec: str = "h264",
+    *,
+    remb: bool = True,
+    link: LinkProfile | None = None,
+    **options,
 ):
     """A real aiortc subscriber on `worker`; return (server downtracks, client tracks).
-    `remb=False`: it sends no REMB of its own (a test then says what its link carries)."""
+    `remb=False`: it sends no REMB of its own (a test then says what its link carries);
+    `link`: its connection is impaired so (bench/impair.py)."""
     downstream = await open_downstream(
         dict(uptracks), video_codec=video_codec, ice_servers=[], **options
     )
@@ -89,6 +97,8 @@ async def subscribe(
         for transceiver in client.getTransceivers():
             transceiver.receiver._RTCRtpReceiver__remote_bitrate_estimator = None
     await client.setLocalDescription(await client.createAnswer())
+    if link is not None:
+        impair(client, link, seed=9)
     await accept_answer(downstream.pc, client.localDescription.sdp)
     return downstream.downtracks, tracks
 
@@ -238,6 +248,25 @@ async def test_the_far_workers_bitrate_cap_reaches_the_publisher(workers):
     visible["video"].on_remb(420_000)
     await asyncio.sleep(1.5)
     assert uptracks["video"].upstream_bitrate_cap() == 420_000
+
+
+async def test_a_far_workers_audio_loss_is_reported_to_the_publisher(workers):
+    """A village losing 15 % of its audio on another worker than the main venue's: the
+    origin tells the publisher that loss (its Opus then adds in-band FEC), as it does for
+    its own subscribers'. Before, the pipe carried no loss back, and the publisher was
+    told its clean path's 0."""
+    origin, far = await workers(2)
+    uptracks = await publish(origin, [AudioStreamTrack()])
+    _, far_uptracks = pipe(origin, far, uptracks)
+    downtracks, _ = await subscribe(far, far_uptracks, link=LinkProfile("lossy", loss=0.15))
+    worst = 0
+    for _ in range(60):
+        worst = uptracks["audio"].upstream_fraction_lost(0)
+        if worst:
+            break
+        await asyncio.sleep(0.1)
+    far_reported = downtracks["audio"].fraction_lost
+    assert 0.05 * 256 < worst < 0.35 * 256, (worst, far_reported)
 
 
 async def test_sender_reports_are_mapped_across_the_pipe(workers):

@@ -11,11 +11,12 @@ import psutil
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
+from lighthouse.config import ConfigError, load_config
 from lighthouse.keys import WORKER_POOL_KEY
 from sfu.ports import PortRange
 from signaling.client import SignalingClient, SignalingError, prefer_codec
 
-from conftest import TEST_REDIS_URL
+from conftest import ONE_PROCESS, TEST_REDIS_URL, TWO_WORKERS
 from media import PictureTrack, face_picture
 
 FIRST, LAST = 42100, 42139
@@ -112,3 +113,45 @@ def test_a_port_range_is_read_and_checked():
     for bad in ("40000", "40999-40000", "80-90", "a-b", "40000-70000"):
         with pytest.raises(ValueError):
             PortRange.parse(bad)
+
+
+def candidates_of(sdp: str) -> list[tuple[str, int]]:
+    return [
+        (line.split()[4], int(line.split()[5]))
+        for line in sdp.splitlines()
+        if line.startswith("a=candidate:")
+    ]
+
+
+# The address a container's published ports are reached at: here loopback, which no
+# interface of this machine's own gathering would give (aioice skips loopback), so a
+# candidate naming it can only be the announced one, and media that flows came to it.
+@pytest.mark.server_config(udp_ports=f"{FIRST}-{LAST}", announced_address="127.0.0.1")
+@pytest.mark.parametrize("server", [ONE_PROCESS, TWO_WORKERS], indirect=True)
+async def test_media_is_reached_at_the_announced_address_and_no_other(server):
+    main, viewer = await publish_and_watch(server)  # a frame went through
+    try:
+        sdps = [pc.remoteDescription.sdp for pc in main.publish_pcs]
+        sdps += [s.pc.remoteDescription.sdp for s in viewer.subscriptions.values()]
+        found = [c for sdp in sdps for c in candidates_of(sdp)]
+    finally:
+        await main.close()
+        await viewer.close()
+    assert len(found) >= 2
+    assert all(host == "127.0.0.1" and FIRST <= port <= LAST for host, port in found), found
+
+
+def test_an_announced_address_is_one_ipv4_address_with_a_port_range():
+    for settings, complaint in (
+        ({"announced_address": "203.0.113.5"}, "needs udp_ports"),
+        ({"announced_address": "lighthouse.example", "udp_ports": "40000-40099"}, "not an IP"),
+        ({"announced_address": "2001:db8::1", "udp_ports": "40000-40099"}, "IPv4"),
+        ({"announced_address": "0.0.0.0", "udp_ports": "40000-40099"}, "IPv4"),
+    ):
+        with pytest.raises(ConfigError, match=complaint):
+            load_config(env={}, secret="s" * 40, **settings)
+    config = load_config(
+        env={"LIGHTHOUSE_ANNOUNCED_ADDRESS": "203.0.113.5", "LIGHTHOUSE_UDP_PORTS": "40000-40099"},
+        secret="s" * 40,
+    )
+    assert config.announced_address == "203.0.113.5"
