@@ -4,7 +4,9 @@ Enrols every `DIR/<name>/*.jpg|png` as member `<name>`, runs the same pipeline a
 server (sampled frames, tracking, several embeddings per face, the median decision, the
 liveness check unless `--liveness off`) over any video PyAV opens, and prints one JSON
 object: {"signins": [{"member", "t", "similarity"}], "unknown_faces": n}. This output is
-how sign-in quality is checked: keep it stable.
+how sign-in quality is checked: keep it stable. `--explain` adds "tracks": per face
+tracked, its samples, the latest decision window's best and second-best member and
+similarity, and the decision with the rule that made it (or why none was made).
 """
 
 from __future__ import annotations
@@ -67,11 +69,14 @@ def evaluate(
     sample_fps: float = DEFAULT_SAMPLE_FPS,
     settings: RecognitionSettings | None = None,
     models_dir: Path | None = None,
+    explain: bool = False,
 ) -> dict:
     engine = load_engine(models_dir)
     gallery = enrol_directory(engine, gallery_dir)
     settings = replace(settings or RecognitionSettings(), liveness=liveness)
     pipeline = FacePipeline(engine, gallery, settings)
+    if explain:
+        pipeline.explaining()
     signins = []
     for t, frame in sampled_frames(video, sample_fps):
         for decision in pipeline.process(frame, t):
@@ -79,7 +84,10 @@ def evaluate(
                 signins.append(
                     {"member": decision.member, "t": round(t, 3), "similarity": decision.similarity}
                 )
-    return {"signins": signins, "unknown_faces": pipeline.unknown_faces}
+    result: dict = {"signins": signins, "unknown_faces": pipeline.unknown_faces}
+    if explain:
+        result["tracks"] = pipeline.explain()
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--json", action="store_true", help="JSON only (the default output)")
     run.add_argument("--liveness", choices=("on", "off"), default="on")
     run.add_argument("--sample-fps", type=float, default=DEFAULT_SAMPLE_FPS)
+    run.add_argument(
+        "--explain", action="store_true", help="per track: similarities and why it was decided"
+    )
     run.add_argument(
         "--models-dir",
         type=Path,
@@ -110,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             liveness=args.liveness == "on",
             sample_fps=args.sample_fps,
             models_dir=args.models_dir,
+            explain=args.explain,
         )
     except av.error.FFmpegError as error:
         print(f"cannot read {args.video}: {error}", file=sys.stderr)

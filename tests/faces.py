@@ -82,6 +82,9 @@ class Appearance:
     y: int
     height: int  # the face picture's height on screen
     motion: Literal["live", "still", "hand_held"] = "live"
+    # until then the face is out of focus (the camera's focus settling, or moving): still
+    # found by the detector, not recognisable
+    defocused_until_s: float = 0.0
 
 
 def _background() -> np.ndarray:
@@ -135,6 +138,8 @@ def render_frame(appearances: list[Appearance], t: float) -> np.ndarray:
             face = _hand_held(a.face, t)
         else:
             face = a.face
+        if t < a.defocused_until_s:
+            face = cv2.GaussianBlur(face, (0, 0), 6)
         scale = a.height / face.shape[0]
         face = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         fh, fw = face.shape[:2]
