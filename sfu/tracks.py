@@ -609,10 +609,14 @@ class DownTrack:
         )
         self.on_low = True
         self.steps_down += 1
-        self._loss_marks.clear()
-        self._lossy_since = None
+        self._watch_afresh()
         self._resumed_at = None
         self._try_higher_later()
+
+    def _watch_afresh(self) -> None:
+        """A new stream (or none) is sent: its loss is counted from here."""
+        self._loss_marks.clear()
+        self._lossy_since = None
 
     def _try_higher_later(self) -> None:
         if self._up_handle is not None:
@@ -631,8 +635,7 @@ class DownTrack:
         self.steps_up += 1
         now = time.monotonic()
         self._resumed_at = self._trying_since = now
-        self._loss_marks.clear()
-        self._lossy_since = None
+        self._watch_afresh()
         self.change_quality("high")
 
     def _pause_video(self) -> None:
@@ -643,8 +646,7 @@ class DownTrack:
         )
         self.video_paused = True
         self.video_pauses += 1
-        self._loss_marks.clear()
-        self._lossy_since = None
+        self._watch_afresh()
         self._trying_since = None
         self._resume_handle = asyncio.get_running_loop().call_later(
             self._retry_s, self._resume_video
