@@ -342,8 +342,8 @@ class Segmenter:
 
     def _open(self, config: VideoConfig | None) -> None:
         """Open a file for what the preroll holds (and write it there)."""
-        first_kind, _, first_ticks = self._preroll[0]
-        start_s = first_ticks / self._clocks[first_kind]
+        # the soonest frame, not the first: a stream that lagged may come in behind
+        start_s = min(ticks / self._clocks[kind] for kind, _, ticks in self._preroll)
         specs: list[StreamSpec] = []
         if config is not None:
             specs.append(StreamSpec("video", config.codec, self._clocks["video"], config))
@@ -399,7 +399,12 @@ class Segmenter:
     def _submit(
         self, current: _Segment, kind: str, frame: Frame, ticks: int, duration: int
     ) -> None:
-        pts = max(0, ticks - current.origin[kind])
+        pts = ticks - current.origin[kind]
+        if pts < 0:
+            # from before this file began (audio that lagged a cut by over the
+            # interleaver's wait): at time 0 it would step the file's timestamps back
+            self.frames_dropped += 1
+            return
         current.frames += 1
         self.worker.submit(
             current.file.write,

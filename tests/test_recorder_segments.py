@@ -176,3 +176,40 @@ def test_a_restart_first_seen_on_a_dropped_frame_still_starts_a_new_file(tmp_pat
     recording.feed(timed(video[26:], 1.04, 1 / FPS, "video"))
     recording.segmenter.close()
     assert [round(c.start_s, 2) for c in recording.closed] == [0.0, 2.0]
+
+
+@pytest.mark.parametrize("codec", ["vp8", "h264"])
+def test_frames_from_before_a_file_began_are_dropped_not_stacked_at_its_start(tmp_path, codec):
+    # The interleaver lets a stream that stalled for a second lag behind (a loaded CI
+    # machine): audio from before a cut, or a keyframe sooner than the audio that opened
+    # a file, then arrives after it. Placed at the file's time 0 they stacked there, and
+    # the file's timestamps stepped backwards (a CI run's "non-monotonic" MP4).
+    video = video_frames(codec, 6 * FPS)  # keyframes at 0, 2, 4 s (from 1.0 s on)
+    audio = audio_frames(50 * 7)
+    recording = Recording(tmp_path, segment_s=1.5)
+    ordered = sorted(
+        timed(video, 1.0, 1 / FPS, "video") + timed(audio, 0.9, 0.02, "audio"),
+        key=lambda t: t[0],
+    )
+    # the first file gathers audio from 0.9 s; a keyframe from 0.85 s comes after it
+    first_key = next(i for i, t in enumerate(ordered) if t[1] == "video")
+    keyframe = ordered.pop(first_key)
+    ordered.insert(3, (0.85, *keyframe[1:]))
+    # at the cut at 3.0 s, 5 audio frames from 2.9 s on come after the keyframe
+    cut = next(i for i, t in enumerate(ordered) if t[1] == "video" and t[0] == pytest.approx(3.0))
+    late = [t for t in ordered[cut - 12 : cut] if t[1] == "audio" and t[0] > 2.89]
+    for t in late:
+        ordered.remove(t)
+    cut = ordered.index(next(t for t in ordered if t[1] == "video" and t[0] == pytest.approx(3.0)))
+    ordered[cut + 1 : cut + 1] = late
+    for time_s, kind, frame, new_source in ordered:
+        clock = 90000 if kind == "video" else 48000
+        recording.segmenter.push(kind, frame, round(time_s * clock), clock, new_source)
+    recording.segmenter.close()
+    assert len(recording.closed) == 3
+    for segment in recording.closed:
+        probed = probe_segment(segment.path)
+        assert all(s.monotonic for s in probed.streams.values()), segment
+        assert probed.streams["video"].keyframes >= 1
+    assert recording.closed[0].start_s == pytest.approx(0.85)  # the keyframe's, not the audio's
+    assert recording.segmenter.frames_dropped >= len(late)
