@@ -108,7 +108,7 @@ class Config:
     signin_fps: float = 2.0
     burst_every_s: float = 15.0
     snapshot_every_s: float = 300.0
-    match_threshold: float = 0.37
+    match_threshold: float = 0.40
     match_margin: float = 0.10
     liveness: bool = True
     liveness_min_residual: float = 0.018

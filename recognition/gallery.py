@@ -16,11 +16,14 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .engine import FaceEngine, align
+from .engine import FaceEngine, align, normalise
 
 MIN_ENROL_FACE_PX = 64
 # variance of the Laplacian of the aligned 112x112 crop: below it the photo is too blurred
 MIN_ENROL_SHARPNESS = 40.0
+# mean grey of the aligned face's middle: outside these the photo is too dark or burnt
+# out (the faces in packages, enrolled, lie at 100-190; a face too dark to see is ~25)
+ENROL_GREY_RANGE = (50.0, 225.0)
 
 
 class EnrolmentError(Exception):
@@ -68,8 +71,9 @@ def decode_image(data: bytes) -> np.ndarray:
     return image
 
 
-def enrol_photo(engine: FaceEngine, bgr: np.ndarray) -> EnrolledFace:
-    """The embedding of the one face in an enrolment photo, after checking the photo."""
+def enrolment_crop(engine: FaceEngine, bgr: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The aligned crop of the one face in an enrolment photo, its sharpness and its size
+    in pixels, after checking the photo."""
     faces = [f for f in engine.detect(bgr) if f.score >= engine.enrol_min_score]
     if not faces:
         raise EnrolmentError("no_face", "no face found: use a photo of the member's face")
@@ -86,11 +90,33 @@ def enrol_photo(engine: FaceEngine, bgr: np.ndarray) -> EnrolledFace:
         )
     crop = align(bgr, face)
     sharpness = float(cv2.Laplacian(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), cv2.CV_64F).var())
+    # light first: a dark face has little contrast, and would read as blurred
+    grey = float(cv2.cvtColor(crop[24:104, 24:88], cv2.COLOR_BGR2GRAY).mean())
+    if grey < ENROL_GREY_RANGE[0]:
+        raise EnrolmentError("too_dark", "the face is too dark: take the photo in better light")
+    if grey > ENROL_GREY_RANGE[1]:
+        raise EnrolmentError(
+            "overexposed", "the face is burnt out by light: take the photo out of direct light"
+        )
     if sharpness < MIN_ENROL_SHARPNESS:
         raise EnrolmentError("too_blurred", "the face is blurred: use a sharper photo")
-    embedding = engine.embed([crop])[0]
+    return crop, sharpness, face.size
+
+
+def enrolment_embedding(engine: FaceEngine, crop: np.ndarray, *, flip: bool = True) -> np.ndarray:
+    """The embedding a member is matched against: the sum of the crop's and its mirror
+    image's (the field's "flip test": a phone's front camera mirrors, and a face's two
+    sides differ). bench/faceset.py measures it, and colour normalisation, which lost."""
+    crops = [crop, crop[:, ::-1].copy()] if flip else [crop]
+    return normalise(engine.embed(crops).sum(axis=0, keepdims=True))[0]
+
+
+def enrol_photo(engine: FaceEngine, bgr: np.ndarray) -> EnrolledFace:
+    """The embedding of the one face in an enrolment photo, after checking the photo."""
+    crop, sharpness, face_px = enrolment_crop(engine, bgr)
+    embedding = enrolment_embedding(engine, crop)
     ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
-    return EnrolledFace(embedding, jpeg.tobytes() if ok else b"", sharpness, face.size)
+    return EnrolledFace(embedding, jpeg.tobytes() if ok else b"", sharpness, face_px)
 
 
 class Gallery:

@@ -60,7 +60,7 @@ LIVENESS_SIZE = 56  # pixels of the registered crop
 
 @dataclass(frozen=True)
 class RecognitionSettings:
-    match_threshold: float = 0.37  # median cosine similarity to sign in (SFace)
+    match_threshold: float = 0.40  # median cosine similarity to sign in (SFace)
     margin: float = 0.10  # over the second-best expected member
     min_samples: int = 3  # embeddings a decision is made on: a track's latest
     max_samples: int = 6  # undecided after this many: reported as an unknown face

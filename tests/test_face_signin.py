@@ -184,7 +184,7 @@ async def test_members_are_signed_in_from_a_village_tvs_camera(api, tmp_path):
     assert set(rows) == {"汤姆", "航天员"}, rows
     for signin in rows.values():
         assert signin["method"] == "face" and signin["review"] == "pending"
-        assert signin["similarity"] >= 0.37 and signin["venue"] == "A1村电视"
+        assert signin["similarity"] >= 0.40 and signin["venue"] == "A1村电视"
     assert sheet["expected"] == 5 and sheet["signed_in"] == 2 and sheet["by_face"] == 2
     assert "外村人" not in str(sheet)  # another village's member is not on this sheet
     kinds = [u["kind"] for u in sheet["unknown_faces"]]

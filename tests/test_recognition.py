@@ -92,6 +92,14 @@ def test_enrolment_photos_are_checked(engine, faces):
     with pytest.raises(EnrolmentError) as blur:
         enrol_photo(engine, blurred)
     assert blur.value.code == "too_blurred"
+    for gain, code in ((0.15, "too_dark"), (2.5, "overexposed")):
+        lit = np.clip(faces["astronaut"].astype(np.float32) * gain, 0, 255).astype(np.uint8)
+        with pytest.raises(EnrolmentError) as exposure:
+            enrol_photo(engine, lit)
+        assert exposure.value.code == code
+    # the photo's mirror image is part of its embedding: a mirrored photo enrols alike
+    mirrored = enrol_photo(engine, faces["astronaut"][:, ::-1].copy())
+    assert float(mirrored.embedding @ enrol_photo(engine, faces["astronaut"]).embedding) > 0.97
     enrolled = enrol_photo(engine, faces["astronaut"])
     assert enrolled.embedding.shape == (128,) and enrolled.face_jpeg.startswith(b"\xff\xd8")
 
@@ -117,7 +125,7 @@ def test_members_who_appear_are_signed_in_and_nobody_else(tmp_path, faces, codec
     assert set(signed) == {"tom", "t1_1"}, result
     # within 2.5 s of appearing (2 fps sampling, three embeddings 0.3 s apart at least)
     assert signed["tom"]["t"] <= 1.0 + 2.5 and signed["t1_1"]["t"] <= 3.0 + 2.5
-    assert all(s["similarity"] >= 0.37 for s in result["signins"])
+    assert all(s["similarity"] >= 0.40 for s in result["signins"])
     assert result["unknown_faces"] >= 1  # t1_0 is a stranger
 
 
@@ -169,7 +177,7 @@ def test_a_member_whose_first_seconds_are_blurred_signs_in_once_the_face_is_clea
     assert result["unknown_faces"] == 1  # reported once for review while it was blurred
     (track,) = result["tracks"]
     assert track["decision"] == "signed_in" and track["best_member"] == "t1_1", track
-    assert track["best"] >= 0.37 and "over the second" in track["rule"]
+    assert track["best"] >= 0.40 and "over the second" in track["rule"]
 
 
 def test_someone_who_takes_a_signed_in_members_seat_is_recognised(tmp_path, faces):

@@ -34,6 +34,8 @@ ENROLMENT_MESSAGES = {
     "several_faces": "照片中有多张人脸，请上传只有本人的照片",
     "face_too_small": "人脸太小，请上传人脸更大（离镜头更近）的照片",
     "too_blurred": "照片太模糊，请上传清晰的照片",
+    "too_dark": "照片太暗，请在光线充足的地方重新拍摄",
+    "overexposed": "照片过亮（人脸曝光过度），请避开强光重新拍摄",
 }
 
 
