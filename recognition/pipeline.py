@@ -119,6 +119,8 @@ class Explanation:
     second: float = 0.0
     decision: str = "undecided"  # signed_in | already_signed_in | unknown | still_picture | split
     rule: str = "fewer samples than a decision needs"
+    # the median residual between its samples (liveness: a picture's stays below the limit)
+    liveness: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -132,6 +134,7 @@ class Explanation:
             "second": round(self.second, 4),
             "decision": self.decision,
             "rule": self.rule,
+            "liveness": None if self.liveness is None else round(self.liveness, 4),
         }
 
 
@@ -353,6 +356,8 @@ class FacePipeline:
     def _settle(self, track: Track, decision: str, rule: str) -> None:
         if track.explanation is not None:
             track.explanation.decision, track.explanation.rule = decision, rule
+            if track.residuals:
+                track.explanation.liveness = float(np.median(track.residuals))
 
     def _decide(self, track: Track, bgr: np.ndarray, t: float) -> SignIn | Rejected | None:
         settings = self.settings
