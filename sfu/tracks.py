@@ -360,6 +360,7 @@ class DownTrack:
         self.packets_undecodable = 0
         self._sent_mime: str | None = None
         self._sent_payload_types: tuple[int, int | None] | None = None
+        self._numbered_by: UpTrack | None = None  # whose packets were last sent
         sender.sink = self
         if uptrack is not None:
             self.attach(uptrack)
@@ -418,6 +419,7 @@ class DownTrack:
         )
         if rewritten is None:
             return
+        self._numbered_by = uptrack
         data = rewrite_header(
             uptrack.template(packet, self, templates),
             payload_types[0],
@@ -476,7 +478,9 @@ class DownTrack:
     async def on_nack(self, sequence_numbers: list[int]) -> None:
         """Send again what the subscriber lost, paced (sfu/retransmit.py); what this
         worker no longer has is asked of the publisher."""
-        uptrack = self.uptrack
+        # the source whose packets the numbering holds: after a switch, until the new
+        # source's keyframe, still the one before
+        uptrack = self._numbered_by
         if uptrack is None:
             return
         now = time.monotonic()
@@ -499,15 +503,15 @@ class DownTrack:
             if packet is None:
                 missing_upstream.append(in_seq)
                 continue
-            if await self._retransmit(packet, out_seq):
+            if await self._retransmit(uptrack, packet, out_seq):
                 self.resend_limiter.record(out_seq, now)
         if missing_upstream:
             await uptrack.request_retransmission(missing_upstream)
 
-    async def _retransmit(self, packet: RtpPacket, out_seq: int) -> bool:
+    async def _retransmit(self, uptrack: UpTrack, packet: RtpPacket, out_seq: int) -> bool:
         negotiated = self.sender.negotiated
         out_ts = self.rewriter.rtp_timestamp_for(packet.timestamp)
-        payload_types = self._payload_types(self.uptrack) if self.uptrack else None
+        payload_types = self._payload_types(uptrack)
         if negotiated is None or out_ts is None or payload_types is None:
             return False
         payload_type, rtx_payload_type = payload_types
@@ -708,3 +712,4 @@ class DownTrack:
         if self._up_handle is not None:
             self._up_handle.cancel()
         self.detach()
+        self._numbered_by = None

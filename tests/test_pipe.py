@@ -329,3 +329,22 @@ async def test_closing_the_pipe_ends_the_far_track(workers):
     received = pipe_in.packets_received
     await asyncio.sleep(0.3)
     assert pipe_in.packets_received == received
+
+
+async def test_a_nack_during_a_switch_is_answered_from_the_source_that_was_sent(workers):
+    """The floor passes to another venue: until its keyframe comes the subscriber still
+    shows the first one, and its NACKs name that one's packets. Before, they were looked
+    up in the new venue's cache (another numbering): nothing was re-sent, and the new
+    publisher was asked for packets it never had, or another packet sent in their place."""
+    (worker,) = await workers(1)
+    first = await publish(worker, [PictureTrack(face_picture())])
+    second = await publish(worker, [PictureTrack(face_picture())])
+    downtracks, tracks = await subscribe(worker, first)
+    await frames_of(tracks["video"], 3)
+    downtrack = downtracks["video"]
+    await asyncio.sleep(0.2)
+    sent = [s for s in range(65536) if downtrack.rewriter.original_sequence(s) is not None]
+    downtrack.attach(second["video"])  # waits for the second venue's keyframe
+    assert downtrack.waiting_for_keyframe
+    await downtrack.on_nack(sent[-5:])
+    assert downtrack.retransmissions >= 5
