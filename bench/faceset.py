@@ -22,7 +22,9 @@ stranger as a member, or a member as another). The table and the choice (the mos
 sign-ins with a false rate of at most `--max-false`; among equals the highest threshold)
 go to stdout, for each way of enrolling and matching (`VARIANTS`: the enrolment photo's
 mirror image added or not, crops colour-balanced or brightness-normalised or not), all on
-the same views; the last line is one JSON object, its top-level figures the product's.
+the same views. Then an hour on camera per person (`hour_on_camera`), and the set as a
+meeting with liveness on (`live_meeting`). The last line is one JSON object, its
+top-level figures the product's.
 
     python bench/faceset.py            # 8 views per person and bitrate, 2000 tracks per person
     python bench/faceset.py --quick    # 4 views, 500 tracks (under 60 s)
