@@ -23,11 +23,14 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    Time,
     TypeDecorator,
     UniqueConstraint,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from db.duty.rules import CalendarKind, DayStatus, LeaveKind
 
 
 def utcnow() -> dt.datetime:
@@ -558,3 +561,238 @@ class MeetingSnapshot(Base):
     # unknown faces and still pictures: the closest expected member and how close
     best_member_id: Mapped[int | None] = mapped_column(Integer)
     similarity: Mapped[float | None] = mapped_column(Float)
+
+
+# ---- duty attendance (无感考勤): rosters, hours, leave, sightings, days, alerts ----
+# The rules these rows feed are in db/duty/rules.py; the enums are shared with it.
+
+
+class DutyHoursRule(Base):
+    """Duty hours set at a unit (county default, a town's, a village's own), for the
+    whole year or a season (`season_from`/`season_to` as "MM-DD", inclusive)."""
+
+    __tablename__ = "duty_hours_rules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    season_from: Mapped[str | None] = mapped_column(String(5))
+    season_to: Mapped[str | None] = mapped_column(String(5))
+    weekdays: Mapped[list[int]] = mapped_column(JSON)
+    start_time: Mapped[dt.time] = mapped_column(Time)
+    end_time: Mapped[dt.time] = mapped_column(Time)
+    grace_min: Mapped[int] = mapped_column(Integer, default=10)
+    absent_after_min: Mapped[int] = mapped_column(Integer, default=120)
+    max_gap_min: Mapped[int] = mapped_column(Integer, default=60)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class DutyCalendarDay(Base):
+    """The county's calendar: a holiday (nobody due) or a make-up working day (调休)."""
+
+    __tablename__ = "duty_calendar"
+    __table_args__ = (UniqueConstraint("org_id", "date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    date: Mapped[dt.date] = mapped_column(Date, index=True)
+    kind: Mapped[CalendarKind] = mapped_column(_enum(CalendarKind))
+    name: Mapped[str] = mapped_column(String(50), default="")
+
+
+class DutyCadre(Base):
+    """A member on a village's duty roster (a 村两委 member or the 第一书记). A member is on
+    one village's roster at a time: one duty day per person per date."""
+
+    __tablename__ = "duty_cadres"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), unique=True
+    )
+    village_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    org_path: Mapped[str] = mapped_column(String(255), index=True)  # the village's
+    post: Mapped[str] = mapped_column(String(50))
+    first_secretary: Mapped[bool] = mapped_column(Boolean, default=False)
+    # a first secretary's days a month in the village (驻村天数), shown against the record
+    required_days: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    member: Mapped[Member] = relationship(lazy="joined")
+
+
+class DutyLeave(Base):
+    """Leave (请假) or field duty (外出公干), approved by someone named; a member's never
+    overlap. Cancelled ones stay, marked."""
+
+    __tablename__ = "duty_leaves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    org_path: Mapped[str] = mapped_column(String(255), index=True)  # the cadre's village
+    kind: Mapped[LeaveKind] = mapped_column(_enum(LeaveKind))
+    starts_at: Mapped[dt.datetime] = mapped_column(index=True)
+    ends_at: Mapped[dt.datetime]
+    reason: Mapped[str] = mapped_column(String(200))
+    approver: Mapped[str] = mapped_column(String(50))
+    recorded_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    cancelled_at: Mapped[dt.datetime | None]
+    cancelled_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class DutySighting(Base):
+    """A cadre seen by a duty camera, from the first to the last frame of one track, with
+    the evidence of both ends (face crop and scene): the first of a day is the clock-in,
+    the last the clock-out."""
+
+    __tablename__ = "duty_sightings"
+    __table_args__ = (Index("ix_duty_sightings_member_first", "member_id", "first_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    village_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    camera: Mapped[str] = mapped_column(String(100))  # "camera:3", "terminal:12"
+    first_at: Mapped[dt.datetime]
+    last_at: Mapped[dt.datetime]
+    similarity: Mapped[float] = mapped_column(Float)
+    first_face: Mapped[str | None] = mapped_column(String(500))
+    first_scene: Mapped[str | None] = mapped_column(String(500))
+    last_face: Mapped[str | None] = mapped_column(String(500))
+    last_scene: Mapped[str | None] = mapped_column(String(500))
+
+
+class DutyDay(Base):
+    """A cadre's duty on one date, as the watch judged it (`machine_status` and the times)
+    and as it stands (`status`: a clerk's correction, when there is one)."""
+
+    __tablename__ = "duty_days"
+    __table_args__ = (
+        UniqueConstraint("member_id", "date"),
+        Index("ix_duty_days_path_date", "org_path", "date"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    village_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_path: Mapped[str] = mapped_column(String(255))
+    date: Mapped[dt.date] = mapped_column(Date)
+    status: Mapped[DayStatus] = mapped_column(_enum(DayStatus))
+    machine_status: Mapped[DayStatus] = mapped_column(_enum(DayStatus))
+    due_from: Mapped[dt.datetime | None]
+    arrived_at: Mapped[dt.datetime | None]
+    departed_at: Mapped[dt.datetime | None]
+    late_min: Mapped[int] = mapped_column(Integer, default=0)
+    present_min: Mapped[int] = mapped_column(Integer, default=0)
+    gaps: Mapped[list[list[str]]] = mapped_column(JSON, default=list)
+    corrected: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class DutyCorrection(Base):
+    """A clerk's correction of a day, with the reason; the machine's record stays."""
+
+    __tablename__ = "duty_corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day_id: Mapped[int] = mapped_column(ForeignKey("duty_days.id", ondelete="CASCADE"), index=True)
+    from_status: Mapped[DayStatus] = mapped_column(_enum(DayStatus))
+    to_status: Mapped[DayStatus] = mapped_column(_enum(DayStatus))
+    reason: Mapped[str] = mapped_column(String(200))
+    by: Mapped[str] = mapped_column(String(100))
+    by_name: Mapped[str] = mapped_column(String(100))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DutyAlertKind(enum.StrEnum):
+    LATE = "late"
+    ABSENT = "absent"
+
+
+class DutyAlertStatus(enum.StrEnum):
+    OPEN = "open"
+    EXPLAINED = "explained"  # the cadre's or the village's explanation, for the town
+    EXCUSED = "excused"  # the town accepted it: the day is corrected to leave
+    UPHELD = "upheld"  # the town did not
+
+
+class DutyAlert(Base):
+    """A cadre late or absent, raised once per kind per day, and what was answered."""
+
+    __tablename__ = "duty_alerts"
+    __table_args__ = (UniqueConstraint("member_id", "date", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    village_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"))
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    date: Mapped[dt.date] = mapped_column(Date, index=True)
+    kind: Mapped[DutyAlertKind] = mapped_column(_enum(DutyAlertKind))
+    raised_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status: Mapped[DutyAlertStatus] = mapped_column(
+        _enum(DutyAlertStatus), default=DutyAlertStatus.OPEN
+    )
+    explanation: Mapped[str | None] = mapped_column(String(500))
+    explained_by: Mapped[str | None] = mapped_column(String(100))
+    explained_at: Mapped[dt.datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(100))
+    decided_at: Mapped[dt.datetime | None]
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the last retry
+
+
+class NotificationDelivery(Base):
+    """One notification to one webhook: every try is counted, the last error kept."""
+
+    __tablename__ = "notification_deliveries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    event: Mapped[str] = mapped_column(String(32))  # duty.late, duty.absent, ...
+    org_path: Mapped[str | None] = mapped_column(String(255), index=True)
+    target: Mapped[str] = mapped_column(String(64))  # the webhook's name, never its URL
+    payload: Mapped[dict] = mapped_column(JSON)
+    status: Mapped[DeliveryStatus] = mapped_column(
+        _enum(DeliveryStatus), default=DeliveryStatus.PENDING, index=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class DutyCameraKind(enum.StrEnum):
+    TV = "tv"  # the village TV's own camera while no meeting is on
+    RTSP = "rtsp"  # an IP camera, pulled by the server
+    KIOSK = "kiosk"  # a phone or tablet on the /duty page
+
+
+class DutyCamera(Base):
+    """A village's duty-room camera. An RTSP URL (with its credentials) stays on the
+    server: the API shows it with the password masked, and logs never carry it."""
+
+    __tablename__ = "duty_cameras"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    village_id: Mapped[int] = mapped_column(ForeignKey("org_units.id"), index=True)
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    kind: Mapped[DutyCameraKind] = mapped_column(_enum(DutyCameraKind))
+    name: Mapped[str] = mapped_column(String(100))
+    rtsp_url: Mapped[str | None] = mapped_column(String(500))
+    terminal_id: Mapped[int | None] = mapped_column(ForeignKey("terminals.id", ondelete="SET NULL"))
+    # when it watches: {"weekdays": [0..6], "from": "07:30", "to": "18:30"}; empty: duty hours
+    schedule: Mapped[dict] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_frame_at: Mapped[dt.datetime | None]
+    last_recognition_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
