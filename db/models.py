@@ -796,3 +796,21 @@ class DutyCamera(Base):
     last_recognition_at: Mapped[dt.datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DutyReport(Base):
+    """A closed period's duty summary for a town or the county, pushed to its staff: the
+    figures (as the summary API gives them) and the XLSX, made when the period closed."""
+
+    __tablename__ = "duty_reports"
+    __table_args__ = (UniqueConstraint("org_id", "period", "starts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("org_units.id", ondelete="CASCADE"))
+    org_path: Mapped[str] = mapped_column(String(255), index=True)
+    period: Mapped[str] = mapped_column(String(8))  # week | month | quarter
+    starts: Mapped[dt.date] = mapped_column(Date)
+    ends: Mapped[dt.date] = mapped_column(Date)  # inclusive
+    summary: Mapped[dict] = mapped_column(JSON)
+    xlsx: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

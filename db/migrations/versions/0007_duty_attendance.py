@@ -354,8 +354,29 @@ def upgrade() -> None:
     with op.batch_alter_table("duty_corrections", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_duty_corrections_day_id"), ["day_id"], unique=False)
 
+    op.create_table(
+        "duty_reports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("org_id", sa.Integer(), nullable=False),
+        sa.Column("org_path", sa.String(length=255), nullable=False),
+        sa.Column("period", sa.String(length=8), nullable=False),
+        sa.Column("starts", sa.Date(), nullable=False),
+        sa.Column("ends", sa.Date(), nullable=False),
+        sa.Column("summary", sa.JSON(), nullable=False),
+        sa.Column("xlsx", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["org_id"], ["org_units.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("org_id", "period", "starts"),
+    )
+    with op.batch_alter_table("duty_reports", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_duty_reports_org_path"), ["org_path"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("duty_reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_duty_reports_org_path"))
+    op.drop_table("duty_reports")
     with op.batch_alter_table("duty_corrections", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_duty_corrections_day_id"))
 
