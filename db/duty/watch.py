@@ -26,8 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from db.database import Database
 from db.models import DutyAlert, DutyAlertKind, DutyDay, OrgUnit
 
+from .reports import close_period
 from .rules import DayStatus
 from .store import DutyClock, read_book, store_result
+from .summaries import periods_ending
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,8 @@ class DutyWatch:
     ) -> None:
         self.database = database
         self.clock = clock
-        # called inside the alert's transaction with (session, event): the outbox
+        # called inside an alert's or a report's transaction with (session, event): the
+        # webhooks' outbox
         self.on_alert = on_alert
         # called with the run's new alerts once they are committed: live pages
         self.after_commit = after_commit
@@ -79,8 +82,39 @@ class DutyWatch:
         if len(dates) == 1 and self._last_date is None:
             dates.insert(0, today - dt.timedelta(days=1))
         runs = [await self.judge_date(date, now) for date in dates]
+        for date in dates[:-1]:  # each date before today is final now: close its periods
+            await self.close_periods(date)
         self._last_date = today
         return runs
+
+    async def close_periods(self, date: dt.date) -> list[dict]:
+        """Close the weeks, months and quarters that ended on `date`: a report for the
+        county and each town, announced like an alert."""
+        events: list[dict] = []
+        async with self.database.session() as session:
+            for period, starts, ends in periods_ending(date):
+                for report in await close_period(session, period, starts, ends):
+                    event = {
+                        "event": "duty.report",
+                        "report_id": report.id,
+                        "period": period,
+                        "starts": starts.isoformat(),
+                        "ends": ends.isoformat(),
+                        "org": report.summary["org"],
+                        "org_path": report.org_path,
+                        "rate": report.summary["total"]["rate"],
+                    }
+                    if self.on_alert is not None:
+                        await self.on_alert(session, event)
+                    events.append(event)
+            try:
+                await session.commit()
+            except IntegrityError:  # another front closed it first
+                await session.rollback()
+                return []
+        if events and self.after_commit is not None:
+            await self.after_commit(events)
+        return events
 
     async def judge_date(self, date: dt.date, now: dt.datetime) -> WatchRun:
         run = WatchRun(date)
