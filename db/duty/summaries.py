@@ -228,8 +228,8 @@ async def summarise(session: AsyncSession, org: OrgUnit, starts: dt.date, ends: 
     total = Figures()
     for member_id, line in cadres.items():
         # where the days were kept, else the roster's village (no day in the period)
-        village_id = village_of.get(member_id, roster_village.get(member_id))
-        village = units.get(village_id) if village_id is not None else None
+        kept_in = village_of.get(member_id, roster_village.get(member_id))
+        village = units.get(kept_in) if kept_in is not None else None
         if village is None:
             continue
         town = by_path.get(_parent_path(village.path))
