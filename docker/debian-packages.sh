@@ -2,12 +2,14 @@
 # The Debian packages Lighthouse needs beyond its Python wheels, in one list.
 #   runtime: a CJK font, so that kiosk TVs and screenshots show Chinese, not empty boxes
 #   test:    runtime + Debian's Chromium and Firefox ESR (the browser tests' WebRTC
-#            clients) and coturn (the TURN server the TURN tests relay through)
+#            clients), coturn (the TURN server the TURN tests relay through) and
+#            GStreamer's RTSP server with Python bindings (the IP camera the duty tests
+#            pull from)
 # Installs what is missing when run as root (apt-get); otherwise says what to run.
 set -eu
 
 RUNTIME="fonts-wqy-zenhei"
-TEST="$RUNTIME chromium firefox-esr coturn"
+TEST="$RUNTIME chromium firefox-esr coturn python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good"
 
 case "${1:-test}" in
   runtime) wanted=$RUNTIME ;;

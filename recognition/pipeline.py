@@ -78,6 +78,7 @@ class RecognitionSettings:
     min_face_px: int = 40  # smaller faces are tracked but not embedded
     track_iou: float = 0.2  # overlap that continues a track
     track_timeout_s: float = 3.0  # a track not seen for this long is over
+    new_face_s: float = 20.0  # an undecided face is new this long (`new_face_in_view`)
     liveness: bool = True
     # median residual between consecutive samples once a homography has registered them
     # (0-1 scale): a flat picture leaves codec noise (<= 0.013 measured with every sample
@@ -103,6 +104,19 @@ class Rejected:
     face_jpeg: bytes
     best_member: str | None
     similarity: float
+
+
+@dataclass
+class Seen:
+    """A decided member in view at `t` (duty attendance: recognition/duty.py). `first`
+    starts a sighting; the pictures are empty when no fresh evidence is due."""
+
+    member: str
+    t: float
+    first: bool
+    similarity: float | None
+    face_jpeg: bytes
+    scene_jpeg: bytes
 
 
 @dataclass
@@ -143,6 +157,7 @@ class Track:
     id: int
     face: DetectedFace
     last_seen: float
+    first_seen: float = 0.0
     last_sampled: float = -1e9
     embeddings: list[np.ndarray] = field(default_factory=list)
     qualities: list[float] = field(default_factory=list)  # of the embedded faces
@@ -201,6 +216,8 @@ class FacePipeline:
         self.still_pictures = 0
         self.faces_embedded = 0
         self.splits = 0
+        # an undecided face came into view lately (a sparse sampler samples faster)
+        self.new_face_in_view = False
         # every track's explanation, in the order tracks began (kept only when asked)
         self.explanations: list[Explanation] | None = None
         self._ids = itertools.count(1)
@@ -215,7 +232,7 @@ class FacePipeline:
         return self
 
     def _new_track(self, face: DetectedFace, t: float) -> Track:
-        track = Track(next(self._ids), face, t)
+        track = Track(next(self._ids), face, t, first_seen=t)
         if self.explanations is not None:
             track.explanation = Explanation(track.id, t, t)
             self.explanations.append(track.explanation)
@@ -229,7 +246,7 @@ class FacePipeline:
             return settings.embed_every_s if track.mismatches else settings.recheck_every_s
         return max(track.interval_s, settings.embed_every_s)
 
-    def process(self, bgr: np.ndarray, t: float) -> list[SignIn | Rejected]:
+    def process(self, bgr: np.ndarray, t: float) -> list[SignIn | Rejected | Seen]:
         """Feed one sampled frame (BGR) taken at `t` seconds; what was decided."""
         settings = self.settings
         faces = self.engine.detect(bgr)
@@ -305,7 +322,7 @@ class FacePipeline:
                 track.embedded_at = t
                 if track.explanation is not None:
                     track.explanation.samples += 1
-        decisions: list[SignIn | Rejected] = []
+        decisions: list[SignIn | Rejected | Seen] = []
         for track in sampled:
             if track.decided:
                 self._recheck(track, t)
@@ -313,6 +330,13 @@ class FacePipeline:
             decision = self._decide(track, bgr, t)
             if decision is not None:
                 decisions.append(decision)
+        self.new_face_in_view = any(
+            not track.decided
+            and track.last_seen == t
+            and t - track.first_seen < settings.new_face_s
+            and track.face.size >= settings.min_face_px
+            for track in self.tracks
+        )
         return decisions
 
     def _recheck(self, track: Track, t: float) -> None:

@@ -280,7 +280,7 @@ class RecognitionService:
         for decision in result.decisions:
             if isinstance(decision, FaceSignIn):
                 await self._sign_in(venue, decision, at)
-            else:
+            elif isinstance(decision, Rejected):
                 await self._keep_rejected(venue, decision, result.scene_jpeg or b"", at)
         if result.scheduled_snapshot and result.scene_jpeg:
             await self._snapshot(venue, SnapshotKind.SCENE, result.scene_jpeg, None, at)

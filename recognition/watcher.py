@@ -40,7 +40,7 @@ from sfu.media.keyframes import KeyframeAsks
 from sfu.media.reorder import ReorderBuffer
 
 from .gallery import Gallery
-from .pipeline import FacePipeline, Rejected, SignIn
+from .pipeline import FacePipeline, Rejected, Seen, SignIn
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,8 @@ class SamplingSettings:
     signin_fps: float = 2.0  # frames searched for faces per second while decoding
     burst_every_s: float = 15.0  # after the window: a burst starts this often
     burst_s: float = 2.5  # decoded from the keyframe that starts a burst
+    # while a new face is undecided, the next burst comes this soon (None: burst_every_s)
+    quick_every_s: float | None = None
     snapshot_every_s: float = 300.0  # a scene picture at the start and this often
     max_backlog_s: float = 1.0  # frames waiting for the worker before they are dropped
     scene_max_width: int = 960  # scene pictures are scaled down to this
@@ -67,7 +69,7 @@ class WatchResult:
 
     t: float  # seconds since the camera's first frame
     at: float  # time.monotonic() of the sampled frame's arrival
-    decisions: list[SignIn | Rejected] = field(default_factory=list)
+    decisions: list[SignIn | Rejected | Seen] = field(default_factory=list)
     scene_jpeg: bytes | None = None  # a due snapshot, or the scene of a rejection
     scheduled_snapshot: bool = False
 
@@ -208,7 +210,9 @@ class CameraWatcher:
         if self._burst_start is not None:
             if frame.arrival - self._burst_start < settings.burst_s:
                 return True
-            self._next_burst_t = self._burst_start + settings.burst_every_s
+            quick = settings.quick_every_s is not None and self.pipeline.new_face_in_view
+            every = settings.quick_every_s if quick else settings.burst_every_s
+            self._next_burst_t = self._burst_start + (every or settings.burst_every_s)
             self._burst_start = None
         if self._next_burst_t is None:  # the window has just ended
             self._next_burst_t = frame.arrival + settings.burst_every_s
