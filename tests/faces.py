@@ -158,6 +158,7 @@ def write_meeting_video(
     codec: str = "h264",
     kbps: int = 400,
     fps: int = 15,
+    gop: int | None = None,  # frames between keyframes (an IP camera's: 1-2 s)
 ) -> Path:
     """Encode the meeting as a village camera would send it (H.264 or VP8, `kbps`)."""
     with av.open(str(path), "w") as container:
@@ -169,6 +170,8 @@ def write_meeting_video(
             stream.options = {"preset": "veryfast", "tune": "zerolatency", "profile": "baseline"}
         else:
             stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        if gop is not None:
+            stream.codec_context.gop_size = gop
         stream.time_base = Fraction(1, fps)
         for index in range(int(duration_s * fps)):
             frame = av.VideoFrame.from_ndarray(
