@@ -31,6 +31,11 @@ class Capability(enum.StrEnum):
     # biometric data: enrolment photos and embeddings, sign-in face crops and scenes
     FACES_READ = "faces:read"
     FACES_WRITE = "faces:write"
+    # duty attendance: read the records; keep rosters, hours, leave, cameras and correct
+    # days (the town's clerks); explain an alert (the village)
+    DUTY_READ = "duty:read"
+    DUTY_WRITE = "duty:write"
+    DUTY_EXPLAIN = "duty:explain"
 
 
 C = Capability
@@ -49,6 +54,8 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
             C.MEETING_JOIN,
             C.FACES_READ,
             C.FACES_WRITE,
+            C.DUTY_READ,
+            C.DUTY_EXPLAIN,
         }
     ),
     Role.SUPERVISOR: frozenset(
@@ -62,6 +69,7 @@ ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
             C.SUPERVISE,
             # spot checks of attendance look at the evidence; enrolling is not theirs
             C.FACES_READ,
+            C.DUTY_READ,
         }
     ),
     Role.VIEWER: frozenset({C.TREE_READ, C.MEETINGS_READ, C.MEETING_JOIN}),

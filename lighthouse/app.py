@@ -6,15 +6,20 @@ import logging
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import supervision
 from db.accounts import PasswordHashing, TokenService
 from db.database import Database
+from db.duty.store import DutyClock
+from db.duty.watch import DutyWatch
 from db.models import Emergency, EmergencyStatus, MainVenue, Meeting, MeetingStatus, OrgUnit
 from db.tree import meeting_site_paths
+from recognition.duty_service import DutyRecognition
 from recognition.pipeline import RecognitionSettings
 from recognition.service import RecognitionConfig, RecognitionService
 from recognition.watcher import SamplingSettings
@@ -32,6 +37,7 @@ from signaling.caps import SocketCaps
 from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
 from signaling.lobby import TerminalLobby
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
+from signaling.notifications import LiveEvents, WebhookSender
 from signaling.server import SignalingService
 from signaling.tokens import SigningKeys, TokenIssuer
 from signaling.turn import IceServersForClients, TurnRestCredentials
@@ -41,8 +47,12 @@ from .demo import DEMO_ROOM
 from .keys import (
     CONFIG_KEY,
     DISCONNECT_KEY,
+    DUTY_CLOCK_KEY,
+    DUTY_RECOGNITION_KEY,
+    DUTY_WATCH_KEY,
     EMERGENCY_DESK_KEY,
     EVIDENCE_DIR_KEY,
+    LIVE_EVENTS_KEY,
     LOBBY_KEY,
     LOOP_LAG_KEY,
     MEETING_ROOMS_KEY,
@@ -137,6 +147,34 @@ def create_app(config: Config) -> web.Application:
     lobby.caps = SocketCaps(**socket_caps)
     recording = build_recording(config, database)
     recognition = build_recognition(config, database)
+    duty_clock = DutyClock(ZoneInfo(config.county_timezone))
+    live_events = LiveEvents()
+    webhooks = WebhookSender(database, config.webhooks)
+
+    async def duty_outbox(session: AsyncSession, event: dict) -> None:
+        await webhooks.enqueue(session, event["event"], event.get("org_path"), event)
+
+    async def duty_told(events: list[dict]) -> None:
+        for event in events:
+            live_events.publish(event, event.get("org_path") or "/")
+        webhooks.wake()
+
+    duty_watch = (
+        DutyWatch(
+            database,
+            duty_clock,
+            on_alert=duty_outbox,
+            after_commit=duty_told,
+            tick_s=config.duty_tick_s,
+        )
+        if config.duty_enabled
+        else None
+    )
+    duty_cameras = (
+        DutyRecognition(database, recognition, duty_watch)
+        if recognition is not None and config.duty_enabled
+        else None
+    )
 
     async def meeting_room_opened(room: Room, meeting_id: int) -> None:
         if recording is not None:
@@ -221,11 +259,18 @@ def create_app(config: Config) -> web.Application:
     app[EVIDENCE_DIR_KEY] = Path(config.evidence_dir).resolve()
     if recognition is not None:
         app[RECOGNITION_KEY] = recognition
+    app[DUTY_CLOCK_KEY] = duty_clock
+    app[LIVE_EVENTS_KEY] = live_events
+    if duty_watch is not None:
+        app[DUTY_WATCH_KEY] = duty_watch
+    if duty_cameras is not None:
+        app[DUTY_RECOGNITION_KEY] = duty_cameras
     add_page_routes(app, public_url=config.public_url)
 
     async def close_connections_and_rooms(_: web.Application) -> None:
         # before the server waits for its handlers: sockets close, then every room, so
         # each recording sees its end of stream before the recorder stops
+        live_events.close()
         await lobby.close()
         await signaling.close()
         await meeting_rooms.close_all()
@@ -268,6 +313,20 @@ def create_app(config: Config) -> web.Application:
         if recognition is not None:
             await recognition.close()
 
+    async def duty_lifetime(_: web.Application) -> AsyncIterator[None]:
+        # after the recognizer (the duty cameras use its engine and pool)
+        await webhooks.start()
+        if duty_watch is not None:
+            await duty_watch.start()
+        if duty_cameras is not None:
+            await duty_cameras.start()
+        yield
+        if duty_cameras is not None:
+            await duty_cameras.close()
+        if duty_watch is not None:
+            await duty_watch.close()
+        await webhooks.close()
+
     async def loop_lag_probe(_: web.Application) -> AsyncIterator[None]:
         # the front's own event loop (in one process, the forwarding loop too)
         loop_lag.start()
@@ -289,6 +348,7 @@ def create_app(config: Config) -> web.Application:
             # the face models load first: a bad models dir stops the start before any
             # other service has work in flight
             recognizer_lifetime,
+            duty_lifetime,
             media_workers,
             recorder_lifetime,
             reopened_rooms,

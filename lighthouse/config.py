@@ -10,9 +10,11 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sfu.negotiation import SUPPORTED_VIDEO_CODECS, IceServer
 from sfu.ports import PortRange
+from signaling.notifications import Webhook
 
 from .proxies import parse_networks
 
@@ -114,6 +116,12 @@ class Config:
     liveness_min_residual: float = 0.018
     neighbour_levels: int = 0
     evidence_retention_days: int = 365  # 0 keeps face and scene pictures for ever
+    # duty attendance (无感考勤): the county's time zone judges every duty day
+    county_timezone: str = "Asia/Shanghai"
+    duty_enabled: bool = True
+    duty_tick_s: float = 30.0
+    # webhooks told of duty alerts and reports ([[webhooks]]: name, url, secret, events)
+    webhooks: tuple[Webhook, ...] = ()
     # False when no secret was configured: `keep_secret` then generates one at the first
     # start and keeps it in `secret_file` (a per-start secret would log everybody out and
     # send every TV back to pairing at each restart)
@@ -168,6 +176,53 @@ def _ice_servers(entries: list) -> tuple[IceServer, ...]:
             )
         )
     return tuple(servers)
+
+
+def _duty(section: dict) -> dict:
+    values = _table(
+        "duty",
+        section,
+        {
+            "enabled": ("duty_enabled", bool),
+            "timezone": ("county_timezone", str),
+            "tick_s": ("duty_tick_s", float),
+        },
+    )
+    if "county_timezone" in values:
+        _zone(values["county_timezone"])
+    if not 1.0 <= values.get("duty_tick_s", 30.0) <= 300.0:
+        raise ConfigError("[duty] tick_s must be between 1 and 300")
+    return values
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"[duty] timezone: no such time zone {name!r}") from exc
+
+
+def _webhooks(entries: object) -> tuple[Webhook, ...]:
+    if not isinstance(entries, list):
+        raise ConfigError("[[webhooks]] must be a list of tables")
+    hooks = []
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise ConfigError("each [[webhooks]] entry is a table")
+        name, url, secret = entry.get("name"), entry.get("url"), entry.get("secret")
+        if not (isinstance(name, str) and name and len(name) <= 64):
+            raise ConfigError("every webhook needs a name (at most 64 characters)")
+        if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            raise ConfigError(f"webhook {name}: url must be an http:// or https:// URL")
+        if not (isinstance(secret, str) and len(secret.encode()) >= 16):
+            raise ConfigError(f"webhook {name}: secret must be at least 16 bytes")
+        events = entry.get("events", [])
+        if not (isinstance(events, list) and all(isinstance(e, str) for e in events)):
+            raise ConfigError(f"webhook {name}: events must be a list of event names")
+        hooks.append(Webhook(name, url, secret, tuple(events)))
+    if len({h.name for h in hooks}) != len(hooks):
+        raise ConfigError("webhook names must be unique")
+    return tuple(hooks)
 
 
 def _secrets(value: object) -> tuple[str, ...]:
@@ -370,6 +425,8 @@ def load_config(
         **_meetings(data.get("meetings", {})),
         **_recognition(data.get("recognition", {})),
         "ice_servers": _ice_servers(data.get("ice_servers", [])),
+        **_duty(data.get("duty", {})),
+        "webhooks": _webhooks(data.get("webhooks", [])),
         **_turn(data.get("turn", {})),
         "rooms": tuple(_room(r) for r in data.get("rooms", [])),
     }

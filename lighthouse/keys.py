@@ -10,6 +10,9 @@ from aiohttp import web
 
 from db.accounts import PasswordHashing, TokenService
 from db.database import Database
+from db.duty.store import DutyClock
+from db.duty.watch import DutyWatch
+from recognition.duty_service import DutyRecognition
 from recognition.service import RecognitionService
 from recorder.service import RecordingService
 from sfu.looplag import LoopLag
@@ -19,6 +22,7 @@ from sfu.workers import WorkerPool
 from signaling.emergencies import EmergencyDesk
 from signaling.lobby import TerminalLobby
 from signaling.meetings import MeetingRooms
+from signaling.notifications import LiveEvents
 from signaling.server import SignalingService
 from signaling.tokens import TokenIssuer
 
@@ -45,3 +49,8 @@ RECOGNITION_KEY = web.AppKey("recognition", RecognitionService)
 EVIDENCE_DIR_KEY = web.AppKey("evidence_dir", Path)
 # ends every connection of a participant whose access was revoked; returns how many
 DISCONNECT_KEY = web.AppKey[Callable[[str], Awaitable[int]]]("disconnect_participant")
+# duty attendance: the county's clock, the watch, the duty cameras, live page events
+DUTY_CLOCK_KEY = web.AppKey("duty_clock", DutyClock)
+DUTY_WATCH_KEY = web.AppKey("duty_watch", DutyWatch)
+DUTY_RECOGNITION_KEY = web.AppKey("duty_recognition", DutyRecognition)
+LIVE_EVENTS_KEY = web.AppKey("live_events", LiveEvents)

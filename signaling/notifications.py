@@ -201,6 +201,9 @@ class WebhookSender:
                 await asyncio.wait_for(self._wake.wait(), min(5.0, self.policy.first_retry_s))
 
 
+CLOSED = {"event": "closed"}  # what a stream gets when the server stops
+
+
 class LiveEvents:
     """Events for the pages that are open (the console, the secretary's phone): each
     subscriber gets those whose place it covers. In-process: the front serves them all."""
@@ -216,6 +219,12 @@ class LiveEvents:
 
     def unsubscribe(self, queue: asyncio.Queue[dict]) -> None:
         self._subscribers.pop(queue, None)
+
+    def close(self) -> None:
+        """The server is stopping: every open stream ends now, not at its next write."""
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(CLOSED)
 
     def publish(self, event: dict, org_path: str) -> None:
         for queue, path in list(self._subscribers.items()):

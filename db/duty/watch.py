@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
 from db.models import DutyAlert, DutyAlertKind, DutyDay, OrgUnit
@@ -53,7 +54,7 @@ class DutyWatch:
         database: Database,
         clock: DutyClock,
         *,
-        on_alert: Callable[[object, dict], Awaitable[None]] | None = None,
+        on_alert: Callable[[AsyncSession, dict], Awaitable[None]] | None = None,
         after_commit: Callable[[list[dict]], Awaitable[None]] | None = None,
         tick_s: float = 30.0,
     ) -> None:

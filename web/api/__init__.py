@@ -22,6 +22,7 @@ from signaling.tokens import TokenIssuer
 
 from . import (
     audit_log,
+    duty,
     emergencies,
     faces,
     live_meetings,
@@ -55,6 +56,7 @@ def add_api_routes(
     app[terminals.PAIRING_LIMIT_KEY] = terminals.PairingRateLimit()
     app[tree.LOGIN_THROTTLE_KEY] = tree.LoginThrottle()
     r = app.router
+    duty.add_duty_routes(app)
     r.add_post("/api/login", tree.post_login)
     r.add_post("/api/logout", tree.post_logout)
     r.add_get("/api/me", tree.get_me)

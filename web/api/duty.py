@@ -1,0 +1,645 @@
+"""Duty attendance's API (docs/api.md, "Duty"): cameras, rosters, hours, leave, days and
+their corrections, alerts and their answers, summaries with their XLSX, and the live
+event stream of the secretary's phone and the console.
+
+Every endpoint checks the caller's role and place: duty:read to read, duty:write (the
+town's and the county's staff) to keep rosters, hours, leave, cameras and to correct a
+day, duty:explain (the village) to explain an alert. An RTSP URL is stored as given and
+shown with its password masked; nobody reads it back whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import audit
+from db.access import Capability, Principal
+from db.duty.rules import DayStatus, LeaveKind
+from db.duty.store import DutyError, add_cadre, add_leave, correct_day, set_hours
+from db.duty.summaries import period_bounds, summarise
+from db.duty.workbook import summary_workbook
+from db.models import (
+    DutyAlert,
+    DutyAlertStatus,
+    DutyCadre,
+    DutyCamera,
+    DutyCameraKind,
+    DutyDay,
+    Member,
+    OrgKind,
+)
+from lighthouse.keys import (
+    DUTY_CLOCK_KEY,
+    DUTY_RECOGNITION_KEY,
+    DUTY_WATCH_KEY,
+    LIVE_EVENTS_KEY,
+)
+from recognition.rtsp import check_url, masked
+from signaling.notifications import CLOSED
+
+from .common import (
+    ApiError,
+    authed,
+    check,
+    json_response,
+    not_found,
+    parse_body,
+    query_int,
+    scoped_object,
+    scoped_org,
+)
+from .members_io import _xlsx_response
+
+C = Capability
+
+
+def _duty_error(error: DutyError) -> ApiError:
+    return ApiError(422, error.code, str(error))
+
+
+def _poke(request: web.Request) -> None:
+    watch = request.app.get(DUTY_WATCH_KEY)
+    if watch is not None:
+        watch.poke()
+
+
+def _audit(
+    request: web.Request,
+    session: AsyncSession,
+    principal: Principal,
+    action: str,
+    target_type: str,
+    target_id: object,
+    org_path: str,
+    detail: dict | None = None,
+) -> None:
+    audit.record(
+        session,
+        principal,
+        action,
+        target_type=target_type,
+        target_id=target_id,
+        org_path=org_path,
+        remote_addr=request.remote,
+        detail=detail,
+    )
+
+
+async def _village(session: AsyncSession, principal: Principal, org_id: int, cap: Capability):
+    village = await scoped_org(session, principal, org_id, cap)
+    if village.kind is not OrgKind.VILLAGE:
+        raise ApiError(422, "bad_unit", "that unit is not a village or community")
+    return village
+
+
+# -- cameras ----------------------------------------------------------------------------
+class CameraBody(BaseModel):
+    village_id: int
+    kind: DutyCameraKind
+    name: str = Field(min_length=1, max_length=100)
+    rtsp_url: str | None = Field(default=None, max_length=500)
+    terminal_id: int | None = None
+    schedule: dict[str, Any] = Field(default_factory=dict)
+    enabled: bool = True
+
+
+def camera_json(camera: DutyCamera) -> dict[str, Any]:
+    return {
+        "id": camera.id,
+        "village_id": camera.village_id,
+        "kind": camera.kind.value,
+        "name": camera.name,
+        "rtsp_url": masked(camera.rtsp_url) if camera.rtsp_url else None,
+        "terminal_id": camera.terminal_id,
+        "schedule": camera.schedule,
+        "enabled": camera.enabled,
+        "online": camera.online,
+        "last_frame_at": camera.last_frame_at,
+        "last_recognition_at": camera.last_recognition_at,
+        "error": camera.last_error,
+    }
+
+
+@authed
+async def post_camera(request: web.Request, session: AsyncSession, principal: Principal):
+    body = await parse_body(request, CameraBody)
+    village = await _village(session, principal, body.village_id, C.DUTY_WRITE)
+    if body.kind is DutyCameraKind.RTSP:
+        try:
+            check_url(body.rtsp_url or "")
+        except ValueError as error:
+            raise ApiError(422, "bad_rtsp_url", str(error), {"rtsp_url": str(error)}) from None
+    elif body.rtsp_url:
+        raise ApiError(422, "validation_failed", "only an RTSP camera has a URL")
+    camera = DutyCamera(
+        village_id=village.id,
+        org_path=village.path,
+        kind=body.kind,
+        name=body.name,
+        rtsp_url=body.rtsp_url if body.kind is DutyCameraKind.RTSP else None,
+        terminal_id=body.terminal_id,
+        schedule=body.schedule,
+        enabled=body.enabled,
+    )
+    session.add(camera)
+    await session.flush()
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.camera_added",
+        "duty_camera",
+        camera.id,
+        village.path,
+        {"kind": body.kind.value, "name": body.name},
+    )
+    await session.commit()
+    duty = request.app.get(DUTY_RECOGNITION_KEY)
+    if duty is not None and camera.kind is DutyCameraKind.RTSP and camera.enabled:
+        await duty.watch_rtsp(camera)
+    return json_response({"camera": camera_json(camera)}, status=201)
+
+
+@authed
+async def list_cameras(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
+    cameras = await session.scalars(
+        select(DutyCamera).where(DutyCamera.org_path.like(f"{org.path}%")).order_by(DutyCamera.id)
+    )
+    return json_response({"cameras": [camera_json(c) for c in cameras]})
+
+
+# -- rosters and hours --------------------------------------------------------------------
+class CadreBody(BaseModel):
+    village_id: int
+    member_id: int
+    post: str = Field(min_length=1, max_length=50)
+    first_secretary: bool = False
+    required_days: int | None = Field(default=None, ge=1, le=31)
+
+
+def cadre_json(cadre: DutyCadre) -> dict[str, Any]:
+    return {
+        "member_id": cadre.member_id,
+        "name": cadre.member.name,
+        "village_id": cadre.village_id,
+        "post": cadre.post,
+        "first_secretary": cadre.first_secretary,
+        "required_days": cadre.required_days,
+    }
+
+
+@authed
+async def post_cadre(request: web.Request, session: AsyncSession, principal: Principal):
+    body = await parse_body(request, CadreBody)
+    village = await _village(session, principal, body.village_id, C.DUTY_WRITE)
+    # the member too must be inside the caller's part of the tree (a county's first
+    # secretary is put on a village's roster by the county)
+    member = await scoped_object(session, principal, Member, body.member_id, C.DUTY_WRITE, "member")
+    try:
+        cadre = await add_cadre(
+            session,
+            village,
+            member,
+            post=body.post,
+            first_secretary=body.first_secretary,
+            required_days=body.required_days,
+        )
+    except DutyError as error:
+        raise _duty_error(error) from None
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.cadre_set",
+        "member",
+        member.id,
+        village.path,
+        {"post": body.post, "first_secretary": body.first_secretary},
+    )
+    await session.commit()
+    await session.refresh(cadre, ["member"])
+    duty = request.app.get(DUTY_RECOGNITION_KEY)
+    if duty is not None:
+        await duty.rosters_changed(village.id)
+    _poke(request)
+    return json_response({"cadre": cadre_json(cadre)}, status=201)
+
+
+@authed
+async def list_roster(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
+    cadres = await session.scalars(
+        select(DutyCadre).where(DutyCadre.org_path.like(f"{org.path}%")).order_by(DutyCadre.id)
+    )
+    return json_response({"cadres": [cadre_json(c) for c in cadres]})
+
+
+@authed
+async def delete_cadre(request: web.Request, session: AsyncSession, principal: Principal):
+    member_id = int(request.match_info["member_id"])
+    cadre = await session.scalar(select(DutyCadre).where(DutyCadre.member_id == member_id))
+    if cadre is None:
+        raise not_found("cadre")
+    check(principal, C.DUTY_WRITE, cadre.org_path, "cadre")
+    # the days kept stay: they are the record of the time on the roster
+    await session.delete(cadre)
+    _audit(request, session, principal, "duty.cadre_removed", "member", member_id, cadre.org_path)
+    await session.commit()
+    return json_response({"removed": member_id})
+
+
+class HoursBody(BaseModel):
+    org_id: int
+    weekdays: list[int] = Field(min_length=1, max_length=7)
+    start: dt.time
+    end: dt.time
+    grace_min: int = Field(default=10, ge=0, le=240)
+    absent_after_min: int = Field(default=120, ge=0, le=720)
+    max_gap_min: int = Field(default=60, ge=1, le=720)
+    season: tuple[str, str] | None = None  # ("05-01", "09-30")
+
+
+@authed
+async def put_hours(request: web.Request, session: AsyncSession, principal: Principal):
+    body = await parse_body(request, HoursBody)
+    org = await scoped_org(session, principal, body.org_id, C.DUTY_WRITE)
+    try:
+        rule = await set_hours(
+            session,
+            org,
+            weekdays=body.weekdays,
+            start=body.start,
+            end=body.end,
+            grace_min=body.grace_min,
+            absent_after_min=body.absent_after_min,
+            max_gap_min=body.max_gap_min,
+            season=body.season,
+            actor=principal.subject,
+        )
+    except DutyError as error:
+        raise _duty_error(error) from None
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.hours_set",
+        "org",
+        org.id,
+        org.path,
+        body.model_dump(mode="json"),
+    )
+    await session.commit()
+    _poke(request)
+    return json_response({"hours": {"id": rule.id, **body.model_dump(mode="json")}})
+
+
+# -- leave -----------------------------------------------------------------------------------
+class LeaveBody(BaseModel):
+    member_id: int
+    kind: LeaveKind
+    starts: dt.datetime
+    ends: dt.datetime
+    reason: str = Field(min_length=1, max_length=200)
+    approver: str = Field(min_length=1, max_length=50)
+
+
+@authed
+async def post_leave(request: web.Request, session: AsyncSession, principal: Principal):
+    body = await parse_body(request, LeaveBody)
+    cadre = await session.scalar(select(DutyCadre).where(DutyCadre.member_id == body.member_id))
+    if cadre is None:
+        raise not_found("cadre")
+    check(principal, C.DUTY_WRITE, cadre.org_path, "cadre")
+    try:
+        leave = await add_leave(
+            session,
+            request.app[DUTY_CLOCK_KEY],
+            cadre,
+            kind=body.kind,
+            starts=body.starts,
+            ends=body.ends,
+            reason=body.reason,
+            approver=body.approver,
+            actor=principal.subject,
+        )
+    except DutyError as error:
+        raise _duty_error(error) from None
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.leave_recorded",
+        "member",
+        body.member_id,
+        cadre.org_path,
+        body.model_dump(mode="json"),
+    )
+    await session.commit()
+    _poke(request)
+    return json_response({"leave": {"id": leave.id, **body.model_dump(mode="json")}}, status=201)
+
+
+# -- days and corrections --------------------------------------------------------------
+def day_json(day: DutyDay, name: str) -> dict[str, Any]:
+    return {
+        "id": day.id,
+        "member_id": day.member_id,
+        "name": name,
+        "village_id": day.village_id,
+        "date": day.date,
+        "status": day.status.value,
+        "machine_status": day.machine_status.value,
+        "corrected": day.corrected,
+        "due_from": day.due_from,
+        "arrived_at": day.arrived_at,
+        "departed_at": day.departed_at,
+        "late_min": day.late_min,
+        "present_min": day.present_min,
+        "gaps": day.gaps,
+    }
+
+
+def _date(request: web.Request, name: str = "date") -> dt.date:
+    raw = request.query.get(name)
+    if not raw:
+        return request.app[DUTY_CLOCK_KEY].today()
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(422, "validation_failed", f"{name} is YYYY-MM-DD", {name: raw}) from None
+
+
+@authed
+async def list_days(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
+    date = _date(request)
+    rows = await session.execute(
+        select(DutyDay, Member.name)
+        .join(Member, Member.id == DutyDay.member_id)
+        .where(DutyDay.org_path.like(f"{org.path}%"), DutyDay.date == date)
+        .order_by(DutyDay.village_id, DutyDay.member_id)
+    )
+    return json_response({"date": date, "days": [day_json(d, n) for d, n in rows]})
+
+
+class CorrectionBody(BaseModel):
+    status: Literal["on_time", "late", "absent", "leave", "field_duty", "rest"]
+    reason: str = Field(min_length=1, max_length=200)
+
+
+def _audit_correction(
+    request: web.Request,
+    session: AsyncSession,
+    principal: Principal,
+    day: DutyDay,
+    from_status: DayStatus,
+    reason: str,
+) -> None:
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.day_corrected",
+        "duty_day",
+        day.id,
+        day.org_path,
+        {
+            "member_id": day.member_id,
+            "date": day.date.isoformat(),
+            "from": from_status.value,
+            "to": day.status.value,
+            "machine": day.machine_status.value,
+            "reason": reason,
+        },
+    )
+
+
+@authed
+async def post_correction(request: web.Request, session: AsyncSession, principal: Principal):
+    body = await parse_body(request, CorrectionBody)
+    day = await scoped_object(
+        session, principal, DutyDay, int(request.match_info["day_id"]), C.DUTY_WRITE, "day"
+    )
+    try:
+        correction = await correct_day(
+            session,
+            day,
+            DayStatus(body.status),
+            reason=body.reason,
+            actor=principal.subject,
+            actor_name=principal.name,
+        )
+    except DutyError as error:
+        raise _duty_error(error) from None
+    _audit_correction(request, session, principal, day, correction.from_status, body.reason)
+    await session.commit()
+    member = await session.get(Member, day.member_id)
+    return json_response({"day": day_json(day, member.name if member else "")})
+
+
+# -- alerts ---------------------------------------------------------------------------------
+def alert_json(alert: DutyAlert, name: str) -> dict[str, Any]:
+    return {
+        "id": alert.id,
+        "member_id": alert.member_id,
+        "name": name,
+        "village_id": alert.village_id,
+        "date": alert.date,
+        "kind": alert.kind.value,
+        "raised_at": alert.raised_at,
+        "status": alert.status.value,
+        "explanation": alert.explanation,
+        "explained_by": alert.explained_by,
+        "explained_at": alert.explained_at,
+        "decided_by": alert.decided_by,
+        "decided_at": alert.decided_at,
+    }
+
+
+@authed
+async def list_alerts(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
+    query = (
+        select(DutyAlert, Member.name)
+        .join(Member, Member.id == DutyAlert.member_id)
+        .where(DutyAlert.org_path.like(f"{org.path}%"))
+        .order_by(DutyAlert.raised_at.desc(), DutyAlert.id.desc())
+        .limit(500)
+    )
+    status = request.query.get("status")
+    if status:
+        if status not in set(DutyAlertStatus):
+            raise ApiError(422, "validation_failed", "unknown status", {"status": status})
+        query = query.where(DutyAlert.status == DutyAlertStatus(status))
+    return json_response({"alerts": [alert_json(a, n) for a, n in await session.execute(query)]})
+
+
+class ExplanationBody(BaseModel):
+    text: str = Field(min_length=1, max_length=500)
+
+
+@authed
+async def post_explanation(request: web.Request, session: AsyncSession, principal: Principal):
+    body = await parse_body(request, ExplanationBody)
+    alert = await scoped_object(
+        session, principal, DutyAlert, int(request.match_info["alert_id"]), C.DUTY_EXPLAIN, "alert"
+    )
+    if alert.status not in (DutyAlertStatus.OPEN, DutyAlertStatus.EXPLAINED):
+        raise ApiError(409, "already_decided", "the town has decided this alert already")
+    alert.status = DutyAlertStatus.EXPLAINED
+    alert.explanation = body.text
+    alert.explained_by = principal.name
+    alert.explained_at = dt.datetime.now(dt.UTC)
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.alert_explained",
+        "duty_alert",
+        alert.id,
+        alert.org_path,
+        {"text": body.text},
+    )
+    await session.commit()
+    member = await session.get(Member, alert.member_id)
+    return json_response({"alert": alert_json(alert, member.name if member else "")})
+
+
+class DecisionBody(BaseModel):
+    excused: bool
+    reason: str = Field(min_length=1, max_length=200)
+
+
+@authed
+async def post_decision(request: web.Request, session: AsyncSession, principal: Principal):
+    """The town excuses an alert (the day is corrected to leave, audited) or upholds it."""
+    body = await parse_body(request, DecisionBody)
+    alert = await scoped_object(
+        session, principal, DutyAlert, int(request.match_info["alert_id"]), C.DUTY_WRITE, "alert"
+    )
+    if alert.status in (DutyAlertStatus.EXCUSED, DutyAlertStatus.UPHELD):
+        raise ApiError(409, "already_decided", "this alert is decided already")
+    alert.status = DutyAlertStatus.EXCUSED if body.excused else DutyAlertStatus.UPHELD
+    alert.decided_by, alert.decided_at = principal.name, dt.datetime.now(dt.UTC)
+    if body.excused:
+        day = await session.scalar(
+            select(DutyDay).where(DutyDay.member_id == alert.member_id, DutyDay.date == alert.date)
+        )
+        if day is not None:
+            correction = await correct_day(
+                session,
+                day,
+                DayStatus.LEAVE,
+                reason=f"告警已准假：{body.reason}",
+                actor=principal.subject,
+                actor_name=principal.name,
+            )
+            _audit_correction(
+                request, session, principal, day, correction.from_status, correction.reason
+            )
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.alert_decided",
+        "duty_alert",
+        alert.id,
+        alert.org_path,
+        {"excused": body.excused, "reason": body.reason},
+    )
+    await session.commit()
+    member = await session.get(Member, alert.member_id)
+    return json_response({"alert": alert_json(alert, member.name if member else "")})
+
+
+# -- summaries -------------------------------------------------------------------------
+async def _summary(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
+    period = request.query.get("period", "month")
+    if period not in ("week", "month", "quarter"):
+        raise ApiError(
+            422, "validation_failed", "period is week, month or quarter", {"period": period}
+        )
+    starts, ends = period_bounds(period, _date(request))  # type: ignore[arg-type]
+    return await summarise(session, org, starts, ends)
+
+
+@authed
+async def get_summary(request: web.Request, session: AsyncSession, principal: Principal):
+    summary = await _summary(request, session, principal)
+    return json_response({"summary": summary.to_json()})
+
+
+@authed
+async def get_summary_xlsx(request: web.Request, session: AsyncSession, principal: Principal):
+    summary = await _summary(request, session, principal)
+    body = await asyncio.to_thread(summary_workbook, summary)
+    name = f"{summary.org_name}坐班考勤{summary.starts:%Y%m%d}-{summary.ends:%Y%m%d}.xlsx"
+    return _xlsx_response(body, name, f"duty-{summary.starts:%Y%m%d}.xlsx")
+
+
+# -- live events -----------------------------------------------------------------------------
+@authed
+async def get_events(request: web.Request, session: AsyncSession, principal: Principal):
+    """Server-sent events: each duty alert and report inside the caller's part of the
+    tree, as it is raised (the phone page and the console listen; no reload)."""
+    check(principal, C.DUTY_READ, principal.org_path, "events")
+    await session.close()  # the stream lasts: it holds no database connection
+    events = request.app[LIVE_EVENTS_KEY]
+    queue = events.subscribe(principal.org_path)
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), 25)
+            except TimeoutError:
+                await response.write(b": keep-alive\n\n")
+                continue
+            if event is CLOSED:
+                break
+            data = json.dumps(event, ensure_ascii=False, default=str)
+            await response.write(f"event: {event['event']}\ndata: {data}\n\n".encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        events.unsubscribe(queue)
+        with contextlib.suppress(Exception):
+            await response.write_eof()
+    return response
+
+
+def add_duty_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/duty/cameras", list_cameras)
+    r.add_post("/api/duty/cameras", post_camera)
+    r.add_get("/api/duty/roster", list_roster)
+    r.add_post("/api/duty/roster", post_cadre)
+    r.add_delete("/api/duty/roster/{member_id:\\d+}", delete_cadre)
+    r.add_put("/api/duty/hours", put_hours)
+    r.add_post("/api/duty/leave", post_leave)
+    r.add_get("/api/duty/days", list_days)
+    r.add_post("/api/duty/days/{day_id:\\d+}/correction", post_correction)
+    r.add_get("/api/duty/alerts", list_alerts)
+    r.add_post("/api/duty/alerts/{alert_id:\\d+}/explanation", post_explanation)
+    r.add_post("/api/duty/alerts/{alert_id:\\d+}/decision", post_decision)
+    r.add_get("/api/duty/summary", get_summary)
+    r.add_get("/api/duty/summary.xlsx", get_summary_xlsx)
+    r.add_get("/api/duty/events", get_events)
