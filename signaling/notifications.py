@@ -201,7 +201,7 @@ class WebhookSender:
                 await asyncio.wait_for(self._wake.wait(), min(5.0, self.policy.first_retry_s))
 
 
-CLOSED = {"event": "closed"}  # what a stream gets when the server stops
+CLOSED = {"type": "closed"}  # what a stream gets when the server stops
 
 
 class LiveEvents:

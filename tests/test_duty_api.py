@@ -41,10 +41,10 @@ async def events_of(api, client, into: list[dict], connected: asyncio.Event) -> 
     ):
         assert response.status == 200
         async for line in response.content:
-            if line.startswith(b": connected"):
+            if line.startswith(b"event: ready"):
                 connected.set()
-            if line.startswith(b"data: "):
-                into.append(json.loads(line[6:]))
+            if line.startswith(b"data: ") and (event := json.loads(line[6:])):
+                into.append(event)
 
 
 async def until(check, timeout: float, what: str):

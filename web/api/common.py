@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import enum
 import json
@@ -270,3 +272,60 @@ def audit_object(
         remote_addr=request.remote,
         detail=detail,
     )
+
+
+EVENTS_KEEPALIVE_S = 15.0
+
+
+async def verify_streaming(request: web.Request, capability: Capability) -> Principal:
+    """The caller, checked in a short session of its own: a stream must not hold a
+    database connection for as long as it lasts."""
+    async with request.app[DATABASE_KEY].session() as session:
+        try:
+            principal = await request.app[TOKEN_SERVICE_KEY].verify(session, bearer_token(request))
+        except AuthError as error:
+            raise ApiError(401, error.code, error.message) from None
+    check(principal, capability, principal.org_path, "event stream")
+    return principal
+
+
+async def serve_events(
+    request: web.Request,
+    capability: Capability,
+    queue: asyncio.Queue[dict],
+    name_of: Callable[[dict], str],
+    keepalive_s: float = EVENTS_KEEPALIVE_S,
+) -> web.StreamResponse:
+    """A `text/event-stream` of what arrives on `queue`: `event: ready` once subscribed
+    (load the page's list then: nothing is replayed), then one event per item named by
+    `name_of`; a `: keepalive` comment every `keepalive_s`, when the token is checked
+    again (signed out or revoked: the stream ends). An item {"type": "closed"} ends it."""
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # nginx: pass each event on at once
+        }
+    )
+    try:
+        await response.prepare(request)
+        await response.write(b"event: ready\ndata: {}\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), keepalive_s)
+            except TimeoutError:
+                try:
+                    await verify_streaming(request, capability)
+                except ApiError:
+                    break
+                await response.write(b": keepalive\n\n")
+                continue
+            if event.get("type") == "closed":
+                break
+            data = json.dumps(event, ensure_ascii=False, default=json_default)
+            await response.write(f"event: {name_of(event)}\ndata: {data}\n\n".encode())
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await response.write_eof()
+    except ConnectionError:  # the page went away
+        pass
+    return response

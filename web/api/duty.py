@@ -11,9 +11,7 @@ shown with its password masked; nobody reads it back whole.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
-import json
 from typing import Any, Literal
 
 from aiohttp import web
@@ -44,18 +42,20 @@ from lighthouse.keys import (
     LIVE_EVENTS_KEY,
 )
 from recognition.rtsp import check_url, masked
-from signaling.notifications import CLOSED
 
 from .common import (
     ApiError,
     authed,
     check,
+    error_response,
     json_response,
     not_found,
     parse_body,
     query_int,
     scoped_object,
     scoped_org,
+    serve_events,
+    verify_streaming,
 )
 from .members_io import _xlsx_response
 
@@ -589,41 +589,20 @@ async def get_summary_xlsx(request: web.Request, session: AsyncSession, principa
 
 
 # -- live events -----------------------------------------------------------------------------
-@authed
-async def get_events(request: web.Request, session: AsyncSession, principal: Principal):
-    """Server-sent events: each duty alert and report inside the caller's part of the
-    tree, as it is raised (the phone page and the console listen; no reload)."""
-    check(principal, C.DUTY_READ, principal.org_path, "events")
-    await session.close()  # the stream lasts: it holds no database connection
+async def duty_events(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: each duty alert (`duty.late`, `duty.absent`) and report
+    (`duty.report`) inside the caller's part of the tree, as it is raised (the phone page
+    and the console listen; no reload)."""
+    try:
+        principal = await verify_streaming(request, C.DUTY_READ)
+    except ApiError as error:
+        return error_response(error)
     events = request.app[LIVE_EVENTS_KEY]
     queue = events.subscribe(principal.org_path)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
     try:
-        await response.write(b": connected\n\n")
-        while True:
-            try:
-                event = await asyncio.wait_for(queue.get(), 25)
-            except TimeoutError:
-                await response.write(b": keep-alive\n\n")
-                continue
-            if event is CLOSED:
-                break
-            data = json.dumps(event, ensure_ascii=False, default=str)
-            await response.write(f"event: {event['event']}\ndata: {data}\n\n".encode())
-    except (ConnectionResetError, asyncio.CancelledError):
-        pass
+        return await serve_events(request, C.DUTY_READ, queue, lambda event: event["event"])
     finally:
         events.unsubscribe(queue)
-        with contextlib.suppress(Exception):
-            await response.write_eof()
-    return response
 
 
 def add_duty_routes(app: web.Application) -> None:
@@ -642,4 +621,4 @@ def add_duty_routes(app: web.Application) -> None:
     r.add_post("/api/duty/alerts/{alert_id:\\d+}/decision", post_decision)
     r.add_get("/api/duty/summary", get_summary)
     r.add_get("/api/duty/summary.xlsx", get_summary_xlsx)
-    r.add_get("/api/duty/events", get_events)
+    r.add_get("/api/duty/events", duty_events)

@@ -14,10 +14,7 @@ Raising, acknowledging, ending and watching are audited.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
-import json
 from typing import Any
 
 from aiohttp import web
@@ -26,23 +23,22 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Capability, Principal
-from db.accounts import AuthError
 from db.models import Emergency, EmergencyStatus
-from lighthouse.keys import DATABASE_KEY, EMERGENCY_DESK_KEY, TOKEN_SERVICE_KEY, TOKENS_KEY
+from lighthouse.keys import EMERGENCY_DESK_KEY, TOKENS_KEY
 from signaling.emergencies import EmergencyDesk, emergency_room_id
 
 from .common import (
     ApiError,
     audit_object,
     authed,
-    bearer_token,
     check,
     error_response,
-    json_default,
     json_response,
     parse_body,
     scoped_object,
     scoped_org,
+    serve_events,
+    verify_streaming,
 )
 from .meeting_tokens import MEETING_TOKEN_TTL_S
 
@@ -243,54 +239,18 @@ async def post_end(
     return json_response(emergency_json(emergency, desk))
 
 
-async def _verify(request: web.Request) -> Principal:
-    """The caller, in a short session of its own: a stream must not hold a connection."""
-    async with request.app[DATABASE_KEY].session() as session:
-        try:
-            principal = await request.app[TOKEN_SERVICE_KEY].verify(session, bearer_token(request))
-        except AuthError as error:
-            raise ApiError(401, error.code, error.message) from None
-    check(principal, Capability.MEETINGS_READ, principal.org_path, "emergency")
-    return principal
-
-
 async def emergency_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events for a command view: `ready` once subscribed (reload the list
     then), `emergency` {event: raised | acknowledged | ended, emergency} afterwards."""
     try:
-        principal = await _verify(request)
+        principal = await verify_streaming(request, Capability.MEETINGS_READ)
     except ApiError as error:
         return error_response(error)
     desk = request.app[EMERGENCY_DESK_KEY]
     feed = desk.subscribe(principal.org_path)
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream; charset=utf-8",
-            "Cache-Control": "no-store",
-            "X-Accel-Buffering": "no",  # nginx: pass each event on at once
-        }
-    )
     try:
-        await response.prepare(request)
-        await response.write(b"event: ready\ndata: {}\n\n")
-        while True:
-            try:
-                event = await asyncio.wait_for(feed.queue.get(), KEEPALIVE_S)
-            except TimeoutError:
-                try:
-                    await _verify(request)  # signed out or revoked: the stream ends
-                except ApiError:
-                    break
-                await response.write(b": keepalive\n\n")
-                continue
-            if event.get("type") == "closed":
-                break
-            data = json.dumps(event, ensure_ascii=False, default=json_default)
-            await response.write(f"event: emergency\ndata: {data}\n\n".encode())
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await response.write_eof()
-    except ConnectionError:  # the view went away
-        pass
+        return await serve_events(
+            request, Capability.MEETINGS_READ, feed.queue, lambda _: "emergency", KEEPALIVE_S
+        )
     finally:
         desk.unsubscribe(feed)
-    return response
