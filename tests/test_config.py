@@ -163,3 +163,40 @@ def test_the_udp_port_range_is_checked():
     ):
         with pytest.raises(ConfigError, match=message):
             load_config(env={"LIGHTHOUSE_UDP_PORTS": bad}, workers=2)
+
+
+def test_duty_settings_and_webhooks_from_the_file(tmp_path):
+    path = tmp_path / "lighthouse.toml"
+    path.write_text(
+        '[duty]\ntimezone = "Asia/Urumqi"\ntick_s = 10\n'
+        '[[webhooks]]\nname = "sms"\nurl = "https://sms.example.org/hook"\n'
+        'secret = "sixteen-bytes-ok"\nevents = ["duty.late"]\n',
+        encoding="utf-8",
+    )
+    config = load_config(path, env={})
+    assert config.county_timezone == "Asia/Urumqi" and config.duty_tick_s == 10
+    (hook,) = config.webhooks
+    assert hook.name == "sms" and hook.takes("duty.late") and not hook.takes("duty.absent")
+    assert load_config(env={}).county_timezone == "Asia/Shanghai"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[duty]\ntimezone = "Mars/Olympus"\n', "no such time zone"),
+        ("[duty]\ntick_s = 0.1\n", "tick_s"),
+        ("[duty]\nfoo = 1\n", "unknown [duty] setting"),
+        ('[[webhooks]]\nname = "a"\nurl = "ftp://x"\nsecret = "sixteen-bytes-ok"\n', "http"),
+        ('[[webhooks]]\nname = "a"\nurl = "https://x"\nsecret = "short"\n', "16 bytes"),
+        (
+            '[[webhooks]]\nname = "a"\nurl = "https://x"\nsecret = "sixteen-bytes-ok"\n'
+            '[[webhooks]]\nname = "a"\nurl = "https://y"\nsecret = "sixteen-bytes-ok"\n',
+            "unique",
+        ),
+    ],
+)
+def test_bad_duty_settings_name_the_problem(tmp_path, text, message):
+    path = tmp_path / "lighthouse.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(path, env={})
