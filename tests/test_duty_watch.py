@@ -304,3 +304,15 @@ async def test_webhook_deliveries_are_signed_retried_and_recorded(database, unus
     assert len(received) == 3 and len(deliveries) == 2  # the retry kept its delivery id
     assert {b["member"]["name"] for _, b in received} == {"王主任", "李委员"}
     assert all(b["event"] == "duty.absent" for _, b in received)
+
+
+async def test_a_village_with_a_camera_and_no_cadres_judges_nothing_and_sums_to_zero(database):
+    from db.duty.summaries import summarise
+
+    orgs = await seed_small_county(database)
+    now = FakeNow(dt.datetime(2026, 3, 2, 9, 0))
+    runs = await DutyWatch(database, DutyClock(ZONE, now)).run_once()
+    assert all(run.judged == 0 and not run.alerts for run in runs)
+    async with database.session() as session:
+        summary = await summarise(session, orgs["county"], MONDAY, MONDAY)
+    assert summary.cadres == [] and summary.total.days_due == 0 and summary.total.rate is None
