@@ -800,7 +800,7 @@ class DutyCamera(Base):
 
 class DutyReport(Base):
     """A closed period's duty summary for a town or the county, pushed to its staff: the
-    figures (as the summary API gives them) and the XLSX, made when the period closed."""
+    figures as the summary API gives them, kept as they were when the period closed."""
 
     __tablename__ = "duty_reports"
     __table_args__ = (UniqueConstraint("org_id", "period", "starts"),)
@@ -811,6 +811,5 @@ class DutyReport(Base):
     period: Mapped[str] = mapped_column(String(8))  # week | month | quarter
     starts: Mapped[dt.date] = mapped_column(Date)
     ends: Mapped[dt.date] = mapped_column(Date)  # inclusive
-    summary: Mapped[dict] = mapped_column(JSON)
-    xlsx: Mapped[bytes] = mapped_column(LargeBinary)
+    summary: Mapped[dict] = mapped_column(JSON)  # the XLSX is made from it when asked
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

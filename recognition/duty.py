@@ -38,13 +38,13 @@ class DutySettings:
     scene_max_width: int = 960
 
 
-# a duty camera's sampling: one keyframe each 6 s, each 1.5 s while a new face is
+# a duty camera's sampling: one keyframe each 6 s, each one (1 s) while a new face is
 # undecided (the watcher's patrol with a one-frame burst, from the start)
 DUTY_SAMPLING = SamplingSettings(
     signin_window_s=0.0,
     burst_every_s=6.0,
     burst_s=0.001,
-    quick_every_s=1.5,
+    quick_every_s=1.0,
     snapshot_every_s=1800.0,
 )
 # tracks live across samples; a cadre at the desk is checked by embedding once a minute

@@ -191,3 +191,11 @@ async def test_a_village_duty_day_through_the_server(api, tmp_path, unused_tcp_p
     sheet = load_workbook(io.BytesIO(xlsx["_body"]))["村干部"]
     assert {row[3] for row in sheet.iter_rows(min_row=3, values_only=True)} == {"王主任", "李委员"}
     await viewer.call("GET", "/api/duty/summary", expect=403)
+    # reports of closed periods: each unit sees its own and those below, never a sibling's
+    reports = (await other_town.call("GET", "/api/duty/reports", expect=200))["reports"]
+    assert all(r["org"]["name"] == "B镇" for r in reports)
+    await viewer.call("GET", "/api/duty/reports", expect=403)
+    for report in (await county.call("GET", "/api/duty/reports", expect=200))["reports"][:1]:
+        await county.call("GET", f"/api/duty/reports/{report['id']}.xlsx", expect=200)
+        if report["org"]["name"] == "A镇":
+            await other_town.call("GET", f"/api/duty/reports/{report['id']}.xlsx", expect=404)

@@ -15,6 +15,7 @@ from db.duty.rules import CalendarKind, DayStatus, LeaveKind
 from db.duty.store import DutyClock, add_cadre, add_leave, correct_day, set_calendar_day
 from db.duty.summaries import Figures, Line, period_bounds, periods_ending, rank, summarise
 from db.duty.watch import DutyWatch
+from db.duty.workbook import summary_workbook
 from db.models import DutyDay, DutyReport, Gender, Member
 
 Q1 = (dt.date(2026, 1, 1), dt.date(2026, 3, 31))
@@ -153,7 +154,7 @@ async def test_a_quarter_summed_up_ranked_and_reported(database):
         if r.period == "month" and r.starts >= Q1[0]
     }
     assert (dt.date(2026, 2, 1), "A镇") in months and len(months) == 9
-    sheet = load_workbook(io.BytesIO(county_report.xlsx))["村干部"]
+    sheet = load_workbook(io.BytesIO(summary_workbook(county_report.summary)))["村干部"]
     rows = list(sheet.iter_rows(min_row=3, values_only=True))
     assert [(r[3], r[2], r[1]) for r in rows] == [
         ("李委员", "A1村", "A镇"),

@@ -1,5 +1,6 @@
 """Closing a period: the county's and each town's summary of a week, month or quarter,
-kept as a `DutyReport` (the figures and the XLSX) and pushed to that unit's staff. A
+kept as a `DutyReport` (the figures; the XLSX is made from them when downloaded) and
+pushed to that unit's staff. A
 period is closed once (the unique key); closing it again returns nothing new."""
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import DutyReport, OrgKind, OrgUnit
 
 from .summaries import Period, summarise
-from .workbook import summary_workbook
 
 
 async def close_period(
@@ -45,7 +45,6 @@ async def close_period(
             starts=starts,
             ends=ends,
             summary=summary.to_json(),
-            xlsx=summary_workbook(summary),
         )
         session.add(report)
         reports.append(report)

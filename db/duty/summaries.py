@@ -71,8 +71,16 @@ class Figures:
         return round(self.on_duty / self.days_due, 4) if self.days_due else None
 
     def add(self, other: Figures) -> None:
-        for name, value in asdict(other).items():
-            setattr(self, name, getattr(self, name) + value)
+        # by hand: asdict() per line was a third of closing a county's month
+        self.days_due += other.days_due
+        self.on_time += other.on_time
+        self.late += other.late
+        self.late_min += other.late_min
+        self.absent += other.absent
+        self.leave += other.leave
+        self.field_duty += other.field_duty
+        self.present_min += other.present_min
+        self.days_seen += other.days_seen
 
     def to_json(self) -> dict:
         return {**asdict(self), "on_duty": self.on_duty, "rate": self.rate}

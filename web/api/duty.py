@@ -32,6 +32,7 @@ from db.models import (
     DutyCamera,
     DutyCameraKind,
     DutyDay,
+    DutyReport,
     Member,
     OrgKind,
 )
@@ -583,9 +584,49 @@ async def get_summary(request: web.Request, session: AsyncSession, principal: Pr
 @authed
 async def get_summary_xlsx(request: web.Request, session: AsyncSession, principal: Principal):
     summary = await _summary(request, session, principal)
-    body = await asyncio.to_thread(summary_workbook, summary)
+    body = await asyncio.to_thread(summary_workbook, summary.to_json())
     name = f"{summary.org_name}坐班考勤{summary.starts:%Y%m%d}-{summary.ends:%Y%m%d}.xlsx"
     return _xlsx_response(body, name, f"duty-{summary.starts:%Y%m%d}.xlsx")
+
+
+@authed
+async def list_reports(request: web.Request, session: AsyncSession, principal: Principal):
+    """The closed periods' reports the caller's unit was sent (its own and those below)."""
+    check(principal, C.DUTY_READ, principal.org_path, "reports")
+    reports = await session.scalars(
+        select(DutyReport)
+        .where(DutyReport.org_path.like(f"{principal.org_path}%"))
+        .order_by(DutyReport.starts.desc(), DutyReport.id)
+        .limit(200)
+    )
+    return json_response(
+        {
+            "reports": [
+                {
+                    "id": r.id,
+                    "org": r.summary["org"],
+                    "period": r.period,
+                    "starts": r.starts,
+                    "ends": r.ends,
+                    "total": r.summary["total"],
+                    "created_at": r.created_at,
+                }
+                for r in reports
+            ]
+        }
+    )
+
+
+@authed
+async def get_report_xlsx(request: web.Request, session: AsyncSession, principal: Principal):
+    report = await scoped_object(
+        session, principal, DutyReport, int(request.match_info["report_id"]), C.DUTY_READ, "report"
+    )
+    body = await asyncio.to_thread(summary_workbook, report.summary)
+    name = (
+        f"{report.summary['org']['name']}坐班考勤{report.starts:%Y%m%d}-{report.ends:%Y%m%d}.xlsx"
+    )
+    return _xlsx_response(body, name, f"duty-report-{report.id}.xlsx")
 
 
 # -- live events -----------------------------------------------------------------------------
@@ -621,4 +662,6 @@ def add_duty_routes(app: web.Application) -> None:
     r.add_post("/api/duty/alerts/{alert_id:\\d+}/decision", post_decision)
     r.add_get("/api/duty/summary", get_summary)
     r.add_get("/api/duty/summary.xlsx", get_summary_xlsx)
+    r.add_get("/api/duty/reports", list_reports)
+    r.add_get("/api/duty/reports/{report_id:\\d+}.xlsx", get_report_xlsx)
     r.add_get("/api/duty/events", duty_events)

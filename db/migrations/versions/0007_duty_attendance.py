@@ -363,7 +363,6 @@ def upgrade() -> None:
         sa.Column("starts", sa.Date(), nullable=False),
         sa.Column("ends", sa.Date(), nullable=False),
         sa.Column("summary", sa.JSON(), nullable=False),
-        sa.Column("xlsx", sa.LargeBinary(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(["org_id"], ["org_units.id"], ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id"),
