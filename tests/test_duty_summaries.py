@@ -13,7 +13,15 @@ from test_duty_watch import ZONE, FakeNow, duty_village, local, sighting
 
 from db.duty.rules import CalendarKind, DayStatus, LeaveKind
 from db.duty.store import DutyClock, add_cadre, add_leave, correct_day, set_calendar_day
-from db.duty.summaries import Figures, Line, period_bounds, periods_ending, rank, summarise
+from db.duty.summaries import (
+    Figures,
+    Line,
+    period_bounds,
+    periods_ending,
+    rank,
+    summarise,
+    whole_months,
+)
 from db.duty.watch import DutyWatch
 from db.duty.workbook import summary_workbook
 from db.models import DutyDay, DutyReport, Gender, Member
@@ -37,6 +45,12 @@ def test_periods():
     )
     assert [p for p, *_ in periods_ending(dt.date(2026, 3, 31))] == ["month", "quarter"]
     assert [p for p, *_ in periods_ending(dt.date(2026, 5, 31))] == ["week", "month"]
+
+
+def test_whole_months():
+    assert whole_months(dt.date(2026, 1, 1), dt.date(2026, 3, 31)) == 3
+    assert whole_months(dt.date(2026, 2, 1), dt.date(2026, 2, 28)) == 1
+    assert whole_months(dt.date(2026, 3, 2), dt.date(2026, 3, 8)) == 0
 
 
 def test_ranking_shares_ties_and_puts_nobody_due_last():
@@ -70,7 +84,14 @@ async def test_a_quarter_summed_up_ranked_and_reported(database):
         )
         session.add(zhao_member)
         await session.flush()
-        zhao = await add_cadre(session, orgs["village_b1"], zhao_member, post="村党支部书记")
+        zhao = await add_cadre(
+            session,
+            orgs["village_b1"],
+            zhao_member,
+            post="第一书记",
+            first_secretary=True,
+            required_days=20,
+        )
         await session.commit()
     due = due_days()
     wang_late = set(due[5:10])  # 5 days at 08:50: 20 minutes late each
@@ -137,6 +158,9 @@ async def test_a_quarter_summed_up_ranked_and_reported(database):
     assert li_figures.present_min == (len(due) - 1) * (215 + 215)  # the lunch gap is off
     z = cadres["赵书记"].figures
     assert z.absent == len(zhao_absent) and z.days_due == len(due)
+    # a first secretary in the village about half the working days: 20 a month not met
+    assert z.days_seen == len(due) - len(zhao_absent) < 60
+    assert cadres["赵书记"].required_met is False and cadres["王主任"].required_met is None
     assert [line.name for line in summary.cadres] == ["李委员", "王主任", "赵书记"]
     assert [line.name for line in summary.villages] == ["A1村", "B1村"]
     assert [(line.name, line.rank) for line in summary.towns] == [("A镇", 1), ("B镇", 2)]

@@ -96,7 +96,9 @@ class Line:
     village: str = ""
     town: str = ""
     post: str = ""
-    required_days: int | None = None
+    required_days: int | None = None  # a first secretary's, per month
+    # whether the days seen met it over the period (whole months only; None: not judged)
+    required_met: bool | None = None
     cadres: int = 0
     rank: int | None = None
 
@@ -107,6 +109,7 @@ class Line:
                 out[key] = getattr(self, key)
         if self.required_days is not None:
             out["required_days"] = self.required_days
+            out["required_met"] = self.required_met
         if self.cadres:
             out["cadres"] = self.cadres
         return out
@@ -231,6 +234,10 @@ async def summarise(session: AsyncSession, org: OrgUnit, starts: dt.date, ends: 
             figures.late_min += int(late_min or 0)
         figures.present_min += int(present_min or 0)
         figures.days_seen += int(seen or 0)
+    months = whole_months(starts, ends)
+    for line in cadres.values():
+        if line.required_days is not None and months:
+            line.required_met = line.figures.days_seen >= line.required_days * months
     villages: dict[int, Line] = {}
     towns: dict[int, Line] = {}
     total = Figures()
@@ -260,6 +267,13 @@ async def summarise(session: AsyncSession, org: OrgUnit, starts: dt.date, ends: 
         rank(list(villages.values())),
         rank(list(towns.values())),
     )
+
+
+def whole_months(starts: dt.date, ends: dt.date) -> int:
+    """How many calendar months the period is, when it is whole months (0 otherwise)."""
+    if starts.day != 1 or (ends + dt.timedelta(days=1)).day != 1:
+        return 0
+    return (ends.year - starts.year) * 12 + ends.month - starts.month + 1
 
 
 def _parent_path(path: str) -> str:

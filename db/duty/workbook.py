@@ -76,7 +76,16 @@ def summary_workbook(summary: dict) -> bytes:
     period = f"{summary['starts']} 至 {summary['ends']}"
     note = "（在岗率 =（按时 + 迟到 + 外出公干）/ 应到天数；请假不计应到）"
     workbook = Workbook(write_only=True)
-    cadre_headers = ["序号", "乡镇", "村（社区）", "姓名", "职务", "驻村要求天数", *FIGURE_HEADERS]
+    cadre_headers = [
+        "序号",
+        "乡镇",
+        "村（社区）",
+        "姓名",
+        "职务",
+        "驻村要求（天/月）",
+        "驻村达标",
+        *FIGURE_HEADERS,
+    ]
     _sheet(
         workbook,
         "村干部",
@@ -90,6 +99,7 @@ def summary_workbook(summary: dict) -> bytes:
                 line["name"],
                 line.get("post", ""),
                 line.get("required_days"),
+                {True: "是", False: "否"}.get(line.get("required_met")),  # type: ignore[arg-type]
                 *_figures(line),
             ]
             for n, line in enumerate(summary["cadres"], start=1)
