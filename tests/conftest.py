@@ -57,8 +57,13 @@ class RunningServer:
 
 def config_overrides(request) -> dict:
     """Settings a test asks for with @pytest.mark.server_config(...). Recording is off
-    unless asked for: the SFU's tests count packets and keyframe requests exactly."""
-    settings: dict = {"recording_enabled": False, "recognition_enabled": False}
+    unless asked for: the SFU's tests count packets and keyframe requests exactly. So is
+    the duty watch: its runs write to the database beside the test's own requests."""
+    settings: dict = {
+        "recording_enabled": False,
+        "recognition_enabled": False,
+        "duty_enabled": False,
+    }
     # a test's own marker adds to (and wins over) its module's
     for marker in reversed(list(request.node.iter_markers("server_config"))):
         settings.update(marker.kwargs)

@@ -24,7 +24,9 @@ from test_duty_rtsp import RtspServer, gst_rtsp_available
 from apiclient import add_member, upload
 
 pytestmark = [
-    pytest.mark.server_config(recognition_enabled=True, recognition_workers=1, duty_tick_s=1.0),
+    pytest.mark.server_config(
+        recognition_enabled=True, recognition_workers=1, duty_enabled=True, duty_tick_s=1.0
+    ),
     pytest.mark.skipif(not gst_rtsp_available(), reason="sh docker/debian-packages.sh test"),
 ]
 ZONE = ZoneInfo("Asia/Shanghai")
