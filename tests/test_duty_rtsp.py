@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +36,10 @@ def gst_rtsp_available() -> bool:
     return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True).returncode == 0
 
 
+# under CI the packages are installed by make test: a missing one is a failure there
 pytestmark = pytest.mark.skipif(
-    not shutil.which(SYSTEM_PYTHON) or not gst_rtsp_available(),
+    os.environ.get("CI") != "true"
+    and (not shutil.which(SYSTEM_PYTHON) or not gst_rtsp_available()),
     reason="GStreamer's RTSP server: sh docker/debian-packages.sh test",
 )
 
