@@ -70,7 +70,20 @@ def config_overrides(request) -> dict:
     return settings
 
 
-TEST_REDIS_URL = os.environ.get("LIGHTHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _test_redis_url() -> str:
+    """Redis database 9, or 9 + N on pytest-xdist's worker gwN: the worker tests flush
+    their database, which must not be another test process's."""
+    url = os.environ.get("LIGHTHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        base, number = url.rsplit("/", 1)
+        url = f"{base}/{int(number) + int(worker[2:])}"
+    return url
+
+
+TEST_REDIS_URL = _test_redis_url()
 # `server` parametrised indirectly with these runs the same test on both media planes
 ONE_PROCESS, TWO_WORKERS = "one process", "two workers"
 BOTH_PLANES = pytest.mark.parametrize("server", [ONE_PROCESS, TWO_WORKERS], indirect=True)

@@ -23,10 +23,10 @@ from lighthouse.config import RoomConfig
 from lighthouse.keys import CONFIG_KEY, PLANE_KEY, WORKER_POOL_KEY
 from signaling.client import SignalingClient, SignalingError
 
-from conftest import free_port
+from conftest import TEST_REDIS_URL, free_port
 from media import PictureTrack, face_picture, latest_picture, similarity
 
-REDIS_URL = os.environ.get("LIGHTHOUSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+REDIS_URL = TEST_REDIS_URL
 ROOM = "meeting"
 pytestmark = pytest.mark.server_config(
     workers=2,
