@@ -1,7 +1,8 @@
 # Two entry points: `make run` and `make test`. Everything else is a helper.
 PYTHON ?= python3
 # test processes (pytest-xdist): most tests wait on sockets, browsers and timers, so two
-# halve the suite's time on a 2-core machine; each test file runs whole in one of them
+# halve the suite's time on a 2-core machine; each test file runs whole in one of them,
+# and the real-time ones one after another (tests/conftest.py, REALTIME_FILES)
 TEST_PROCESSES ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
@@ -31,7 +32,7 @@ debian-packages:
 test: $(STAMP) debian-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadfile
+	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -18,6 +18,34 @@ from signaling.tokens import TokenIssuer
 TEST_SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 
 
+# Test files that measure real time (frame rates, freezes, recovery, a recording's length)
+# or hold a core for long (browsers encoding video, the face set): in the two test
+# processes (`make test`) they run one after another in one of them, never beside each
+# other, so that one does not starve another's clock. Every other file is a group of its
+# own: it runs whole in one process (its module fixtures, fixed ports and Redis database).
+REALTIME_FILES = {
+    "test_codecs",
+    "test_faceset",
+    "test_links",
+    "test_lower_stream",
+    "test_pipe",
+    "test_publisher_bitrate",
+    "test_recognition",
+    "test_recorder_crash",
+    "test_recorder_loss",
+    "test_relay",
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            stem = item.path.stem
+            realtime = stem in REALTIME_FILES or stem.endswith("_browser")
+            item.add_marker(pytest.mark.xdist_group("realtime" if realtime else stem))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,8 +96,6 @@ def config_overrides(request) -> dict:
     for marker in reversed(list(request.node.iter_markers("server_config"))):
         settings.update(marker.kwargs)
     return settings
-
-
 
 
 def _test_redis_url() -> str:
