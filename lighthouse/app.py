@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import supervision
 from db.accounts import PasswordHashing, TokenService
 from db.database import Database
-from db.duty.store import DutyClock
+from db.duty.store import DutyClock, camera_windows
 from db.duty.watch import DutyWatch
 from db.models import Emergency, EmergencyStatus, MainVenue, Meeting, MeetingStatus, OrgUnit
 from db.tree import meeting_site_paths
@@ -34,8 +34,9 @@ from sfu.registry import RoomRegistry
 from sfu.room import Room, RoomSettings, ServerLimits
 from sfu.workers import WorkerPool
 from signaling.caps import SocketCaps
+from signaling.duty_rooms import DutyRooms, DutyRoomSettings
 from signaling.emergencies import EmergencyDesk, EmergencyRoomSettings
-from signaling.lobby import TerminalLobby
+from signaling.lobby import TerminalLobby, chain_greetings
 from signaling.meetings import MeetingRoomDefaults, MeetingRooms
 from signaling.notifications import LiveEvents, WebhookSender
 from signaling.server import SignalingService
@@ -49,6 +50,7 @@ from .keys import (
     DISCONNECT_KEY,
     DUTY_CLOCK_KEY,
     DUTY_RECOGNITION_KEY,
+    DUTY_ROOMS_KEY,
     DUTY_WATCH_KEY,
     EMERGENCY_DESK_KEY,
     EVIDENCE_DIR_KEY,
@@ -176,6 +178,36 @@ def create_app(config: Config) -> web.Application:
         else None
     )
 
+    async def duty_room_opened(room: Room) -> None:
+        if duty_cameras is not None:
+            duty_cameras.attach_room(room)
+
+    async def duty_room_closed(room: Room) -> None:
+        await signaling.end_room(room.id)
+        if duty_cameras is not None:
+            await duty_cameras.forget_room(room)
+
+    async def duty_windows() -> dict:
+        async with database.session() as session:
+            return await camera_windows(session, duty_clock)
+
+    duty_rooms = (
+        DutyRooms(
+            rooms,
+            tokens,
+            lobby,
+            duty_windows,
+            busy=lambda identity: meeting_rooms.meeting_for(identity.org_path) is not None,
+            settings=DutyRoomSettings(
+                video_codec=config.meeting_video_codec, tick_s=config.duty_tick_s
+            ),
+            on_room_opened=duty_room_opened,
+            on_room_closed=duty_room_closed,
+        )
+        if duty_cameras is not None
+        else None
+    )
+
     async def meeting_room_opened(room: Room, meeting_id: int) -> None:
         if recording is not None:
             recording.attach_room(room, meeting_id)
@@ -188,6 +220,8 @@ def create_app(config: Config) -> web.Application:
             recording.forget_room(room)
         if recognition is not None:
             recognition.forget_room(room)
+        if duty_rooms is not None:  # its TVs are idle again: back on duty, if due
+            duty_rooms.poke()
 
     meeting_rooms = MeetingRooms(
         rooms,
@@ -204,6 +238,8 @@ def create_app(config: Config) -> web.Application:
         standing_room_for=terminals.standing_room_for,
     )
     lobby.greeting = meeting_rooms.greeting
+    if duty_rooms is not None:
+        lobby.greeting = chain_greetings(meeting_rooms.greeting, duty_rooms.greeting)
 
     async def emergency_room_opened(room: Room) -> None:
         if recording is not None:  # the call is evidence: recorded like a meeting
@@ -265,7 +301,9 @@ def create_app(config: Config) -> web.Application:
         app[DUTY_WATCH_KEY] = duty_watch
     if duty_cameras is not None:
         app[DUTY_RECOGNITION_KEY] = duty_cameras
-    add_page_routes(app, public_url=config.public_url)
+    if duty_rooms is not None:
+        app[DUTY_ROOMS_KEY] = duty_rooms
+    add_page_routes(app, public_url=config.public_url, time_zone=config.county_timezone)
 
     async def close_connections_and_rooms(_: web.Application) -> None:
         # before the server waits for its handlers: sockets close, then every room, so
@@ -320,7 +358,11 @@ def create_app(config: Config) -> web.Application:
             await duty_watch.start()
         if duty_cameras is not None:
             await duty_cameras.start()
+        if duty_rooms is not None:
+            await duty_rooms.start()
         yield
+        if duty_rooms is not None:
+            await duty_rooms.close()
         if duty_cameras is not None:
             await duty_cameras.close()
         if duty_watch is not None:

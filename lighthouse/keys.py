@@ -19,6 +19,7 @@ from sfu.looplag import LoopLag
 from sfu.plane import MediaPlane
 from sfu.registry import RoomRegistry
 from sfu.workers import WorkerPool
+from signaling.duty_rooms import DutyRooms
 from signaling.emergencies import EmergencyDesk
 from signaling.lobby import TerminalLobby
 from signaling.meetings import MeetingRooms
@@ -53,4 +54,5 @@ DISCONNECT_KEY = web.AppKey[Callable[[str], Awaitable[int]]]("disconnect_partici
 DUTY_CLOCK_KEY = web.AppKey("duty_clock", DutyClock)
 DUTY_WATCH_KEY = web.AppKey("duty_watch", DutyWatch)
 DUTY_RECOGNITION_KEY = web.AppKey("duty_recognition", DutyRecognition)
+DUTY_ROOMS_KEY = web.AppKey("duty_rooms", DutyRooms)
 LIVE_EVENTS_KEY = web.AppKey("live_events", LiveEvents)

@@ -30,6 +30,8 @@ from sqlalchemy import select
 from db.database import Database
 from db.duty.watch import DutyWatch
 from db.models import DutyCadre, DutyCamera, DutyCameraKind, DutySighting, FaceEnrolment
+from db.participants import ParticipantId
+from sfu.room import Publication, Room
 
 from .duty import DUTY_SAMPLING, DutyPipeline, DutySettings
 from .gallery import Gallery
@@ -62,6 +64,7 @@ class _Watched:
     name: str
     watcher: CameraWatcher
     rtsp: RtspCamera | None = None
+    room_id: str | None = None  # a TV's or kiosk's duty room
     # member: (sighting row id, last_at written, last_at seen)
     open: dict[str, tuple[int, datetime, datetime]] = field(default_factory=dict)
     still_pictures: int = 0
@@ -108,7 +111,11 @@ class DutyRecognition:
     async def _stop(self, watched: _Watched) -> None:
         if watched.rtsp is not None:
             await watched.rtsp.close()
+        if watched.watcher.subscription is not None:
+            watched.watcher.subscription.close()
         watched.watcher.ended = True
+        if watched.room_id is not None:
+            await self._camera_status(watched.camera_id, CameraStatus(online=False))
 
     async def forget(self, camera_id: int) -> None:
         watched = self.cameras.pop(camera_id, None)
@@ -152,6 +159,51 @@ class DutyRecognition:
         logger.info(
             "duty camera %s (RTSP): %d cadres enrolled",
             camera.name,
+            len(watched.watcher.pipeline.gallery),
+        )
+
+    # -- TVs and kiosks: their camera through the SFU, in their village's duty room -------
+    def attach_room(self, room: Room) -> None:
+        """Watch what a duty room's TV or kiosk publishes (signaling/duty_rooms.py)."""
+
+        async def on_publication(publication: Publication) -> None:
+            self.recognition._spawn(self._watch_publication(room, publication), "duty-watch")
+
+        room.publication_listeners.append(on_publication)
+        for publication in tuple(room.publications.values()):
+            if publication.announced and not publication.closed:
+                self.recognition._spawn(self._watch_publication(room, publication), "duty-watch")
+
+    async def forget_room(self, room: Room) -> None:
+        for watched in tuple(self.cameras.values()):
+            if watched.room_id == room.id:
+                await self.forget(watched.camera_id)
+
+    async def _watch_publication(self, room: Room, publication: Publication) -> None:
+        if not RecognitionService.watches(publication):
+            return
+        terminal_id = ParticipantId.parse(publication.peer.participant_id).terminal_id
+        async with self.database.session() as session:
+            camera = await session.scalar(
+                select(DutyCamera).where(
+                    DutyCamera.terminal_id == terminal_id,
+                    DutyCamera.enabled.is_(True),
+                    DutyCamera.kind.in_((DutyCameraKind.TV, DutyCameraKind.KIOSK)),
+                )
+            )
+        if camera is None or publication.closed:
+            logger.warning("duty room %s: %s has no duty camera", room.id, publication.peer.name)
+            return
+        await self.forget(camera.id)  # the same TV publishing again: its newest stream
+        watched = await self._watcher(camera)
+        watched.room_id = room.id
+        self.cameras[camera.id] = watched
+        watched.watcher.subscription = publication.subscribe_locally(watched.watcher)
+        await self._camera_status(camera.id, CameraStatus(online=True, last_frame_at=time.time()))
+        logger.info(
+            "duty camera %s (%s): %d cadres enrolled",
+            camera.name,
+            camera.kind.value,
             len(watched.watcher.pipeline.gallery),
         )
 

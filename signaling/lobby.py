@@ -74,6 +74,19 @@ Greeting = Callable[[TerminalIdentity], Awaitable[dict[str, Any] | None]]
 OnlineChange = Callable[[TerminalIdentity, bool], Awaitable[None]]
 
 
+def chain_greetings(*greetings: Greeting) -> Greeting:
+    """The first of these greetings that has something for the TV (a meeting before duty)."""
+
+    async def greeting(identity: TerminalIdentity) -> dict[str, Any] | None:
+        for each in greetings:
+            message = await each(identity)
+            if message is not None:
+                return message
+        return None
+
+    return greeting
+
+
 class TerminalLobby:
     def __init__(
         self,

@@ -138,6 +138,7 @@ def add_page_routes(
     *,
     public_title: str = "Lighthouse",
     public_url: str | None = None,
+    time_zone: str = "Asia/Shanghai",
 ) -> None:
     """Register `/`, `/tv`, `/tv/pair`, `/join`, `/main`, `/static/` and the `/console` pages.
 
@@ -197,6 +198,8 @@ def add_page_routes(
             lobbyPath="/ws/terminal",
             pairPath="/tv/pair",
             idleRetryMs=15_000,
+            # the duty camera's hours as the county reads them, whatever the TV's clock
+            timeZone=time_zone,
         )
         return render(request, "tv.html", config=config)
 

@@ -291,3 +291,44 @@ def check_absences(absences: Sequence[Absence]) -> None:
                 f"leave overlaps another from {first.starts:%Y-%m-%d %H:%M} to "
                 f"{first.ends:%Y-%m-%d %H:%M}"
             )
+
+
+@dataclass(frozen=True)
+class CameraSchedule:
+    """When a TV or kiosk camera watches, where it does not follow the duty hours."""
+
+    weekdays: frozenset[int]
+    start: dt.time
+    end: dt.time
+
+    def __post_init__(self) -> None:
+        if not self.start < self.end:
+            raise DutyRuleError("a camera's hours must end after they start, on the same day")
+        if not self.weekdays or not self.weekdays <= set(range(7)):
+            raise DutyRuleError("a camera's days are weekdays 0 (Monday) to 6, at least one")
+
+
+# a camera following the duty hours starts before them, so that an early arrival is seen
+# (and a punctual one is not lost to the TV's few seconds of starting up), and stays on
+# a while after them, for the departures
+CAMERA_LEAD = dt.timedelta(minutes=30)
+CAMERA_TAIL = dt.timedelta(minutes=30)
+
+
+def camera_window(
+    schedule: CameraSchedule | None,
+    rules: Iterable[HoursRule],
+    calendar: dict[dt.date, CalendarKind],
+    village_path: str,
+    date: dt.date,
+) -> tuple[dt.datetime, dt.datetime] | None:
+    """From when to when a village's TV or kiosk camera watches on a date: its own
+    schedule, else the village's duty hours with a lead and a tail; None: not that day."""
+    if schedule is not None:
+        if date.weekday() not in schedule.weekdays:
+            return None
+        return dt.datetime.combine(date, schedule.start), dt.datetime.combine(date, schedule.end)
+    window = plan_day(rules, calendar, village_path, date).window
+    if window is None:
+        return None
+    return window[0] - CAMERA_LEAD, window[1] + CAMERA_TAIL

@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import (
     DutyCadre,
     DutyCalendarDay,
+    DutyCamera,
+    DutyCameraKind,
     DutyCorrection,
     DutyDay,
     DutyHoursRule,
@@ -32,12 +34,14 @@ from db.models import (
 from .rules import (
     Absence,
     CalendarKind,
+    CameraSchedule,
     DayResult,
     DayStatus,
     DutyHours,
     DutyRuleError,
     HoursRule,
     LeaveKind,
+    camera_window,
     check_absences,
     judge_day,
     plan_day,
@@ -388,3 +392,83 @@ async def correct_day(
     session.add(correction)
     await session.flush()
     return correction
+
+
+# -- TV and kiosk cameras: when each watches -------------------------------------------------
+def _clock_time(value: object, what: str) -> dt.time:
+    if not isinstance(value, str):
+        raise DutyError("bad_schedule", f"the schedule's {what} is a time HH:MM")
+    try:
+        return dt.time.fromisoformat(value)
+    except ValueError:
+        raise DutyError("bad_schedule", f"the schedule's {what} is a time HH:MM") from None
+
+
+def schedule_of(value: dict) -> CameraSchedule | None:
+    """A camera's `schedule` JSON ({weekdays, from, to}); empty: it follows the duty hours."""
+    if not value:
+        return None
+    unknown = set(value) - {"weekdays", "from", "to"}
+    if unknown:
+        raise DutyError(
+            "bad_schedule", f"a schedule has weekdays, from and to, not {sorted(unknown)}"
+        )
+    weekdays = value.get("weekdays", [0, 1, 2, 3, 4])
+    if not isinstance(weekdays, list) or not all(
+        isinstance(day, int) and not isinstance(day, bool) for day in weekdays
+    ):
+        raise DutyError("bad_schedule", "the schedule's weekdays are numbers 0 (Monday) to 6")
+    try:
+        return CameraSchedule(
+            frozenset(weekdays),
+            _clock_time(value.get("from"), "from"),
+            _clock_time(value.get("to"), "to"),
+        )
+    except DutyRuleError as error:
+        raise DutyError("bad_schedule", str(error)) from None
+
+
+@dataclass(frozen=True)
+class CameraWindow:
+    """A TV's or kiosk's camera due to watch now, until `ends_at` (UTC)."""
+
+    camera_id: int
+    village_id: int
+    terminal_id: int
+    name: str
+    ends_at: dt.datetime
+
+
+async def camera_windows(session: AsyncSession, clock: DutyClock) -> dict[int, CameraWindow]:
+    """By terminal id: the enabled TV and kiosk cameras whose window holds now."""
+    cameras = (
+        await session.scalars(
+            select(DutyCamera).where(
+                DutyCamera.enabled.is_(True),
+                DutyCamera.kind.in_((DutyCameraKind.TV, DutyCameraKind.KIOSK)),
+                DutyCamera.terminal_id.is_not(None),
+            )
+        )
+    ).all()
+    if not cameras:
+        return {}
+    now = clock.local(clock.now())
+    rules = [hours_of(row) for row in await session.scalars(select(DutyHoursRule))]
+    calendar = {
+        row.date: row.kind
+        for row in await session.scalars(
+            select(DutyCalendarDay).where(DutyCalendarDay.date == now.date())
+        )
+    }
+    windows: dict[int, CameraWindow] = {}
+    for camera in cameras:
+        try:
+            schedule = schedule_of(camera.schedule)
+        except DutyError:  # refused by the API; a row edited by hand follows the hours
+            schedule = None
+        window = camera_window(schedule, rules, calendar, camera.org_path, now.date())
+        if window is not None and window[0] <= now < window[1] and camera.terminal_id:
+            windows[camera.terminal_id] = CameraWindow(
+                camera.id, camera.village_id, camera.terminal_id, camera.name, clock.utc(window[1])
+            )
+    return windows

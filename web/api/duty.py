@@ -22,7 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import audit
 from db.access import Capability, Principal
 from db.duty.rules import DayStatus, LeaveKind
-from db.duty.store import DutyError, add_cadre, add_leave, correct_day, set_hours
+from db.duty.store import (
+    DutyError,
+    add_cadre,
+    add_leave,
+    correct_day,
+    schedule_of,
+    set_hours,
+)
 from db.duty.summaries import period_bounds, summarise
 from db.duty.workbook import summary_workbook
 from db.models import (
@@ -33,12 +40,15 @@ from db.models import (
     DutyCameraKind,
     DutyDay,
     DutyReport,
+    DutySighting,
     Member,
     OrgKind,
+    Terminal,
 )
 from lighthouse.keys import (
     DUTY_CLOCK_KEY,
     DUTY_RECOGNITION_KEY,
+    DUTY_ROOMS_KEY,
     DUTY_WATCH_KEY,
     LIVE_EVENTS_KEY,
 )
@@ -58,6 +68,7 @@ from .common import (
     serve_events,
     verify_streaming,
 )
+from .faces import evidence_response
 from .members_io import _xlsx_response
 
 C = Capability
@@ -71,6 +82,9 @@ def _poke(request: web.Request) -> None:
     watch = request.app.get(DUTY_WATCH_KEY)
     if watch is not None:
         watch.poke()
+    duty_rooms = request.app.get(DUTY_ROOMS_KEY)
+    if duty_rooms is not None:  # hours or a camera changed: the TVs' windows may have
+        duty_rooms.poke()
 
 
 def _audit(
@@ -130,6 +144,25 @@ def camera_json(camera: DutyCamera) -> dict[str, Any]:
     }
 
 
+def _check_schedule(schedule: dict[str, Any]) -> None:
+    try:
+        schedule_of(schedule)
+    except DutyError as error:
+        raise ApiError(422, error.code, str(error), {"schedule": str(error)}) from None
+
+
+async def _check_terminal(session: AsyncSession, terminal_id: int | None, village) -> None:
+    """A TV's or kiosk's camera is a paired terminal of that very village."""
+    terminal = await session.get(Terminal, terminal_id) if terminal_id is not None else None
+    if terminal is None or terminal.revoked_at is not None or terminal.org_path != village.path:
+        raise ApiError(
+            422,
+            "bad_terminal",
+            "a TV or kiosk camera names a paired terminal of the village",
+            {"terminal_id": "not a paired terminal of this village"},
+        )
+
+
 @authed
 async def post_camera(request: web.Request, session: AsyncSession, principal: Principal):
     body = await parse_body(request, CameraBody)
@@ -141,6 +174,9 @@ async def post_camera(request: web.Request, session: AsyncSession, principal: Pr
             raise ApiError(422, "bad_rtsp_url", str(error), {"rtsp_url": str(error)}) from None
     elif body.rtsp_url:
         raise ApiError(422, "validation_failed", "only an RTSP camera has a URL")
+    else:
+        await _check_terminal(session, body.terminal_id, village)
+    _check_schedule(body.schedule)
     camera = DutyCamera(
         village_id=village.id,
         org_path=village.path,
@@ -167,7 +203,77 @@ async def post_camera(request: web.Request, session: AsyncSession, principal: Pr
     duty = request.app.get(DUTY_RECOGNITION_KEY)
     if duty is not None and camera.kind is DutyCameraKind.RTSP and camera.enabled:
         await duty.watch_rtsp(camera)
+    _poke(request)
     return json_response({"camera": camera_json(camera)}, status=201)
+
+
+class CameraChange(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    schedule: dict[str, Any] | None = None
+    enabled: bool | None = None
+
+
+async def _camera(session: AsyncSession, principal: Principal, request: web.Request) -> DutyCamera:
+    camera = await session.get(DutyCamera, int(request.match_info["camera_id"]))
+    if camera is None:
+        raise not_found("camera")
+    check(principal, C.DUTY_WRITE, camera.org_path, "camera")
+    return camera
+
+
+async def _camera_changed(request: web.Request, camera: DutyCamera, removed: bool) -> None:
+    """The running watch follows: an RTSP camera is opened again or let go; a TV's or
+    kiosk's is sent on duty or off it by the duty rooms' next look."""
+    duty = request.app.get(DUTY_RECOGNITION_KEY)
+    if duty is not None:
+        if removed or not camera.enabled:
+            await duty.forget(camera.id)
+        elif camera.kind is DutyCameraKind.RTSP:
+            await duty.watch_rtsp(camera)
+    _poke(request)
+
+
+@authed
+async def patch_camera(request: web.Request, session: AsyncSession, principal: Principal):
+    camera = await _camera(session, principal, request)
+    body = await parse_body(request, CameraChange)
+    changes = body.model_dump(exclude_none=True)
+    if body.schedule is not None:
+        _check_schedule(body.schedule)
+    for field, value in changes.items():
+        setattr(camera, field, value)
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.camera_changed",
+        "duty_camera",
+        camera.id,
+        camera.org_path,
+        changes,
+    )
+    await session.commit()
+    await _camera_changed(request, camera, removed=False)
+    return json_response({"camera": camera_json(camera)})
+
+
+@authed
+async def delete_camera(request: web.Request, session: AsyncSession, principal: Principal):
+    camera = await _camera(session, principal, request)
+    _audit(
+        request,
+        session,
+        principal,
+        "duty.camera_removed",
+        "duty_camera",
+        camera.id,
+        camera.org_path,
+        {"name": camera.name},
+    )
+    await session.delete(camera)
+    await session.commit()
+    await _camera_changed(request, camera, removed=True)
+    return web.Response(status=204)
 
 
 @authed
@@ -378,6 +484,70 @@ def _date(request: web.Request, name: str = "date") -> dt.date:
         return dt.date.fromisoformat(raw)
     except ValueError:
         raise ApiError(422, "validation_failed", f"{name} is YYYY-MM-DD", {name: raw}) from None
+
+
+EVIDENCE = {
+    "in-face": "first_face",
+    "in-scene": "first_scene",
+    "out-face": "last_face",
+    "out-scene": "last_scene",
+}
+
+
+def sighting_json(sighting: DutySighting, with_photos: bool) -> dict[str, Any]:
+    def url(name: str) -> str | None:
+        if not with_photos or not getattr(sighting, EVIDENCE[name]):
+            return None
+        return f"/api/duty/sightings/{sighting.id}/{name}.jpg"
+
+    return {
+        "id": sighting.id,
+        "first_at": sighting.first_at,
+        "last_at": sighting.last_at,
+        "camera": sighting.camera,
+        "similarity": round(sighting.similarity, 3),
+        # the clock-in's pictures and the latest ones (the clock-out's)
+        "in_face_url": url("in-face"),
+        "in_scene_url": url("in-scene"),
+        "out_face_url": url("out-face"),
+        "out_scene_url": url("out-scene"),
+    }
+
+
+@authed
+async def list_day_sightings(request: web.Request, session: AsyncSession, principal: Principal):
+    """A duty day's evidence: each sighting of the cadre by the village's cameras, with
+    the pictures' addresses for callers entitled to faces (faces:read)."""
+    day = await session.get(DutyDay, int(request.match_info["day_id"]))
+    if day is None:
+        raise not_found("day")
+    check(principal, C.DUTY_READ, day.org_path, "day")
+    start, end = request.app[DUTY_CLOCK_KEY].day_bounds(day.date)
+    sightings = await session.scalars(
+        select(DutySighting)
+        .where(
+            DutySighting.member_id == day.member_id,
+            DutySighting.village_id == day.village_id,
+            DutySighting.first_at >= start,
+            DutySighting.first_at < end,
+        )
+        .order_by(DutySighting.first_at)
+    )
+    with_photos = principal.can(C.FACES_READ, day.org_path)
+    return json_response(
+        {"day_id": day.id, "sightings": [sighting_json(x, with_photos) for x in sightings]}
+    )
+
+
+@authed
+async def get_sighting_picture(request: web.Request, session: AsyncSession, principal: Principal):
+    sighting = await session.get(DutySighting, int(request.match_info["sighting_id"]))
+    if sighting is None:
+        raise not_found("photo")
+    check(principal, C.DUTY_READ, sighting.org_path, "photo")
+    return await evidence_response(
+        request, principal, sighting, EVIDENCE[request.match_info["picture"]]
+    )
 
 
 @authed
@@ -650,12 +820,19 @@ def add_duty_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/duty/cameras", list_cameras)
     r.add_post("/api/duty/cameras", post_camera)
+    r.add_patch("/api/duty/cameras/{camera_id:\\d+}", patch_camera)
+    r.add_delete("/api/duty/cameras/{camera_id:\\d+}", delete_camera)
     r.add_get("/api/duty/roster", list_roster)
     r.add_post("/api/duty/roster", post_cadre)
     r.add_delete("/api/duty/roster/{member_id:\\d+}", delete_cadre)
     r.add_put("/api/duty/hours", put_hours)
     r.add_post("/api/duty/leave", post_leave)
     r.add_get("/api/duty/days", list_days)
+    r.add_get("/api/duty/days/{day_id:\\d+}/sightings", list_day_sightings)
+    r.add_get(
+        "/api/duty/sightings/{sighting_id:\\d+}/{picture:(in|out)-(face|scene)}.jpg",
+        get_sighting_picture,
+    )
     r.add_post("/api/duty/days/{day_id:\\d+}/correction", post_correction)
     r.add_get("/api/duty/alerts", list_alerts)
     r.add_post("/api/duty/alerts/{alert_id:\\d+}/explanation", post_explanation)

@@ -5,8 +5,12 @@
  * joins by itself) and meeting_ended when it is over (back to the idle screen). Token
  * revoked: forget it and show the pairing screen. Lost socket: reconnect with backoff.
  *
- * Exposes window.lighthouseTerminal = {state, room, lastStatus} for tests; state is
- * starting | checking | idle | meeting | unpaired.
+ * While no meeting holds it, the server may put the TV on duty (duty_started): its camera
+ * alone, video only, is published to the village's duty room for duty attendance, with a
+ * notice on the idle screen, until duty_ended or a meeting's call (the meeting wins).
+ *
+ * Exposes window.lighthouseTerminal = {state, room, lastStatus, duty} for tests; state is
+ * starting | checking | idle | meeting | unpaired; duty is null or {roomId, until, client}.
  */
 (function (global) {
   'use strict';
@@ -70,7 +74,17 @@
   const idleTitle = document.getElementById('lh-idle-title');
   const idleHint = document.getElementById('lh-idle-hint');
 
-  const terminal = { state: 'starting', room: null, lastStatus: 0 };
+  const idleDuty = document.getElementById('lh-idle-duty');
+  // duty attendance needs a face, not motion: a modest picture, all day on a village link
+  const DUTY_MEDIA = {
+    audio: false,
+    video: { width: { ideal: 1280 }, height: { ideal: 720 }, frameRate: { ideal: 10, max: 15 } },
+  };
+  const COUNTY_CLOCK = new Intl.DateTimeFormat('en-GB', {
+    timeZone: config.timeZone || 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
+  });
+
+  const terminal = { state: 'starting', room: null, lastStatus: 0, duty: null };
   global.lighthouseTerminal = terminal;
   let client = null;
   let retryTimer = null;
@@ -140,7 +154,47 @@
     return scheme + '//' + global.location.host + (config.lobbyPath || '/ws/terminal');
   }
 
+  // ---- duty attendance: the camera on while no meeting holds the TV ----
+
+  function startDuty(message) {
+    if (terminal.state === 'meeting') return; // a meeting (or a standing room) comes first
+    if (terminal.duty && terminal.duty.roomId === message.room_id && terminal.duty.client.state !== 'closed') {
+      terminal.duty.client.token = message.token; // the same duty, a fresher token
+      return;
+    }
+    stopDuty();
+    const dutyClient = new global.LighthouseClient({
+      token: message.token,
+      takeOver: true,
+      policy: () => [], // it only publishes
+      mediaConstraints: DUTY_MEDIA,
+    });
+    const duty = { roomId: message.room_id, until: message.until, client: dutyClient };
+    terminal.duty = duty;
+    dutyClient.addEventListener('mediaerror', () => showDuty(t('dutyNoCamera')));
+    dutyClient.addEventListener('fatal', () => {
+      if (terminal.duty === duty) terminal.duty = null;
+      showDuty('');
+    });
+    showDuty(t('duty', { until: COUNTY_CLOCK.format(new Date(message.until)) }));
+    dutyClient.start();
+  }
+
+  function stopDuty() {
+    const duty = terminal.duty;
+    terminal.duty = null;
+    showDuty('');
+    if (duty && duty.client.state !== 'closed') duty.client.leave();
+  }
+
+  function showDuty(text) {
+    if (!idleDuty) return;
+    idleDuty.textContent = text;
+    idleDuty.hidden = !text;
+  }
+
   function joinMeeting(invite) {
+    stopDuty(); // the camera goes to the meeting
     terminal.state = 'meeting';
     terminal.room = { id: invite.room_id, name: invite.room_name, meetingId: invite.meeting_id };
     hideIdle();
@@ -190,6 +244,12 @@
         break;
       case 'meeting_ended':
         meetingEnded(message);
+        break;
+      case 'duty_started':
+        startDuty(message);
+        break;
+      case 'duty_ended':
+        if (terminal.duty && terminal.duty.roomId === message.room_id) stopDuty();
         break;
       case 'error':
         if (message.code === 'invalid_token' || message.code === 'token_expired') {

@@ -1,0 +1,154 @@
+"""Duty attendance from a village TV's own camera, end to end in real Chromium: the town
+adds the TV as the village's duty camera; the idle TV, told to go on duty, publishes its
+camera (a video of a cadre at the desk) to the village's duty room and says so on its
+idle screen; the enrolled cadre is on duty with the evidence pictures, the cadre who does
+not come is late. A meeting takes the camera and gives it back when it ends; turning the
+camera off takes the TV off duty."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+from faces import enrolment_photo, jpeg, sample_faces
+from test_duty_api import until
+from test_face_signin_browser import face_camera_chromium  # noqa: F401 - a fixture
+
+from lighthouse.keys import DATABASE_KEY, ROOMS_KEY
+
+from apiclient import ApiClient, add_member, pair_terminal, seed_small_county, upload
+from browser import wait_until
+
+pytestmark = pytest.mark.server_config(
+    rooms=(), recognition_enabled=True, duty_enabled=True, duty_tick_s=1.0
+)
+ZONE = ZoneInfo("Asia/Shanghai")
+
+
+async def _async(value):
+    return value
+
+
+ON_DUTY = (
+    "window.lighthouseTerminal.duty && window.lighthouseTerminal.duty.client.state === 'joined'"
+    " && window.lighthouseTerminal.duty.client.publicationId"
+)
+
+
+async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera(
+    server,
+    face_camera_chromium,  # noqa: F811
+):
+    orgs = await seed_small_county(server.app[DATABASE_KEY])
+    village, branch = orgs["village_a1"], orgs["branch_a1"]
+    async with aiohttp.ClientSession() as http:
+        world = SimpleNamespace(anonymous=ApiClient(server.base_url, http))
+        county = await world.anonymous.login("county_admin")
+        town = await world.anonymous.login("town_a_admin")
+        secretary = await world.anonymous.login("a1_secretary")
+        terminal_id, tv_token = await pair_terminal(world, county, village.id, "A1村电视")
+        other_tv, _ = await pair_terminal(world, county, orgs["village_b1"].id, "B1村电视")
+        wang = await add_member(secretary, branch.id, "王主任")
+        li = await add_member(secretary, branch.id, "李委员")
+        photo = jpeg(enrolment_photo(sample_faces()["tom"]))
+        assert (await upload(secretary, wang, {"wang.jpg": photo}))["enrolled"]
+
+        now = dt.datetime.now(ZONE)
+        start = min(now.replace(second=0, microsecond=0), now.replace(hour=23, minute=0))
+        await county.call(
+            "PUT",
+            "/api/duty/hours",
+            {
+                "org_id": orgs["county"].id,
+                "weekdays": list(range(7)),
+                "start": f"{start:%H:%M}",
+                "end": "23:59",
+                "grace_min": 0,
+            },
+            expect=200,
+        )
+        for member_id, post in ((wang, "村委会主任"), (li, "村委委员")):
+            body = {"village_id": village.id, "member_id": member_id, "post": post}
+            await town.call("POST", "/api/duty/roster", body, expect=201)
+
+        # the TV is the village's camera; another village's TV or a bad schedule is refused
+        camera = {"village_id": village.id, "kind": "tv", "name": "村委会电视"}
+        refused = await town.call("POST", "/api/duty/cameras", {**camera, "terminal_id": other_tv})
+        assert town.last_status == 422 and refused["error"]["code"] == "bad_terminal"
+        refused = await town.call(
+            "POST",
+            "/api/duty/cameras",
+            {**camera, "terminal_id": terminal_id, "schedule": {"from": "18:00", "to": "08:00"}},
+        )
+        assert town.last_status == 422 and refused["error"]["code"] == "bad_schedule"
+        added = await town.call(
+            "POST", "/api/duty/cameras", {**camera, "terminal_id": terminal_id}, expect=201
+        )
+        camera_id = added["camera"]["id"]
+
+        # the idle TV goes on duty by itself and tells the room its camera is on
+        tv_context = await face_camera_chromium.new_context(viewport={"width": 960, "height": 540})
+        tv = await tv_context.new_page()
+        tv_errors: list[str] = []
+        tv.on("pageerror", lambda exc: tv_errors.append(str(exc)))
+        await tv.add_init_script(f"localStorage.setItem('lighthouse.terminalToken', {tv_token!r});")
+        await tv.goto(f"{server.base_url}/tv")
+        await wait_until(tv, ON_DUTY)
+        assert await tv.is_visible("#lh-idle") and await tv.is_visible("#lh-idle-duty")
+        assert "值班考勤" in await tv.inner_text("#lh-idle-duty")
+        duty = await tv.evaluate(
+            "({room: window.lighthouseTerminal.duty.roomId,"
+            " tracks: window.lighthouseTerminal.duty.client.localStream.getTracks()"
+            ".map((t) => t.kind)})"
+        )
+        assert duty == {"room": f"duty-{village.id}", "tracks": ["video"]}  # no microphone
+
+        # the cadre at the desk is on duty, with the clock-in's pictures; the other is late
+        async def wang_on_duty():
+            days = await secretary.call("GET", "/api/duty/days", expect=200)
+            mine = {d["name"]: d for d in days["days"]}
+            return mine if mine.get("王主任", {}).get("arrived_at") else None
+
+        days = await until(wang_on_duty, 40, "the cadre clocked in from the TV's camera")
+        assert days["王主任"]["status"] in ("on_time", "late")
+        assert days["李委员"]["status"] == "late" and days["李委员"]["arrived_at"] is None
+        evidence = await secretary.call(
+            "GET", f"/api/duty/days/{days['王主任']['id']}/sightings", expect=200
+        )
+        seen = evidence["sightings"][0]
+        assert seen["camera"] == f"camera:{camera_id}" and seen["similarity"] >= 0.40
+        face = await secretary.call("GET", seen["in_face_url"], expect=200)
+        assert face["_body"][:2] == b"\xff\xd8"  # a JPEG
+        viewer = await world.anonymous.login("a1_viewer")
+        await viewer.call("GET", seen["in_face_url"], expect=403)
+        cameras = (await town.call("GET", "/api/duty/cameras", expect=200))["cameras"]
+        assert cameras[0]["online"] is True and cameras[0]["last_recognition_at"]
+
+        # a meeting takes the camera; at its end the TV is back on duty
+        meeting = await secretary.call(
+            "POST",
+            "/api/meetings",
+            {"type": "party_congress", "topic": "党员大会", "organiser_id": branch.id},
+            expect=201,
+        )
+        await secretary.call("POST", f"/api/meetings/{meeting['id']}/start", expect=200)
+        await wait_until(tv, "window.lighthouse && window.lighthouse.state === 'joined'")
+        assert await tv.evaluate("window.lighthouseTerminal.duty") is None
+        assert not await tv.is_visible("#lh-idle-duty")
+        await secretary.call("POST", f"/api/meetings/{meeting['id']}/end", expect=200)
+        await wait_until(tv, ON_DUTY)
+
+        # the town turns the camera off: the TV leaves the duty room and says nothing more
+        await town.call("PATCH", f"/api/duty/cameras/{camera_id}", {"enabled": False}, expect=200)
+        await wait_until(tv, "window.lighthouseTerminal.duty === null")
+        assert not await tv.is_visible("#lh-idle-duty")
+        await until(
+            lambda: _async(f"duty-{village.id}" not in server.app[ROOMS_KEY]), 5, "room closed"
+        )
+        cameras = (await town.call("GET", "/api/duty/cameras", expect=200))["cameras"]
+        assert cameras[0]["enabled"] is False and cameras[0]["online"] is False
+        assert not tv_errors, tv_errors
+        await tv_context.close()
