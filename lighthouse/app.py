@@ -209,6 +209,8 @@ def create_app(config: Config) -> web.Application:
     )
 
     async def meeting_room_opened(room: Room, meeting_id: int) -> None:
+        if duty_rooms is not None:
+            duty_rooms.meeting_opened()
         if recording is not None:
             recording.attach_room(room, meeting_id)
         if recognition is not None:

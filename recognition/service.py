@@ -40,6 +40,7 @@ from db.database import Database
 from db.models import (
     Attendance,
     AttendanceStatus,
+    DutySighting,
     FaceEnrolment,
     Meeting,
     MeetingSnapshot,
@@ -418,8 +419,9 @@ class RecognitionService:
     # -- retention ---------------------------------------------------------------------
     async def apply_evidence_retention(self, now: datetime | None = None) -> int:
         """Delete the evidence pictures older than the retention period: a face sign-in
-        keeps its record (who, when, how sure) without pictures, a snapshot goes whole.
-        Audited per meeting. Returns how many files were deleted."""
+        keeps its record (who, when, how sure) without pictures, a snapshot goes whole, a
+        duty sighting keeps its times. Audited per meeting and per village. Returns how
+        many files were deleted."""
         days = self.config.evidence_retention_days
         cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
         async with self.database.session() as session:
@@ -434,9 +436,9 @@ class RecognitionService:
             snapshots = (
                 await session.scalars(select(MeetingSnapshot).where(MeetingSnapshot.at < cutoff))
             ).all()
-            if not signins and not snapshots:
+            files = await _expire_duty_evidence(session, cutoff, days)
+            if not signins and not snapshots and not files:
                 return 0
-            files: list[str] = []
             per_meeting: dict[int, dict[str, int]] = {}
             for signin in signins:
                 files += [p for p in (signin.face_photo, signin.scene_photo) if p]
@@ -469,7 +471,8 @@ class RecognitionService:
             await session.commit()
         removed = await asyncio.to_thread(_remove_evidence, self.config.evidence_dir, files)
         logger.info(
-            "evidence retention: %d sign-ins' and %d snapshots' pictures deleted (%d files)",
+            "evidence retention: %d sign-ins' and %d snapshots' pictures and duty sightings'"
+            " deleted (%d files)",
             len(signins),
             len(snapshots),
             removed,
@@ -491,6 +494,48 @@ class RecognitionService:
             "snapshots": self.snapshots,
             "watchers": {venue.name: w.stats() for venue, w in self.watchers.values()},
         }
+
+
+async def _expire_duty_evidence(session, cutoff: datetime, days: int) -> list[str]:
+    """Duty sightings older than the cutoff lose their pictures (the sighting stays: who,
+    where, from when to when, how sure), audited per village. Returns the files."""
+    sightings = (
+        await session.scalars(
+            select(DutySighting).where(
+                DutySighting.last_at < cutoff,
+                DutySighting.first_face.is_not(None)
+                | DutySighting.first_scene.is_not(None)
+                | DutySighting.last_face.is_not(None)
+                | DutySighting.last_scene.is_not(None),
+            )
+        )
+    ).all()
+    files: list[str] = []
+    per_village: dict[int, tuple[str, int]] = {}
+    for sighting in sightings:
+        pictures = (
+            sighting.first_face,
+            sighting.first_scene,
+            sighting.last_face,
+            sighting.last_scene,
+        )
+        files += sorted({p for p in pictures if p})  # the first and last may be one pair
+        sighting.first_face = sighting.first_scene = None
+        sighting.last_face = sighting.last_scene = None
+        _, count = per_village.get(sighting.village_id, (sighting.org_path, 0))
+        per_village[sighting.village_id] = (sighting.org_path, count + 1)
+    for village_id, (org_path, count) in per_village.items():
+        audit.record(
+            session,
+            None,
+            "evidence.expired",
+            actor=SYSTEM_ACTOR,
+            target_type="village",
+            target_id=village_id,
+            org_path=org_path,
+            detail={"duty_sightings": count, "retention_days": days},
+        )
+    return files
 
 
 def _remove_evidence(root: Path, relatives: list[str]) -> int:

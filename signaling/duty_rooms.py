@@ -110,6 +110,13 @@ class DutyRooms:
         self._wanted_at = None
         self._poked.set()
 
+    def meeting_opened(self) -> None:
+        """A meeting opened: the TVs it holds are off duty from now (they leave the duty
+        room for it), so that its end sends them back, however short it was."""
+        for identity in self.lobby.online():
+            if identity.terminal_id in self.on_duty and self.busy(identity):
+                del self.on_duty[identity.terminal_id]
+
     async def _run(self) -> None:
         while True:
             try:

@@ -25,7 +25,15 @@ from faces import (
 )
 from sqlalchemy import select
 
-from db.models import MeetingSnapshot, Member, RoomEvent, SignIn, SignInMethod, SnapshotKind
+from db.models import (
+    DutySighting,
+    MeetingSnapshot,
+    Member,
+    RoomEvent,
+    SignIn,
+    SignInMethod,
+    SnapshotKind,
+)
 from lighthouse.keys import DATABASE_KEY, RECOGNITION_KEY
 
 from apiclient import add_member, pair_terminal, signed, tv_films_meeting, upload
@@ -267,7 +275,8 @@ async def test_members_are_signed_in_from_a_village_tvs_camera(api, tmp_path):
 
 async def test_evidence_pictures_expire_after_the_retention_period(api):
     """Pictures older than `evidence_retention_days` are deleted by the service's job: a
-    face sign-in keeps its record without pictures, a snapshot goes whole, audited."""
+    face sign-in keeps its record without pictures, a snapshot goes whole, a duty sighting
+    keeps its times; audited."""
     secretary = await api.as_user("a1_secretary")
     county = await api.as_user("county_admin")
     branch = api.orgs["branch_a1"].id
@@ -284,6 +293,10 @@ async def test_evidence_pictures_expire_after_the_retention_period(api):
         name: f"meeting-{meeting['id']}/terminal_1/{name}.jpg"
         for name in ("old-face", "old-scene", "new-face", "new-scene", "snap-scene", "snap-face")
     }
+    village = api.orgs["village_a1"]
+    for when in ("old", "new"):  # a duty sighting's clock-in and clock-out pictures
+        for name in ("in-face", "in-scene", "out-face", "out-scene"):
+            files[f"duty-{when}-{name}"] = f"duty-{village.id}/{when}/{name}.jpg"
     for relative in files.values():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(b"\xff\xd8 a picture")
@@ -308,12 +321,30 @@ async def test_evidence_pictures_expire_after_the_retention_period(api):
                 face_photo=files["snap-face"],
             )
         )  # fmt: skip
+        for when, at in (("old", long_ago), ("new", now)):
+            session.add(
+                DutySighting(
+                    member_id=old_member, village_id=village.id, org_path=village.path,
+                    camera="camera:1", first_at=at - timedelta(hours=8), last_at=at,
+                    similarity=0.7, first_face=files[f"duty-{when}-in-face"],
+                    first_scene=files[f"duty-{when}-in-scene"],
+                    last_face=files[f"duty-{when}-out-face"],
+                    last_scene=files[f"duty-{when}-out-scene"],
+                )
+            )  # fmt: skip
         await session.commit()
     before = await secretary.call("GET", f"/api/meetings/{meeting['id']}/signins")
     old_face_url = signed(before)["去年签到"]["face_url"]
     await secretary.call("GET", old_face_url, expect=200)
 
-    assert await recognition.apply_evidence_retention() == 4
+    assert await recognition.apply_evidence_retention() == 4 + 4
+    async with api.app[DATABASE_KEY].session() as session:
+        sightings = {
+            s.last_at.date(): s for s in await session.scalars(select(DutySighting))
+        }  # fmt: skip
+    old_sighting, new_sighting = (sightings[when.date()] for when in (long_ago, now))
+    assert old_sighting.first_face is None and old_sighting.last_scene is None
+    assert old_sighting.similarity == 0.7 and new_sighting.first_face
     sheet = await secretary.call("GET", f"/api/meetings/{meeting['id']}/signins")
     rows = signed(sheet)
     old, new = rows["去年签到"], rows["今天签到"]
@@ -324,9 +355,16 @@ async def test_evidence_pictures_expire_after_the_retention_period(api):
     await secretary.call("GET", old_face_url, expect=404)
     await secretary.call("GET", new["face_url"], expect=200)
     assert sheet["unknown_faces"] == []  # the old snapshot went whole
-    assert sorted(p.name for p in root.rglob("*.jpg")) == ["new-face.jpg", "new-scene.jpg"]
+    left = sorted(str(p.relative_to(root)) for p in root.rglob("*.jpg"))
+    assert left == sorted(
+        files[k] for k in files if k.startswith("new-") or k.startswith("duty-new-")
+    )
     trail = await county.call("GET", "/api/audit?limit=50")
     expired = [e for e in trail["entries"] if e["action"] == "evidence.expired"]
+    duty = [e for e in expired if e["target_type"] == "village"]
+    assert len(duty) == 1 and duty[0]["detail"]["duty_sightings"] == 1
+    assert duty[0]["target_id"] == str(village.id)
+    expired = [e for e in expired if e["target_type"] == "meeting"]
     assert len(expired) == 1 and expired[0]["detail"]["signins"] == 1
     assert expired[0]["detail"]["snapshots"] == 1 and expired[0]["actor"] == "system:recognition"
     assert expired[0]["target_id"] == str(meeting["id"])
@@ -334,7 +372,8 @@ async def test_evidence_pictures_expire_after_the_retention_period(api):
 
     # every picture gone: the meeting's folder goes too
     gone = await recognition.apply_evidence_retention(now + timedelta(days=400))
-    assert gone == 2 and not (root / f"meeting-{meeting['id']}").exists()
+    assert gone == 2 + 4 and not (root / f"meeting-{meeting['id']}").exists()
+    assert not (root / f"duty-{village.id}").exists()
     rows = signed(await secretary.call("GET", f"/api/meetings/{meeting['id']}/signins"))
     assert rows["今天签到"]["evidence_expired"]
 

@@ -156,8 +156,16 @@
 
   // ---- duty attendance: the camera on while no meeting holds the TV ----
 
+  // duty_started that came while a meeting held the TV (the server may send it a moment
+  // before that meeting's meeting_ended): started when the TV is idle again
+  let dutyAfterMeeting = null;
+
   function startDuty(message) {
-    if (terminal.state === 'meeting') return; // a meeting (or a standing room) comes first
+    if (terminal.state === 'meeting') {
+      dutyAfterMeeting = message; // a meeting (or a standing room) comes first
+      return;
+    }
+    dutyAfterMeeting = null;
     if (terminal.duty && terminal.duty.roomId === message.room_id && terminal.duty.client.state !== 'closed') {
       terminal.duty.client.token = message.token; // the same duty, a fresher token
       return;
@@ -178,6 +186,12 @@
     });
     showDuty(t('duty', { until: COUNTY_CLOCK.format(new Date(message.until)) }));
     dutyClient.start();
+  }
+
+  function dutyAfterIdle() {
+    const pending = dutyAfterMeeting;
+    dutyAfterMeeting = null;
+    if (pending && terminal.state !== 'meeting' && Date.parse(pending.until) > Date.now()) startDuty(pending);
   }
 
   function stopDuty() {
@@ -209,6 +223,7 @@
         terminal.state = 'idle';
         terminal.room = null;
         scheduleCheck(AFTER_FATAL_MS, t('idle'));
+        dutyAfterIdle();
       });
     } else {
       if (client.state !== 'closed') client.leave();
@@ -223,6 +238,7 @@
     terminal.state = 'idle';
     if (client !== null && client.state !== 'closed') client.leave();
     showIdle(t('idle'), '');
+    dutyAfterIdle();
   }
 
   function onLobbyMessage(message) {
@@ -249,6 +265,7 @@
         startDuty(message);
         break;
       case 'duty_ended':
+        if (dutyAfterMeeting && dutyAfterMeeting.room_id === message.room_id) dutyAfterMeeting = null;
         if (terminal.duty && terminal.duty.roomId === message.room_id) stopDuty();
         break;
       case 'error':
