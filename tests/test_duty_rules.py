@@ -172,3 +172,35 @@ def test_a_day_judged_later_never_gets_better_without_new_sightings(spans, now_m
     assert first.present_min <= 24 * 60
     merged = merge_sightings(sightings)
     assert all(a[1] < b[0] for a, b in itertools.pairwise(merged))
+
+
+def test_a_tv_camera_watches_its_schedule_or_the_duty_hours_with_a_lead_and_a_tail():
+    from db.duty.rules import CameraSchedule, camera_window
+    from db.duty.store import DutyError, schedule_of
+
+    hours = DutyHours(frozenset(range(5)), dt.time(8, 30), dt.time(17, 30))
+    rules = [HoursRule("/1/", hours)]
+    monday, saturday = dt.date(2026, 12, 7), dt.date(2026, 12, 12)
+    assert camera_window(None, rules, {}, "/1/2/3/", monday) == (
+        dt.datetime(2026, 12, 7, 8, 0),
+        dt.datetime(2026, 12, 7, 18, 0),
+    )
+    assert camera_window(None, rules, {}, "/1/2/3/", saturday) is None
+    # a make-up working day is due, so the camera watches; a holiday it does not
+    assert camera_window(None, rules, {saturday: CalendarKind.WORKDAY}, "/1/2/3/", saturday)
+    assert camera_window(None, rules, {monday: CalendarKind.HOLIDAY}, "/1/2/3/", monday) is None
+    own = schedule_of({"weekdays": [5, 6], "from": "07:00", "to": "12:00"})
+    assert own == CameraSchedule(frozenset({5, 6}), dt.time(7), dt.time(12))
+    assert camera_window(own, rules, {}, "/1/2/3/", monday) is None
+    assert camera_window(own, rules, {}, "/1/2/3/", saturday)[1] == dt.datetime(2026, 12, 12, 12)
+    assert schedule_of({}) is None  # the duty hours
+    for bad in (
+        {"from": "18:00", "to": "08:00"},
+        {"from": "8 o'clock", "to": "12:00"},
+        {"weekdays": [7], "from": "08:00", "to": "12:00"},
+        {"weekdays": "weekdays", "from": "08:00", "to": "12:00"},
+        {"from": "08:00", "to": "12:00", "night": True},
+    ):
+        with pytest.raises(DutyError) as refused:
+            schedule_of(bad)
+        assert refused.value.code == "bad_schedule"
