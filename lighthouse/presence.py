@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import audit, supervision
 from db.accounts import AuthError, TokenService, issue_terminal_token, record_presence
 from db.database import Database
-from db.models import OrgUnit, Role, Terminal
+from db.models import OrgUnit, Role, Terminal, TerminalKind
 from db.participants import ParticipantId
 from db.tree import find_by_code, organiser, related
 from sfu.registry import RoomRegistry
@@ -65,6 +65,7 @@ class TerminalDirectory:
                 org_path=terminal.org_path or principal.org_path,
                 token_id=principal.token_id,
                 renewed_token=renewed,
+                meeting_venue=terminal.kind is not TerminalKind.DUTY_CAMERA,
             )
 
     async def set_online(self, identity: TerminalIdentity, online: bool) -> None:

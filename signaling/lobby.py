@@ -42,6 +42,8 @@ class TerminalIdentity:
     # a token signed with the current key, when the TV's was signed with one being
     # rotated out: sent with the welcome, and the TV keeps it instead
     renewed_token: str | None = None
+    # a duty kiosk (/duty) is no meeting venue: never invited, never listed
+    meeting_venue: bool = True
 
 
 class LobbyRefusal(Exception):

@@ -110,7 +110,7 @@ class MeetingRooms:
         if self.on_room_opened is not None:
             await self.on_room_opened(room, meeting_id)
         for identity in self.lobby.online():
-            if live.invites(identity.org_path):
+            if identity.meeting_venue and live.invites(identity.org_path):
                 live.invited_terminals.add(identity.terminal_id)
                 await self.lobby.send_to(identity.terminal_id, self.invitation(live, identity))
         logger.info("meeting %s live in room %s", meeting_id, room.id)
@@ -122,7 +122,7 @@ class MeetingRooms:
             return False
         ended = {"type": "meeting_ended", "meeting_id": meeting_id, "room_id": live.room.id}
         for identity in self.lobby.online():
-            if live.invites(identity.org_path):
+            if identity.meeting_venue and live.invites(identity.org_path):
                 await self.lobby.send_to(identity.terminal_id, ended)
         await live.room.emit({"type": "meeting_ended", "meeting_id": meeting_id}, exclude=None)
         await self.rooms.close(live.room.id)
@@ -171,7 +171,9 @@ class MeetingRooms:
 
     async def greeting(self, identity: TerminalIdentity) -> dict[str, Any] | None:
         """What a TV that just connected should join: its live meeting, else a standing
-        room it belongs to, else nothing (it waits)."""
+        room it belongs to, else nothing (it waits); a duty kiosk, nothing."""
+        if not identity.meeting_venue:
+            return None
         live = self.meeting_for(identity.org_path)
         if live is not None:
             live.invited_terminals.add(identity.terminal_id)

@@ -182,3 +182,46 @@ async def test_a_second_tv_of_the_same_name_at_a_site_is_bound_only_when_meant(a
     await county.call("POST", "/api/terminals/bind", {**body, "allow_same_name": True}, expect=201)
     listed = await county.call("GET", f"/api/terminals?org={a1}", expect=200)
     assert [t["name"] for t in listed["terminals"]].count("A1村电视") == 2
+
+
+async def test_a_duty_kiosk_is_no_meeting_venue(api):
+    """A village's duty kiosk (a terminal of kind duty_camera, the /duty page) holds the
+    lobby like a TV but is never sent to a meeting or a standing room, nor listed."""
+    county = await api.as_user("county_admin")
+    secretary = await api.as_user("a1_secretary")
+    a1 = api.orgs["village_a1"].id
+    tv, tv_token = await pair_terminal(api, county, a1, "A1村电视")
+    pairing = await api.anonymous.call("POST", "/api/terminals/pairing")
+    kiosk = await county.call(
+        "POST",
+        "/api/terminals/bind",
+        {"code": pairing["code"], "org_id": a1, "name": "A1村值班平板", "kind": "duty_camera"},
+    )
+    claimed = await api.anonymous.call(
+        "POST",
+        "/api/terminals/pairing/claim",
+        {"code": pairing["code"], "secret": pairing["secret"]},
+    )
+    async with aiohttp.ClientSession() as http:
+        tv_lobby = Lobby(http, api.base_url, tv_token)
+        kiosk_lobby = Lobby(http, api.base_url, claimed["token"])
+        await tv_lobby.connect()
+        assert (await tv_lobby.receive())["room_id"] == "town-a-meeting"  # the standing room
+        assert (await kiosk_lobby.connect())["terminal_id"] == kiosk["id"]
+        assert await kiosk_lobby.silent()  # not sent there
+        meeting = await secretary.call(
+            "POST",
+            "/api/meetings",
+            {
+                "type": "party_congress",
+                "topic": "党员大会",
+                "organiser_id": api.orgs["branch_a1"].id,
+            },
+        )
+        started = await secretary.call("POST", f"/api/meetings/{meeting['id']}/start", expect=200)
+        assert {v["terminal_id"] for v in started["venues"]} == {tv}
+        assert (await tv_lobby.receive())["type"] == "meeting_started"
+        assert await kiosk_lobby.silent()
+        await secretary.call("POST", f"/api/meetings/{meeting['id']}/end", expect=200)
+        assert (await tv_lobby.receive())["type"] == "meeting_ended"
+        assert await kiosk_lobby.silent()

@@ -20,7 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.access import Capability, Principal
-from db.models import MainVenue, Meeting, MeetingStatus, OrgUnit, Terminal
+from db.models import MainVenue, Meeting, MeetingStatus, OrgUnit, Terminal, TerminalKind
 from db.participants import terminal_participant
 from db.tree import meeting_site_paths
 from lighthouse.keys import MEETING_ROOMS_KEY, TOKENS_KEY
@@ -78,6 +78,7 @@ async def _venues(
         .where(
             Terminal.revoked_at.is_(None),
             Terminal.paired_at.is_not(None),
+            Terminal.kind != TerminalKind.DUTY_CAMERA,  # a duty kiosk is no venue
             or_(*(Terminal.org_path.like(f"{p}%") for p in site_paths)),
         )
         .order_by(Terminal.org_path, Terminal.id)
