@@ -197,7 +197,10 @@ def create_app(config: Config) -> web.Application:
             tokens,
             lobby,
             duty_windows,
-            busy=lambda identity: meeting_rooms.meeting_for(identity.org_path) is not None,
+            # a meeting that calls the TV holds it; a kiosk is never called
+            busy=lambda identity: (
+                identity.meeting_venue and meeting_rooms.meeting_for(identity.org_path) is not None
+            ),
             settings=DutyRoomSettings(
                 video_codec=config.meeting_video_codec, tick_s=config.duty_tick_s
             ),

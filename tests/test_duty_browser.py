@@ -152,3 +152,100 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
         assert cameras[0]["enabled"] is False and cameras[0]["online"] is False
         assert not tv_errors, tv_errors
         await tv_context.close()
+
+
+async def test_a_duty_kiosk_page_clocks_cadres_in_and_is_never_called_to_a_meeting(
+    server,
+    face_camera_chromium,  # noqa: F811
+):
+    orgs = await seed_small_county(server.app[DATABASE_KEY])
+    village, branch = orgs["village_a1"], orgs["branch_a1"]
+    async with aiohttp.ClientSession() as http:
+        anonymous = ApiClient(server.base_url, http)
+        county = await anonymous.login("county_admin")
+        town = await anonymous.login("town_a_admin")
+        secretary = await anonymous.login("a1_secretary")
+        pairing = await anonymous.call("POST", "/api/terminals/pairing")
+        kiosk = await county.call(
+            "POST",
+            "/api/terminals/bind",
+            {
+                "code": pairing["code"],
+                "org_id": village.id,
+                "name": "值班平板",
+                "kind": "duty_camera",
+            },
+        )
+        claimed = await anonymous.call(
+            "POST",
+            "/api/terminals/pairing/claim",
+            {"code": pairing["code"], "secret": pairing["secret"]},
+        )
+        wang = await add_member(secretary, branch.id, "王主任")
+        photo = jpeg(enrolment_photo(sample_faces()["tom"]))
+        assert (await upload(secretary, wang, {"wang.jpg": photo}))["enrolled"]
+        # the kiosk's own hours: all day, every day (the duty hours are not set)
+        await town.call(
+            "POST",
+            "/api/duty/roster",
+            {"village_id": village.id, "member_id": wang, "post": "村委会主任"},
+            expect=201,
+        )
+        await town.call(
+            "POST",
+            "/api/duty/cameras",
+            {
+                "village_id": village.id,
+                "kind": "kiosk",
+                "name": "值班室平板",
+                "terminal_id": kiosk["id"],
+                "schedule": {"weekdays": list(range(7)), "from": "00:00", "to": "23:59"},
+            },
+            expect=201,
+        )
+        context = await face_camera_chromium.new_context(viewport={"width": 800, "height": 1280})
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        await page.add_init_script(
+            f"localStorage.setItem('lighthouse.terminalToken', {claimed['token']!r});"
+        )
+        await page.goto(f"{server.base_url}/duty")
+        await wait_until(page, ON_DUTY)
+        assert "值班考勤" in await page.inner_text("#lh-idle-title")
+        assert "值班考勤" in await page.inner_text("#lh-idle-duty")
+
+        async def wang_seen():
+            camera = (await town.call("GET", "/api/duty/cameras", expect=200))["cameras"][0]
+            return camera if camera["last_recognition_at"] else None
+
+        camera = await until(wang_seen, 40, "the cadre seen by the kiosk")
+        assert camera["online"] is True
+        async with server.app[DATABASE_KEY].session() as session:
+            from sqlalchemy import select
+
+            from db.models import DutySighting
+
+            sighting = await session.scalar(select(DutySighting))
+        assert sighting.member_id == wang and sighting.camera == f"camera:{camera['id']}"
+
+        # a meeting of the village does not call the kiosk away
+        meeting = await secretary.call(
+            "POST",
+            "/api/meetings",
+            {"type": "party_congress", "topic": "党员大会", "organiser_id": branch.id},
+            expect=201,
+        )
+        await secretary.call("POST", f"/api/meetings/{meeting['id']}/start", expect=200)
+        await _sleep(2)
+        assert await page.evaluate("window.lighthouseTerminal.state") == "idle"
+        assert await page.evaluate(ON_DUTY)
+        await secretary.call("POST", f"/api/meetings/{meeting['id']}/end", expect=200)
+        assert not errors, errors
+        await context.close()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)

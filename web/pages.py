@@ -186,24 +186,35 @@ def add_page_routes(
 
         return handler
 
-    async def tv(request: web.Request) -> web.StreamResponse:
-        token_out_of_the_query(request)
-        # Ready for terminal mode: without a meeting token in its link, terminal.js holds
-        # the lobby socket with the stored terminal token and the server pushes a meeting
-        # token when a meeting calls this TV.
-        config = meeting_config(request, "tv")
-        config.update(
-            terminal=True,
-            terminalTokenKey=TERMINAL_TOKEN_KEY,
-            lobbyPath="/ws/terminal",
-            pairPath="/tv/pair",
-            idleRetryMs=15_000,
-            # the duty camera's hours as the county reads them, whatever the TV's clock
-            timeZone=time_zone,
-        )
-        return render(request, "tv.html", config=config)
+    def terminal_page(kiosk: bool) -> Handler:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            token_out_of_the_query(request)
+            # Ready for terminal mode: without a meeting token in its link, terminal.js
+            # holds the lobby socket with the stored terminal token and the server pushes
+            # a meeting token when a meeting calls this TV. A duty kiosk (/duty, a phone
+            # or tablet at the duty room's door) is only ever sent on duty.
+            config = meeting_config(request, "tv")
+            config.update(
+                terminal=True,
+                kiosk=kiosk,
+                terminalTokenKey=TERMINAL_TOKEN_KEY,
+                lobbyPath="/ws/terminal",
+                pairPath="/duty/pair" if kiosk else "/tv/pair",
+                idleRetryMs=15_000,
+                # the duty camera's hours as the county reads them, whatever the TV's clock
+                timeZone=time_zone,
+            )
+            return render(request, "tv.html", config=config)
 
-    async def tv_pair(request: web.Request) -> web.Response:
+        return handler
+
+    def pair_page(then: str) -> Handler:
+        async def handler(request: web.Request) -> web.Response:
+            return await tv_pair(request, then)
+
+        return handler
+
+    async def tv_pair(request: web.Request, then: str) -> web.Response:
         config = {
             "lang": pick_locale(request),
             "keepLang": kept_lang(request),
@@ -212,7 +223,7 @@ def add_page_routes(
             "pairingPath": "/api/terminals/pairing",
             "claimPath": "/api/terminals/pairing/claim",
             "qrPath": "/tv/pair/qr.svg",
-            "tvPath": "/tv",
+            "tvPath": then,
             "pollMs": 2000,
         }
         origin = public_url.rstrip("/") if public_url else str(request.url.origin())
@@ -232,8 +243,10 @@ def add_page_routes(
         return response
 
     app.router.add_get("/", index)
-    app.router.add_get("/tv", tv)
-    app.router.add_get("/tv/pair", tv_pair)
+    app.router.add_get("/tv", terminal_page(kiosk=False))
+    app.router.add_get("/tv/pair", pair_page("/tv"))
+    app.router.add_get("/duty", terminal_page(kiosk=True))
+    app.router.add_get("/duty/pair", pair_page("/duty"))
     app.router.add_get("/tv/pair/qr.svg", tv_pair_qr)
     app.router.add_get("/join", meeting_page("join.html", "join"))
     app.router.add_get("/main", meeting_page("main.html", "main"))

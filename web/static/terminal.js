@@ -84,6 +84,10 @@
     timeZone: config.timeZone || 'Asia/Shanghai', hour: '2-digit', minute: '2-digit', hourCycle: 'h23',
   });
 
+  // a duty kiosk (/duty) is only ever on duty: the server sends it no meeting
+  const kiosk = Boolean(config.kiosk);
+  const idleText = () => t(kiosk ? 'kioskIdle' : 'idle');
+
   const terminal = { state: 'starting', room: null, lastStatus: 0, duty: null };
   global.lighthouseTerminal = terminal;
   let client = null;
@@ -222,7 +226,7 @@
         // Over or refused: back to the idle screen; the lobby says what comes next.
         terminal.state = 'idle';
         terminal.room = null;
-        scheduleCheck(AFTER_FATAL_MS, t('idle'));
+        scheduleCheck(AFTER_FATAL_MS, idleText());
         dutyAfterIdle();
       });
     } else {
@@ -237,7 +241,7 @@
     terminal.room = null;
     terminal.state = 'idle';
     if (client !== null && client.state !== 'closed') client.leave();
-    showIdle(t('idle'), '');
+    showIdle(idleText(), '');
     dutyAfterIdle();
   }
 
@@ -250,10 +254,11 @@
         terminal.lastStatus = 200;
         if (terminal.state !== 'meeting') {
           terminal.state = 'idle';
-          showIdle(t('idle'), '');
+          showIdle(idleText(), '');
         }
         break;
       case 'meeting_started':
+        if (kiosk) break;
         if (!terminal.room || terminal.room.id !== message.room_id || !client || client.state === 'closed') {
           joinMeeting(message);
         }
