@@ -110,10 +110,14 @@ async def start_app(app: web.Application, port: int) -> web.AppRunner:
     return runner
 
 
-async def pair_terminal(api, admin, org_id: int, name: str = "电视") -> tuple[int, str]:
+async def pair_terminal(
+    api, admin, org_id: int, name: str = "电视", kind: str = "tv"
+) -> tuple[int, str]:
     pairing = await api.anonymous.call("POST", "/api/terminals/pairing")
     bound = await admin.call(
-        "POST", "/api/terminals/bind", {"code": pairing["code"], "org_id": org_id, "name": name}
+        "POST",
+        "/api/terminals/bind",
+        {"code": pairing["code"], "org_id": org_id, "name": name, "kind": kind},
     )
     claimed = await api.anonymous.call(
         "POST",

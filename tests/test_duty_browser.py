@@ -161,25 +161,12 @@ async def test_a_duty_kiosk_page_clocks_cadres_in_and_is_never_called_to_a_meeti
     orgs = await seed_small_county(server.app[DATABASE_KEY])
     village, branch = orgs["village_a1"], orgs["branch_a1"]
     async with aiohttp.ClientSession() as http:
-        anonymous = ApiClient(server.base_url, http)
-        county = await anonymous.login("county_admin")
-        town = await anonymous.login("town_a_admin")
-        secretary = await anonymous.login("a1_secretary")
-        pairing = await anonymous.call("POST", "/api/terminals/pairing")
-        kiosk = await county.call(
-            "POST",
-            "/api/terminals/bind",
-            {
-                "code": pairing["code"],
-                "org_id": village.id,
-                "name": "值班平板",
-                "kind": "duty_camera",
-            },
-        )
-        claimed = await anonymous.call(
-            "POST",
-            "/api/terminals/pairing/claim",
-            {"code": pairing["code"], "secret": pairing["secret"]},
+        world = SimpleNamespace(anonymous=ApiClient(server.base_url, http))
+        county = await world.anonymous.login("county_admin")
+        town = await world.anonymous.login("town_a_admin")
+        secretary = await world.anonymous.login("a1_secretary")
+        kiosk, kiosk_token = await pair_terminal(
+            world, county, village.id, "值班平板", "duty_camera"
         )
         wang = await add_member(secretary, branch.id, "王主任")
         photo = jpeg(enrolment_photo(sample_faces()["tom"]))
@@ -198,7 +185,7 @@ async def test_a_duty_kiosk_page_clocks_cadres_in_and_is_never_called_to_a_meeti
                 "village_id": village.id,
                 "kind": "kiosk",
                 "name": "值班室平板",
-                "terminal_id": kiosk["id"],
+                "terminal_id": kiosk,
                 "schedule": {"weekdays": list(range(7)), "from": "00:00", "to": "23:59"},
             },
             expect=201,
@@ -208,7 +195,7 @@ async def test_a_duty_kiosk_page_clocks_cadres_in_and_is_never_called_to_a_meeti
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         await page.add_init_script(
-            f"localStorage.setItem('lighthouse.terminalToken', {claimed['token']!r});"
+            f"localStorage.setItem('lighthouse.terminalToken', {kiosk_token!r});"
         )
         await page.goto(f"{server.base_url}/duty")
         await wait_until(page, ON_DUTY)

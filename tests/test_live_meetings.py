@@ -191,23 +191,13 @@ async def test_a_duty_kiosk_is_no_meeting_venue(api):
     secretary = await api.as_user("a1_secretary")
     a1 = api.orgs["village_a1"].id
     tv, tv_token = await pair_terminal(api, county, a1, "A1村电视")
-    pairing = await api.anonymous.call("POST", "/api/terminals/pairing")
-    kiosk = await county.call(
-        "POST",
-        "/api/terminals/bind",
-        {"code": pairing["code"], "org_id": a1, "name": "A1村值班平板", "kind": "duty_camera"},
-    )
-    claimed = await api.anonymous.call(
-        "POST",
-        "/api/terminals/pairing/claim",
-        {"code": pairing["code"], "secret": pairing["secret"]},
-    )
+    kiosk, kiosk_token = await pair_terminal(api, county, a1, "A1村值班平板", "duty_camera")
     async with aiohttp.ClientSession() as http:
         tv_lobby = Lobby(http, api.base_url, tv_token)
-        kiosk_lobby = Lobby(http, api.base_url, claimed["token"])
+        kiosk_lobby = Lobby(http, api.base_url, kiosk_token)
         await tv_lobby.connect()
         assert (await tv_lobby.receive())["room_id"] == "town-a-meeting"  # the standing room
-        assert (await kiosk_lobby.connect())["terminal_id"] == kiosk["id"]
+        assert (await kiosk_lobby.connect())["terminal_id"] == kiosk
         assert await kiosk_lobby.silent()  # not sent there
         meeting = await secretary.call(
             "POST",
