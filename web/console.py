@@ -9,6 +9,7 @@ verifies it on every call, and the page goes to the login page when /api/me says
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from aiohttp import web
@@ -54,13 +55,15 @@ def add_console_routes(
     app: web.Application,
     *,
     renderer: PageRenderer | None = None,
+    time_zone: str = "Asia/Shanghai",
 ) -> None:
     """Register /console, /console/login, /console/members, /console/terminals,
     /console/meetings, /console/meetings/{id} (and its sign-in sheet, .../signins), a
     member's face photos (/console/members/{id}/faces), /console/recordings,
     /console/recordings/{id},
     the supervision pages (/console/supervision, .../watch/{room}, .../patrol, .../log) and
-    the emergency command view (/console/command)."""
+    the emergency command view (/console/command) and duty attendance (/console/duty).
+    Times are shown in `time_zone`, the county's."""
     pages = renderer if renderer is not None else PageRenderer()
 
     def page(request: web.Request, template: str, name: str, **config: Any) -> web.Response:
@@ -71,6 +74,7 @@ def add_console_routes(
             loginPath=LOGIN_PATH,
             # The org unit the caller is looking at; absent means "my own".
             org=_query_id(request, "org"),
+            timeZone=time_zone,
         )
         return pages.render(request, template, page_name=name, config=config)
 
@@ -194,6 +198,16 @@ def add_console_routes(
         return page(request, "console_command.html", "command")
 
     @_signed_in
+    async def duty(request: web.Request) -> web.Response:
+        date = request.query.get("date", "")
+        return page(
+            request,
+            "console_duty.html",
+            "duty",
+            date=date if re.fullmatch(r"\d{4}-\d{2}-\d{2}", date) else None,
+        )
+
+    @_signed_in
     async def phone(request: web.Request) -> web.Response:
         # mobile-first and standalone: not the console's desktop frame
         return pages.render(
@@ -223,3 +237,4 @@ def add_console_routes(
     router.add_get("/console/supervision/log", supervision_log)
     router.add_get("/console/command", command)
     router.add_get("/console/audit", audit_log)
+    router.add_get("/console/duty", duty)

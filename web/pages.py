@@ -251,4 +251,4 @@ def add_page_routes(
     app.router.add_get("/join", meeting_page("join.html", "join"))
     app.router.add_get("/main", meeting_page("main.html", "main"))
     app.router.add_static("/static/", STATIC_DIR)
-    add_console_routes(app, renderer=renderer)
+    add_console_routes(app, renderer=renderer, time_zone=time_zone)

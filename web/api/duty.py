@@ -43,6 +43,7 @@ from db.models import (
     DutySighting,
     Member,
     OrgKind,
+    OrgUnit,
     Terminal,
 )
 from lighthouse.keys import (
@@ -457,12 +458,13 @@ async def post_leave(request: web.Request, session: AsyncSession, principal: Pri
 
 
 # -- days and corrections --------------------------------------------------------------
-def day_json(day: DutyDay, name: str) -> dict[str, Any]:
+def day_json(day: DutyDay, name: str, village: str | None = None) -> dict[str, Any]:
     return {
         "id": day.id,
         "member_id": day.member_id,
         "name": name,
         "village_id": day.village_id,
+        **({"village": village} if village is not None else {}),
         "date": day.date,
         "status": day.status.value,
         "machine_status": day.machine_status.value,
@@ -555,12 +557,13 @@ async def list_days(request: web.Request, session: AsyncSession, principal: Prin
     org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
     date = _date(request)
     rows = await session.execute(
-        select(DutyDay, Member.name)
+        select(DutyDay, Member.name, OrgUnit.name)
         .join(Member, Member.id == DutyDay.member_id)
+        .join(OrgUnit, OrgUnit.id == DutyDay.village_id)
         .where(DutyDay.org_path.like(f"{org.path}%"), DutyDay.date == date)
         .order_by(DutyDay.village_id, DutyDay.member_id)
     )
-    return json_response({"date": date, "days": [day_json(d, n) for d, n in rows]})
+    return json_response({"date": date, "days": [day_json(d, n, v) for d, n, v in rows]})
 
 
 class CorrectionBody(BaseModel):
@@ -619,12 +622,13 @@ async def post_correction(request: web.Request, session: AsyncSession, principal
 
 
 # -- alerts ---------------------------------------------------------------------------------
-def alert_json(alert: DutyAlert, name: str) -> dict[str, Any]:
+def alert_json(alert: DutyAlert, name: str, village: str | None = None) -> dict[str, Any]:
     return {
         "id": alert.id,
         "member_id": alert.member_id,
         "name": name,
         "village_id": alert.village_id,
+        **({"village": village} if village is not None else {}),
         "date": alert.date,
         "kind": alert.kind.value,
         "raised_at": alert.raised_at,
@@ -641,8 +645,9 @@ def alert_json(alert: DutyAlert, name: str) -> dict[str, Any]:
 async def list_alerts(request: web.Request, session: AsyncSession, principal: Principal):
     org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
     query = (
-        select(DutyAlert, Member.name)
+        select(DutyAlert, Member.name, OrgUnit.name)
         .join(Member, Member.id == DutyAlert.member_id)
+        .join(OrgUnit, OrgUnit.id == DutyAlert.village_id)
         .where(DutyAlert.org_path.like(f"{org.path}%"))
         .order_by(DutyAlert.raised_at.desc(), DutyAlert.id.desc())
         .limit(500)
@@ -652,7 +657,8 @@ async def list_alerts(request: web.Request, session: AsyncSession, principal: Pr
         if status not in set(DutyAlertStatus):
             raise ApiError(422, "validation_failed", "unknown status", {"status": status})
         query = query.where(DutyAlert.status == DutyAlertStatus(status))
-    return json_response({"alerts": [alert_json(a, n) for a, n in await session.execute(query)]})
+    rows = await session.execute(query)
+    return json_response({"alerts": [alert_json(a, n, v) for a, n, v in rows]})
 
 
 class ExplanationBody(BaseModel):

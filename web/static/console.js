@@ -209,6 +209,7 @@
     supervision: '/console/supervision',
     command: '/console/command',
     audit: '/console/audit',
+    duty: '/console/duty',
   };
   // A page below a section lights that section up in the navigation.
   const PARENT_SECTION = {
