@@ -20,7 +20,7 @@ from test_face_signin_browser import face_camera_chromium  # noqa: F401 - a fixt
 from lighthouse.keys import DATABASE_KEY, ROOMS_KEY
 
 from apiclient import ApiClient, add_member, pair_terminal, seed_small_county, upload
-from browser import wait_until
+from browser import signed_in_page, wait_until
 
 pytestmark = pytest.mark.server_config(
     rooms=(), recognition_enabled=True, duty_enabled=True, duty_tick_s=1.0
@@ -55,6 +55,16 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
         li = await add_member(secretary, branch.id, "李委员")
         photo = jpeg(enrolment_photo(sample_faces()["tom"]))
         assert (await upload(secretary, wang, {"wang.jpg": photo}))["enrolled"]
+        # the secretary's phone is open before anything is due: an alert comes in live
+        phone_context, phone = await signed_in_page(
+            face_camera_chromium,
+            server.base_url,
+            "/console/phone",
+            "a1_secretary",
+            viewport={"width": 390, "height": 844},
+        )
+        await wait_until(phone, "window.lighthousePhone.ready && window.lighthousePhone.dutyLive")
+        assert not await phone.is_visible("#ph-duty")
 
         now = dt.datetime.now(ZONE)
         start = min(now.replace(second=0, microsecond=0), now.replace(hour=23, minute=0))
@@ -112,6 +122,20 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
             mine = {d["name"]: d for d in days["days"]}
             return mine if mine.get("王主任", {}).get("arrived_at") else None
 
+        # the cadre who does not come is late at once (no grace): the phone shows it live,
+        # and the secretary explains it there (the cadre at the desk may be late by seconds)
+        li_item = f"#ph-duty-alerts li[data-member-id='{li}']"
+        await wait_until(phone, f"document.querySelector({li_item!r}) !== null")
+        alert_text = await phone.inner_text(li_item)
+        assert "李委员" in alert_text and "迟到" in alert_text, alert_text
+        await phone.click(f"{li_item} button")
+        await phone.fill(f"{li_item} textarea", "去镇里开会")
+        await phone.click(f"{li_item} .ph-button-primary")
+        await wait_until(phone, f"document.querySelector({li_item + ' .ph-hint'!r}) !== null")
+        assert "去镇里开会" in await phone.inner_text(li_item)
+        assert not [m for m in phone.messages if m.startswith("pageerror")], phone.messages
+        await phone_context.close()
+
         days = await until(wang_on_duty, 40, "the cadre clocked in from the TV's camera")
         assert days["王主任"]["status"] in ("on_time", "late")
         assert days["李委员"]["status"] == "late" and days["李委员"]["arrived_at"] is None
@@ -126,6 +150,39 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
         await viewer.call("GET", seen["in_face_url"], expect=403)
         cameras = (await town.call("GET", "/api/duty/cameras", expect=200))["cameras"]
         assert cameras[0]["online"] is True and cameras[0]["last_recognition_at"]
+
+        # the town's console: the cadre on duty with the evidence pictures, the chart, and
+        # the explained alert, which the town excuses (the day becomes leave)
+        console_context, console = await signed_in_page(
+            face_camera_chromium, server.base_url, "/console/duty", "town_a_admin"
+        )
+        await wait_until(console, "window.lighthouseDuty.ready && window.lighthouseDuty.chart")
+        assert await console.evaluate(
+            "echarts.getInstanceByDom(document.getElementById('duty-chart'))"
+            ".getOption().series[0].data.length"
+        ) == 1  # the town's one village with cadres
+        wang_row = console.locator(f"#duty-days tr[data-member-id='{wang}']")
+        assert await wang_row.get_attribute("data-status") in ("on_time", "late")
+        await wang_row.locator("button.duty-evidence").click()
+        pictures = "#duty-days .duty-evidence-row img"
+        await wait_until(
+            console,
+            f"[...document.querySelectorAll({pictures!r})]"
+            ".filter((img) => img.complete && img.naturalWidth > 0).length >= 2",
+        )
+        li_alert = console.locator("#duty-alerts tr[data-status='explained']")
+        assert "去镇里开会" in await li_alert.inner_text()
+        await li_alert.locator("button.duty-excuse").click()
+        await console.fill("#duty-alerts .duty-detail input", "镇里通知开会")
+        await console.click("#duty-alerts .duty-detail button[type=submit]")
+        await wait_until(
+            console,
+            f"document.querySelector(\"#duty-days tr[data-member-id='{li}']\")"
+            ".dataset.status === 'leave'",
+        )
+        assert await console.locator("#duty-alerts tr[data-status='excused']").count() == 1
+        assert not [m for m in console.messages if m.startswith("pageerror")], console.messages
+        await console_context.close()
 
         # a meeting takes the camera; at its end the TV is back on duty
         meeting = await secretary.call(

@@ -260,6 +260,7 @@
       series: [{
         type: 'bar',
         name: t('chartRate'),
+        barMaxWidth: 48,
         data: rated.map((line) => Math.round(line.rate * 1000) / 10),
         itemStyle: { color: '#c8161d' },
         label: { show: rated.length <= CHART_BARS, position: 'top', formatter: '{c}' },

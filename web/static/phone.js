@@ -6,6 +6,9 @@
  * county command sees at once (/console/command), and shows when they acknowledge it.
  * Exposes window.lighthousePhone = {ready, meeting, emergency} for tests; `emergency` is
  * {id, state: connecting | sending | acknowledged | ended | no_camera} during a call.
+ * Duty alerts of the caller's villages (late, absent) show above every screen as they are
+ * raised (an EventSource on /api/duty/events), each with a box to explain it; `dutyAlerts`
+ * holds the ids shown, `dutyLive` whether the stream is open.
  */
 (function (global) {
   'use strict';
@@ -17,7 +20,9 @@
   const t = (key, values) => String(strings[key] || key).replace(/\{(\w+)\}/g,
     (whole, name) => (values && name in values ? String(values[name]) : whole));
   // mainVenue: null, or connecting | live | no_camera while this phone is the main venue
-  const state = { ready: false, meeting: null, live: null, emergency: null, mainVenue: null };
+  const state = {
+    ready: false, meeting: null, live: null, emergency: null, mainVenue: null, dutyAlerts: [], dutyLive: false,
+  };
   global.lighthousePhone = state;
   let pollTimer = null;
 
@@ -516,10 +521,90 @@
     element.addEventListener('click', () => loadHome().catch((e) => showError($('ph-error'), e)));
   }
 
+  // ---- duty alerts ------------------------------------------------------------------------
+
+  function dutyItem(alert) {
+    const item = document.createElement('li');
+    item.className = 'ph-item';
+    item.dataset.alertId = alert.id;
+    item.dataset.memberId = alert.member_id;
+    const title = document.createElement('span');
+    title.className = 'ph-item-title';
+    title.textContent = t('dutyAlert', {
+      name: alert.name, village: alert.village || '', date: alert.date,
+      kind: t(alert.kind === 'absent' ? 'dutyAbsent' : 'dutyLate'),
+    });
+    item.append(title);
+    if (alert.explanation) {
+      const said = document.createElement('span');
+      said.className = 'ph-duty-explanation ph-hint';
+      said.textContent = t('dutyExplained', { text: alert.explanation });
+      item.append(said);
+    } else if (me.capabilities.includes('duty:explain')) {
+      item.append(button(t('dutyExplain'), '', () => explainDuty(item, alert)));
+    }
+    return item;
+  }
+
+  function explainDuty(item, alert) {
+    if (item.querySelector('textarea')) return;
+    const text = document.createElement('textarea');
+    text.className = 'ph-input ph-duty-explanation';
+    text.maxLength = 500;
+    text.rows = 2;
+    text.placeholder = t('dutyExplanation');
+    text.setAttribute('aria-label', t('dutyExplanation'));
+    const message = document.createElement('p');
+    message.className = 'ph-alert ph-duty-explanation';
+    message.hidden = true;
+    const send = button(t('dutySend'), 'ph-button-primary', async () => {
+      if (!text.value.trim()) return text.focus();
+      try {
+        await api('POST', '/api/duty/alerts/' + alert.id + '/explanation', { text: text.value.trim() });
+        await loadDutyAlerts();
+      } catch (error) {
+        showError(message, error);
+      }
+    });
+    item.append(text, send, message);
+    text.focus();
+  }
+
+  async function loadDutyAlerts() {
+    const [open, explained] = await Promise.all([
+      api('GET', '/api/duty/alerts?status=open'), api('GET', '/api/duty/alerts?status=explained'),
+    ]);
+    // today's and yesterday's: older ones are the console's business
+    const since = new Date(Date.now() - 2 * 86400000).toISOString().slice(0, 10);
+    const alerts = open.alerts.concat(explained.alerts)
+      .filter((alert) => String(alert.date) >= since)
+      .sort((a, b) => (a.raised_at < b.raised_at ? 1 : -1));
+    $('ph-duty-alerts').replaceChildren(...alerts.map(dutyItem));
+    $('ph-duty').hidden = alerts.length === 0;
+    state.dutyAlerts = alerts.map((alert) => alert.id);
+  }
+
+  function listenForDuty() {
+    const events = new global.EventSource('/api/duty/events');
+    events.addEventListener('ready', () => {
+      state.dutyLive = true;
+      loadDutyAlerts().catch((e) => showError($('ph-error'), e));
+    });
+    const raised = () => {
+      if (global.navigator.vibrate) global.navigator.vibrate([300, 150, 300]);
+      loadDutyAlerts().catch((e) => showError($('ph-error'), e));
+    };
+    events.addEventListener('duty.late', raised);
+    events.addEventListener('duty.absent', raised);
+    events.addEventListener('error', () => { state.dutyLive = false; }); // it reconnects
+  }
+
   (async function init() {
     try {
       me = await api('GET', '/api/me');
       $('ph-user').textContent = me.name || '';
+      // the stream's `ready` loads the alerts; nothing raised meanwhile is missed
+      if ((me.capabilities || []).includes('duty:read')) listenForDuty();
       await loadHome();
     } catch (error) {
       showError($('ph-error'), error);
