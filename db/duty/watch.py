@@ -20,12 +20,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.database import Database
-from db.models import DutyAlert, DutyAlertKind, DutyDay, OrgUnit
+from db.models import DutyAlert, DutyAlertKind, DutyCadre, DutyDay, OrgUnit
 
 from .reports import close_period
 from .rules import DayStatus
@@ -36,6 +36,22 @@ logger = logging.getLogger(__name__)
 
 # after a stop, the days judged again from the last on record: at most a month back
 CATCH_UP_DAYS = 31
+# what store_result sets on a new day (all of them, so that one executemany takes them)
+NEW_DAY_COLUMNS = (
+    "member_id",
+    "village_id",
+    "org_path",
+    "date",
+    "status",
+    "machine_status",
+    "due_from",
+    "arrived_at",
+    "departed_at",
+    "late_min",
+    "present_min",
+    "gaps",
+    "corrected",
+)
 ALERT_KINDS = {DayStatus.LATE: DutyAlertKind.LATE, DayStatus.ABSENT: DutyAlertKind.ABSENT}
 
 
@@ -132,6 +148,8 @@ class DutyWatch:
                 (alert.member_id, alert.kind)
                 for alert in await session.scalars(select(DutyAlert).where(DutyAlert.date == date))
             }
+            raising: list[tuple[DutyAlert, DutyCadre, DutyDay, int]] = []
+            new_days: list[DutyDay] = []
             for cadre in book.cadres:
                 result = book.judge(cadre, now_local)
                 run.judged += 1
@@ -139,6 +157,9 @@ class DutyWatch:
                     if cadre.member_id not in book.days:
                         continue  # a rest day with nobody seen: nothing to record
                 day, before = store_result(session, self.clock, book, cadre, result)
+                if before is None:  # a new day: inserted below with the others
+                    session.expunge(day)
+                    new_days.append(day)
                 if before != result.status:
                     run.changed += 1
                 if result.next_change is not None:
@@ -160,26 +181,37 @@ class DutyWatch:
                     raised_at=now,
                 )
                 session.add(alert)
-                await session.flush()
-                event = {
-                    "event": f"duty.{kind.value}",
-                    "alert_id": alert.id,
-                    "date": date.isoformat(),
-                    "member": {
-                        "id": cadre.member_id,
-                        "name": cadre.member.name,
-                        "post": cadre.post,
-                    },
-                    "village": {"id": cadre.village_id, "name": names.get(cadre.village_id, "")},
-                    "org_path": cadre.org_path,
-                    "due_from": day.due_from.isoformat() if day.due_from else None,
-                    "late_min": result.late_min,
-                    "raised_at": now.isoformat(),
-                }
-                if self.on_alert is not None:
-                    await self.on_alert(session, event)
-                run.alerts.append(event)
+                raising.append((alert, cadre, day, result.late_min))
             try:
+                # the county's new days in one executemany: as ORM objects SQLite inserts
+                # them a row a statement (RETURNING their ids), 2 s a date for the demo county
+                if new_days:
+                    stamp = dt.datetime.now(dt.UTC)
+                    rows = [
+                        {**{k: getattr(day, k) for k in NEW_DAY_COLUMNS}, "updated_at": stamp}
+                        for day in new_days
+                    ]
+                    await session.execute(insert(DutyDay.__table__), rows)  # Core: no ORM batching
+                await session.flush()
+                for alert, cadre, day, late_min in raising:
+                    event = {
+                        "event": f"duty.{alert.kind.value}",
+                        "alert_id": alert.id,
+                        "date": date.isoformat(),
+                        "member": {
+                            "id": cadre.member_id,
+                            "name": cadre.member.name,
+                            "post": cadre.post,
+                        },
+                        "village": {"id": cadre.village_id, "name": names.get(cadre.village_id, "")},
+                        "org_path": cadre.org_path,
+                        "due_from": day.due_from.isoformat() if day.due_from else None,
+                        "late_min": late_min,
+                        "raised_at": now.isoformat(),
+                    }
+                    if self.on_alert is not None:
+                        await self.on_alert(session, event)
+                    run.alerts.append(event)
                 await session.commit()
             except IntegrityError:
                 # another front raised the same alert first: its run is the record
