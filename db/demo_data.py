@@ -16,12 +16,14 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .accounts import hash_password
 from .database import Database
+from .duty.demo import HISTORY_DAYS, create_demo_duty
 from .models import (
     Base,
     ExemptReason,
@@ -533,11 +535,16 @@ async def create_demo_county(
     members: int = DEFAULT_MEMBERS,
     seed: int = DEFAULT_SEED,
     progress: Callable[[str], None] | None = None,
+    duty_zone: ZoneInfo | None = None,
+    duty_days: int = HISTORY_DAYS,
 ) -> dict[str, int]:
     """Write the demo county into `database` (migrated, with no org units yet).
 
     Accounts: `admin` (county admin) and `town01`... (one town admin per town), all with
-    `admin_password`. Returns the counts of what was made.
+    `admin_password`. Duty attendance (db/duty/demo.py): the county's hours, every
+    village's roster and `duty_days` of history up to yesterday in `duty_zone` (the
+    county's; default Asia/Shanghai), judged by the duty watch; 0 days: none of it.
+    Returns the counts of what was made.
     """
     say = progress or (lambda _: None)
     async with database.session() as session, session.begin():
@@ -597,4 +604,13 @@ async def create_demo_county(
         if database.dialect == "postgresql":
             # statistics now, not whenever autovacuum gets to it in the middle of a demo
             await session.execute(text("ANALYZE"))
-    return county.counts()
+    counts = county.counts()
+    if duty_days > 0:
+        counts |= await create_demo_duty(
+            database,
+            zone=duty_zone or ZoneInfo("Asia/Shanghai"),
+            days=duty_days,
+            seed=seed,
+            progress=say,
+        )
+    return counts

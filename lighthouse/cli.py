@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -109,6 +110,7 @@ def add_demo_data_parser(commands: argparse._SubParsersAction) -> None:
         DEFAULT_TOWNS,
         DEFAULT_VILLAGES_PER_TOWN,
     )
+    from db.duty.demo import HISTORY_DAYS
 
     demo = commands.add_parser(
         "demo-data",
@@ -126,6 +128,12 @@ def add_demo_data_parser(commands: argparse._SubParsersAction) -> None:
         help=f"default: ~30 members a village, at most {DEFAULT_VILLAGES_PER_TOWN}",
     )
     demo.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    demo.add_argument(
+        "--duty-days",
+        type=int,
+        default=HISTORY_DAYS,
+        help="days of duty attendance history up to yesterday (0: no rosters or history)",
+    )
     demo.add_argument(
         "--admin-password", help="password of admin and the town admins (default: random, shown)"
     )
@@ -156,6 +164,8 @@ def load_demo_data(config: Config, args: argparse.Namespace) -> int:
                 members=args.members,
                 seed=args.seed,
                 progress=progress,
+                duty_zone=ZoneInfo(config.county_timezone),
+                duty_days=args.duty_days,
             )
         finally:
             await database.close()
@@ -192,6 +202,7 @@ def serve_forever(config: Config) -> int:
             county = prepare_demo_county(
                 config.database_url,
                 members=demo_members(os.environ),
+                time_zone=config.county_timezone,
                 progress=lambda message: print(message, file=sys.stderr, flush=True),
             )
         except DemoDataError as exc:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -92,7 +93,11 @@ def password_file(database_url: str) -> Path | None:
 
 
 def prepare_demo_county(
-    database_url: str, *, members: int, progress: Callable[[str], None]
+    database_url: str,
+    *,
+    members: int,
+    progress: Callable[[str], None],
+    time_zone: str = "Asia/Shanghai",
 ) -> DemoCounty:
     """Migrate the database and load the demo county if it has no org tree yet (blocking)."""
     saved = password_file(database_url)
@@ -101,7 +106,9 @@ def prepare_demo_county(
         saved.parent.mkdir(parents=True, exist_ok=True)
         if saved.is_file():
             candidate = saved.read_text(encoding="utf-8").strip()
-    county = asyncio.run(_ensure(database_url, members, make_password(), candidate, progress))
+    county = asyncio.run(
+        _ensure(database_url, members, make_password(), candidate, progress, ZoneInfo(time_zone))
+    )
     if county.created and saved is not None:
         try:
             fd = os.open(saved, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -118,6 +125,7 @@ async def _ensure(
     new_password: str,
     saved_password: str | None,
     progress: Callable[[str], None],
+    zone: ZoneInfo,
 ) -> DemoCounty:
     database = Database(database_url)
     try:
@@ -136,6 +144,7 @@ async def _ensure(
                     towns=towns,
                     villages_per_town=villages_per_town,
                     members=members,
+                    duty_zone=zone,
                 )
             except DemoDataError:
                 if not await _has_tree(database):

@@ -92,8 +92,14 @@ async def test_terminals_page_prefills_the_scanned_code(server):
 
 async def test_console_static_files_load(server):
     # the chart library comes from the npm registry by `make` (web/package.json)
-    for name in ("console.js", "console.css", "pair.js", "terminal.js", "duty.js",
-                 "vendor/echarts.min.js"):
+    for name in (
+        "console.js",
+        "console.css",
+        "pair.js",
+        "terminal.js",
+        "duty.js",
+        "vendor/echarts.min.js",
+    ):
         status, _, _ = await fetch(server, f"/static/{name}")
         assert status == 200, name
 

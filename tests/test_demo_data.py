@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db.accounts import check_password
 from db.database import Database
@@ -21,8 +24,14 @@ from db.demo_data import (
     eighteenth_birthday,
     plan_county,
 )
+from db.duty.rules import DayStatus
+from db.duty.store import DutyClock
+from db.duty.watch import DutyWatch
 from db.models import (
     CHILD_KINDS,
+    DutyCadre,
+    DutyDay,
+    DutyReport,
     Member,
     MemberStatus,
     OrgKind,
@@ -244,3 +253,56 @@ def test_serve_demo_loads_the_county_once_and_remembers_its_password(tmp_path):
     forgotten = prepare_demo_county(url, members=200, progress=messages.append)
     assert forgotten.password is None and forgotten.admin_exists
     assert "printed when" in console_line("http://h", forgotten)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_the_demo_county_has_duty_rosters_and_a_month_the_watch_agrees_with(kind, tmp_path):
+    zone = ZoneInfo("Asia/Shanghai")
+    async with fresh_database(kind, tmp_path) as url:
+        counts = await _load(url, **SMALL)
+        database = Database(url)
+        try:
+            async with database.session() as session:
+                cadres = list(await session.scalars(select(DutyCadre)))
+                orgs = {o.id: o for o in await session.scalars(select(OrgUnit))}
+                members = {m.id: m for m in await session.scalars(select(Member))}
+                days = list(await session.scalars(select(DutyDay)))
+                reports = await session.scalar(select(func.count()).select_from(DutyReport))
+            # every village has a roster of its own branch's post holders, five at most
+            by_village = Counter(c.village_id for c in cadres)
+            villages = [o for o in orgs.values() if o.kind is OrgKind.VILLAGE]
+            assert set(by_village) == {v.id for v in villages}
+            assert max(by_village.values()) <= 5 and counts["duty_cadres"] == len(cadres)
+            for cadre in cadres:
+                member = members[cadre.member_id]
+                assert member.org_path.startswith(orgs[cadre.village_id].path)
+                assert member.posts and cadre.post
+            # a working month: every weekday of the last 30 days judged for every cadre,
+            # mostly on time, with late, absent and leave days among them
+            clock = DutyClock(zone)
+            today = clock.today()
+            weekdays = {
+                today - dt.timedelta(days=n)
+                for n in range(1, 31)
+                if (today - dt.timedelta(days=n)).weekday() < 5
+            }
+            judged = [d for d in days if d.date in weekdays]
+            assert len(judged) == len(cadres) * len(weekdays) == counts["duty_dates"] * len(cadres)
+            statuses = Counter(d.status for d in judged)
+            assert statuses[DayStatus.ON_TIME] > len(judged) * 0.7
+            assert {DayStatus.LATE, DayStatus.ABSENT, DayStatus.LEAVE} <= set(statuses)
+            # each day judged that evening: one alert per late or absent day
+            assert counts["duty_alerts"] == statuses[DayStatus.LATE] + statuses[DayStatus.ABSENT]
+            assert reports == counts["duty_reports"] > 0
+            # the history is made of sightings and leave: the watch, judging it again at
+            # start, finds every day as it was
+            before = {(d.member_id, d.date): d.status for d in days}
+            runs = await DutyWatch(database, clock).run_once()
+            assert runs and all(run.changed == 0 for run in runs if run.date < today)
+            async with database.session() as session:
+                after = {
+                    (d.member_id, d.date): d.status for d in await session.scalars(select(DutyDay))
+                }
+            assert {k: after[k] for k in before} == before
+        finally:
+            await database.close()

@@ -157,10 +157,13 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
             face_camera_chromium, server.base_url, "/console/duty", "town_a_admin"
         )
         await wait_until(console, "window.lighthouseDuty.ready && window.lighthouseDuty.chart")
-        assert await console.evaluate(
-            "echarts.getInstanceByDom(document.getElementById('duty-chart'))"
-            ".getOption().series[0].data.length"
-        ) == 1  # the town's one village with cadres
+        assert (
+            await console.evaluate(
+                "echarts.getInstanceByDom(document.getElementById('duty-chart'))"
+                ".getOption().series[0].data.length"
+            )
+            == 1
+        )  # the town's one village with cadres
         wang_row = console.locator(f"#duty-days tr[data-member-id='{wang}']")
         assert await wang_row.get_attribute("data-status") in ("on_time", "late")
         await wang_row.locator("button.duty-evidence").click()

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -191,7 +191,9 @@ class DutyWatch:
                         {**{k: getattr(day, k) for k in NEW_DAY_COLUMNS}, "updated_at": stamp}
                         for day in new_days
                     ]
-                    await session.execute(insert(DutyDay.__table__), rows)  # Core: no ORM batching
+                    table = DutyDay.__table__
+                    assert isinstance(table, Table)  # Core, not the ORM's bulk mode
+                    await session.execute(insert(table), rows)
                 await session.flush()
                 for alert, cadre, day, late_min in raising:
                     event = {
@@ -203,7 +205,10 @@ class DutyWatch:
                             "name": cadre.member.name,
                             "post": cadre.post,
                         },
-                        "village": {"id": cadre.village_id, "name": names.get(cadre.village_id, "")},
+                        "village": {
+                            "id": cadre.village_id,
+                            "name": names.get(cadre.village_id, ""),
+                        },
                         "org_path": cadre.org_path,
                         "due_from": day.due_from.isoformat() if day.due_from else None,
                         "late_min": late_min,
