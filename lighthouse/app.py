@@ -173,7 +173,7 @@ def create_app(config: Config) -> web.Application:
         else None
     )
     duty_cameras = (
-        DutyRecognition(database, recognition, duty_watch)
+        DutyRecognition(database, recognition, duty_watch, on_seen=lobby.send_to)
         if recognition is not None and config.duty_enabled
         else None
     )

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -29,7 +29,14 @@ from sqlalchemy import select
 
 from db.database import Database
 from db.duty.watch import DutyWatch
-from db.models import DutyCadre, DutyCamera, DutyCameraKind, DutySighting, FaceEnrolment
+from db.models import (
+    DutyCadre,
+    DutyCamera,
+    DutyCameraKind,
+    DutySighting,
+    FaceEnrolment,
+    Member,
+)
 from db.participants import ParticipantId
 from sfu.room import Publication, Room
 
@@ -65,6 +72,7 @@ class _Watched:
     watcher: CameraWatcher
     rtsp: RtspCamera | None = None
     room_id: str | None = None  # a TV's or kiosk's duty room
+    terminal_id: int | None = None  # that TV or kiosk, told on screen who was seen
     # member: (sighting row id, last_at written, last_at seen)
     open: dict[str, tuple[int, datetime, datetime]] = field(default_factory=dict)
     still_pictures: int = 0
@@ -80,8 +88,11 @@ class DutyRecognition:
         duty: DutySettings | None = None,
         write_every_s: float = 60.0,
         rtsp_factory: Callable[..., RtspCamera] = RtspCamera,
+        on_seen: Callable[[int, dict], Awaitable[object]] | None = None,
     ) -> None:
         self.database = database
+        # (terminal id, message): a TV or kiosk camera's new sighting, for its screen
+        self.on_seen = on_seen
         self.recognition = recognition
         self.watch = watch
         self.duty = duty or DutySettings()
@@ -197,6 +208,7 @@ class DutyRecognition:
         await self.forget(camera.id)  # the same TV publishing again: its newest stream
         watched = await self._watcher(camera)
         watched.room_id = room.id
+        watched.terminal_id = terminal_id
         self.cameras[camera.id] = watched
         watched.watcher.subscription = publication.subscribe_locally(watched.watcher)
         await self._camera_status(camera.id, CameraStatus(online=True, last_frame_at=time.time()))
@@ -275,7 +287,18 @@ class DutyRecognition:
                 session.add(row)
                 await session.commit()
                 watched.open[seen.member] = (row.id, at, at)
+                name = await session.scalar(select(Member.name).where(Member.id == member_id))
             self.sightings += 1
+            if watched.terminal_id is not None and self.on_seen is not None:
+                # the people in front of the camera see that it recognised them; a TV gone
+                # meanwhile loses nothing but the notice
+                try:
+                    await self.on_seen(
+                        watched.terminal_id,
+                        {"type": "duty_seen", "name": name or "", "at": at.isoformat()},
+                    )
+                except (ConnectionError, RuntimeError) as error:
+                    logger.info("duty camera %s: not told on screen: %s", watched.name, error)
             return True
         row_id, written, _ = opened
         fresh = bool(seen.face_jpeg)

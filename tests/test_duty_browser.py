@@ -138,6 +138,10 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
 
         days = await until(wang_on_duty, 40, "the cadre clocked in from the TV's camera")
         assert days["王主任"]["status"] in ("on_time", "late")
+        # the TV tells the room who it recognised (the other cadre is not there)
+        await wait_until(tv, "window.lighthouseTerminal.seen.includes('王主任')")
+        assert "王主任" in await tv.inner_text("#lh-idle-seen")
+        assert await tv.evaluate("window.lighthouseTerminal.seen") == ["王主任"]
         assert days["李委员"]["status"] == "late" and days["李委员"]["arrived_at"] is None
         evidence = await secretary.call(
             "GET", f"/api/duty/days/{days['王主任']['id']}/sightings", expect=200
@@ -275,6 +279,8 @@ async def test_a_duty_kiosk_page_clocks_cadres_in_and_is_never_called_to_a_meeti
 
             sighting = await session.scalar(select(DutySighting))
         assert sighting.member_id == wang and sighting.camera == f"camera:{camera['id']}"
+        await wait_until(page, "window.lighthouseTerminal.seen.includes('王主任')")
+        assert "已到岗" in await page.inner_text("#lh-idle-seen")
 
         # a meeting of the village does not call the kiosk away
         meeting = await secretary.call(

@@ -9,8 +9,9 @@
  * alone, video only, is published to the village's duty room for duty attendance, with a
  * notice on the idle screen, until duty_ended or a meeting's call (the meeting wins).
  *
- * Exposes window.lighthouseTerminal = {state, room, lastStatus, duty} for tests; state is
- * starting | checking | idle | meeting | unpaired; duty is null or {roomId, until, client}.
+ * Exposes window.lighthouseTerminal = {state, room, lastStatus, duty, seen} for tests; state
+ * is starting | checking | idle | meeting | unpaired; duty is null or {roomId, until,
+ * client}; seen lists the names the duty camera recognised (duty_seen), newest last.
  */
 (function (global) {
   'use strict';
@@ -88,7 +89,11 @@
   const kiosk = Boolean(config.kiosk);
   const idleText = () => t(kiosk ? 'kioskIdle' : 'idle');
 
-  const terminal = { state: 'starting', room: null, lastStatus: 0, duty: null };
+  const terminal = { state: 'starting', room: null, lastStatus: 0, duty: null, seen: [] };
+  const idleSeen = document.getElementById('lh-idle-seen');
+  // a recognised cadre's notice stays long enough to be read from the door
+  const SEEN_NOTICE_MS = 15000;
+  let seenTimer = null;
   global.lighthouseTerminal = terminal;
   let client = null;
   let retryTimer = null;
@@ -268,6 +273,15 @@
         break;
       case 'duty_started':
         startDuty(message);
+        break;
+      case 'duty_seen':
+        terminal.seen.push(message.name);
+        if (idleSeen) {
+          idleSeen.textContent = t('dutySeen', { name: message.name, time: COUNTY_CLOCK.format(new Date(message.at)) });
+          idleSeen.hidden = false;
+          clearTimeout(seenTimer);
+          seenTimer = setTimeout(() => { idleSeen.hidden = true; }, SEEN_NOTICE_MS);
+        }
         break;
       case 'duty_ended':
         if (dutyAfterMeeting && dutyAfterMeeting.room_id === message.room_id) dutyAfterMeeting = null;
