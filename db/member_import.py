@@ -118,6 +118,38 @@ _EXEMPTS = _lookup(
 _POSTS = _lookup(POST_LABELS, {"支部书记": Post.SECRETARY, "支委": Post.COMMITTEE_MEMBER})
 
 
+@dataclass(frozen=True)
+class SheetLayout:
+    """What a sheet's header row may say: the header of each field and its aliases (as
+    `_key` spells them), the fields a sheet needs, and the one its header row must have."""
+
+    header_fields: Mapping[str, str]  # _key(header or alias) -> field
+    headers: Mapping[str, str]  # field -> the header as the template writes it
+    required: tuple[str, ...]
+    anchor: str = "name"
+    needs: str = "需要“姓名”“性别”“所在支部”等列"
+
+    @classmethod
+    def of(
+        cls,
+        columns: Mapping[str, Sequence[str]],
+        required: tuple[str, ...],
+        anchor: str,
+        needs: str,
+    ) -> SheetLayout:
+        """From {field: (header, alias, ...)}."""
+        return cls(
+            {_key(alias): f for f, aliases in columns.items() for alias in aliases},
+            {f: aliases[0] for f, aliases in columns.items()},
+            required,
+            anchor,
+            needs,
+        )
+
+
+MEMBER_LAYOUT = SheetLayout(_HEADER_FIELDS, HEADERS, REQUIRED_FIELDS)
+
+
 class ImportFileError(ValueError):
     """The file as a whole cannot be read as a member roll (`unsupported`: not CSV/XLSX)."""
 
@@ -153,8 +185,10 @@ XLSX_SUFFIXES = {".xlsx", ".xlsm"}
 UNSUPPORTED = "仅支持 Excel 工作簿（.xlsx）和 CSV 文件"
 
 
-def read_sheet(data: bytes, filename: str) -> Sheet:
-    """Read a member roll; the content decides the format, the name only rules out others."""
+def read_sheet(data: bytes, filename: str, layout: SheetLayout | None = None) -> Sheet:
+    """Read a member roll (or another sheet of `layout`'s columns); the content decides the
+    format, the name only rules out others."""
+    layout = layout or MEMBER_LAYOUT
     suffix = PurePath(filename or "").suffix.lower()
     if suffix and suffix not in TEXT_SUFFIXES | XLSX_SUFFIXES:
         if suffix == ".xls":
@@ -170,8 +204,8 @@ def read_sheet(data: bytes, filename: str) -> Sheet:
             unsupported=True,
         )
     if data.startswith(b"PK\x03\x04"):
-        return _read_xlsx(data)
-    return _read_csv(_decode(data))
+        return _read_xlsx(data, layout)
+    return _read_csv(_decode(data), layout)
 
 
 def _decode(data: bytes) -> str:
@@ -194,14 +228,14 @@ def _decode(data: bytes) -> str:
     )
 
 
-def _read_csv(text: str) -> Sheet:
+def _read_csv(text: str, layout: SheetLayout) -> Sheet:
     head = text[:20_000].splitlines()[:HEADER_SEARCH_ROWS]
     delimiter = max(("\t", ";", ","), key=lambda d: sum(line.count(d) for line in head))
     if not any(delimiter in line for line in head):
         delimiter = ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
-        return _sheet(enumerate(reader, start=1))
+        return _sheet(enumerate(reader, start=1), layout)
     except csv.Error as exc:
         raise ImportFileError(f"CSV 格式有误：第 {reader.line_num} 行附近（{exc}）") from exc
 
@@ -211,7 +245,7 @@ def _read_csv(text: str) -> Sheet:
 MAX_XLSX_UNPACKED_BYTES = 100 * 1024 * 1024
 
 
-def _read_xlsx(data: bytes) -> Sheet:
+def _read_xlsx(data: bytes, layout: SheetLayout) -> Sheet:
     unreadable = ImportFileError(UNSUPPORTED + "：无法作为 .xlsx 打开", unsupported=True)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
@@ -233,7 +267,7 @@ def _read_xlsx(data: bytes) -> Sheet:
         for worksheet in workbook.worksheets:
             rows = worksheet.iter_rows(min_row=1, max_col=MAX_COLUMNS, values_only=True)
             try:
-                return _sheet(enumerate(rows, start=1))
+                return _sheet(enumerate(rows, start=1), layout)
             except ImportFileError as error:
                 if error.too_big:
                     raise
@@ -260,32 +294,31 @@ def _cell(value: object) -> Cell:
     return text or None
 
 
-def _sheet(rows: Iterable[tuple[int, Sequence[object]]]) -> Sheet:
+def _sheet(rows: Iterable[tuple[int, Sequence[object]]], layout: SheetLayout) -> Sheet:
     iterator: Iterator[tuple[int, Sequence[object]]] = iter(rows)
     positions: dict[int, str] | None = None
     header_row: Sequence[object] = ()
     for number, values in iterator:
         if number > HEADER_SEARCH_ROWS:
             break
+        fields = layout.header_fields
         found = {
-            i: _HEADER_FIELDS[_key(str(v))]
+            i: fields[_key(str(v))]
             for i, v in enumerate(values[:MAX_COLUMNS])
-            if v is not None and _key(str(v)) in _HEADER_FIELDS
+            if v is not None and _key(str(v)) in fields
         }
-        if "name" in found.values() and len(found) >= 2:
+        if layout.anchor in found.values() and len(found) >= 2:
             positions, header_row = found, values
             break
     if positions is None:
-        raise ImportFileError(
-            f"在前 {HEADER_SEARCH_ROWS} 行中找不到表头行（需要“姓名”“性别”“所在支部”等列）"
-        )
+        raise ImportFileError(f"在前 {HEADER_SEARCH_ROWS} 行中找不到表头行（{layout.needs}）")
     headers: dict[str, str] = {}
     for i, f in positions.items():
         written = str(header_row[i]).replace("\ufeff", "").strip()
         if f in headers:
             raise ImportFileError(f"表头中“{headers[f]}”和“{written}”是同一列，请只保留一个")
         headers[f] = written
-    missing = [HEADERS[f] for f in REQUIRED_FIELDS if f not in headers]
+    missing = [layout.headers[f] for f in layout.required if f not in headers]
     if missing:
         raise ImportFileError("缺少必需的列：" + "、".join(missing))
     sheet = Sheet(headers)

@@ -5,13 +5,11 @@ second)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Font
-from openpyxl.utils import get_column_letter
+
+from db.xlsx import workbook_bytes, write_table
 
 FIGURE_HEADERS = [
     "应到天数",
@@ -52,21 +50,7 @@ def _sheet(
     headers: Sequence[str],
     rows: Sequence[Sequence[object]],
 ) -> None:
-    sheet = workbook.create_sheet(name)
-    for i, header in enumerate(headers, start=1):
-        sheet.column_dimensions[get_column_letter(i)].width = max(8, 2 * len(header) + 2)
-    sheet.freeze_panes = "A3"
-    title_cell = WriteOnlyCell(sheet, title)
-    title_cell.font = Font(bold=True, size=14)
-    sheet.append([title_cell])
-    header_cells = []
-    for header in headers:
-        cell = WriteOnlyCell(sheet, header)
-        cell.font = Font(bold=True)
-        header_cells.append(cell)
-    sheet.append(header_cells)
-    for row in rows:  # plain values: a styled cell per row cost most of a county's month
-        sheet.append(row)
+    write_table(workbook.create_sheet(name), title, headers, rows)
 
 
 def summary_workbook(summary: dict) -> bytes:
@@ -128,6 +112,4 @@ def summary_workbook(summary: dict) -> bytes:
                 for n, line in enumerate(summary["towns"], start=1)
             ],
         )
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return workbook_bytes(workbook)

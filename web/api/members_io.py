@@ -22,9 +22,7 @@ from urllib.parse import quote, unquote
 import aiohttp
 from aiohttp import BodyPartReader, web
 from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font
-from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from sqlalchemy import select
@@ -60,6 +58,7 @@ from db.models import (
     OrgUnit,
     SignInMethod,
 )
+from db.xlsx import DATETIME_FORMAT, table_workbook
 
 from .common import ApiError, authed, check, json_response, not_found, query_int, scoped_org
 from .members import MemberBody
@@ -426,7 +425,6 @@ MEETING_HEADERS = [
     "状态",
 ]
 MEETING_WIDTHS = [12, 30, 16, 17, 17, 16, 10, 10, 6, 6, 6, 40, 40, 8]
-DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 
 
 def _local(value: dt.datetime | None) -> dt.datetime | None:
@@ -456,37 +454,6 @@ def _xlsx_response(body: bytes, file_name: str, fallback: str) -> web.Response:
     )
 
 
-def _write_table(
-    sheet: WriteOnlyWorksheet,
-    title: str,
-    headers: Sequence[str],
-    widths: Sequence[int],
-    rows: Sequence[Sequence[object]],
-) -> None:
-    for i, width in enumerate(widths):
-        sheet.column_dimensions[chr(ord("A") + i)].width = width
-    sheet.freeze_panes = "A3"
-    title_cell = WriteOnlyCell(sheet, title)
-    title_cell.font = Font(bold=True, size=14)
-    sheet.append([title_cell])
-    cells = []
-    for header in headers:
-        cell = WriteOnlyCell(sheet, header)
-        cell.font = Font(bold=True)
-        cells.append(cell)
-    sheet.append(cells)
-    for row in rows:
-        out: list[object] = []
-        for value in row:
-            if isinstance(value, dt.datetime):
-                cell = WriteOnlyCell(sheet, value)
-                cell.number_format = DATETIME_FORMAT
-                out.append(cell)
-            else:
-                out.append(value)
-        sheet.append(out)
-
-
 def _workbook_bytes(
     sheet_name: str,
     title: str,
@@ -494,11 +461,7 @@ def _workbook_bytes(
     widths: Sequence[int],
     rows: Sequence[Sequence[object]],
 ) -> bytes:
-    workbook = Workbook(write_only=True)
-    _write_table(workbook.create_sheet(sheet_name), title, headers, widths, rows)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
+    return table_workbook(sheet_name, title, headers, rows, widths)
 
 
 def _stamp() -> str:
