@@ -21,7 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import audit
 from db.access import Capability, Principal
+from db.duty import sheets
 from db.duty.rules import DayStatus, LeaveKind
+from db.duty.sheets import SheetRejected
 from db.duty.store import (
     DutyError,
     add_cadre,
@@ -32,6 +34,7 @@ from db.duty.store import (
 )
 from db.duty.summaries import period_bounds, summarise
 from db.duty.workbook import summary_workbook
+from db.member_import import ImportFileError, Sheet, SheetLayout, read_sheet
 from db.models import (
     DutyAlert,
     DutyAlertStatus,
@@ -70,7 +73,7 @@ from .common import (
     verify_streaming,
 )
 from .faces import evidence_response
-from .members_io import _xlsx_response
+from .members_io import _read_upload, _xlsx_response
 
 C = Capability
 
@@ -805,6 +808,121 @@ async def get_report_xlsx(request: web.Request, session: AsyncSession, principal
     return _xlsx_response(body, name, f"duty-report-{report.id}.xlsx")
 
 
+# -- rosters, leave and the calendar as spreadsheets ------------------------------------------
+async def _sheet_of(request: web.Request, layout: SheetLayout) -> Sheet:
+    data, filename = await _read_upload(request)
+    try:
+        return await asyncio.to_thread(read_sheet, data, filename, layout)
+    except ImportFileError as error:
+        status = 413 if error.too_big else 422
+        code = "unsupported_file" if error.unsupported else "bad_file"
+        raise ApiError(status, "file_too_large" if error.too_big else code, error.message) from None
+
+
+def _rejected(error: SheetRejected) -> ApiError:
+    return ApiError(422, "import_rejected", "表中有不能导入的行，整个文件未导入", error.fields())
+
+
+@authed
+async def import_roster_sheet(request: web.Request, session: AsyncSession, principal: Principal):
+    """An XLSX or CSV of cadres (the export's columns): all rows, or none."""
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_WRITE)
+    sheet = await _sheet_of(request, sheets.ROSTER)
+    try:
+        cadres = await sheets.import_roster(
+            session, org, sheet, lambda path: principal.can(C.DUTY_WRITE, path)
+        )
+    except SheetRejected as error:
+        await session.rollback()
+        raise _rejected(error) from None
+    villages = sorted({c.village_id for c in cadres})
+    _audit(
+        request, session, principal, "duty.roster_imported", "org_unit", org.id, org.path,
+        {"cadres": len(cadres), "villages": len(villages)},
+    )  # fmt: skip
+    await session.commit()
+    duty = request.app.get(DUTY_RECOGNITION_KEY)
+    if duty is not None:
+        for village_id in villages:
+            await duty.rosters_changed(village_id)
+    _poke(request)
+    return json_response({"imported": len(cadres), "villages": len(villages)})
+
+
+@authed
+async def import_leave_sheet(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_WRITE)
+    sheet = await _sheet_of(request, sheets.LEAVE)
+    try:
+        leaves = await sheets.import_leave(
+            session, org, request.app[DUTY_CLOCK_KEY], sheet, actor=principal.name
+        )
+    except SheetRejected as error:
+        await session.rollback()
+        raise _rejected(error) from None
+    _audit(
+        request, session, principal, "duty.leave_imported", "org_unit", org.id, org.path,
+        {"leaves": len(leaves)},
+    )  # fmt: skip
+    await session.commit()
+    _poke(request)
+    return json_response({"imported": len(leaves)})
+
+
+async def _county(session: AsyncSession, principal: Principal, capability: Capability) -> OrgUnit:
+    """The county whose calendar it is: written by its own staff, read by everyone below."""
+    county = await session.scalar(select(OrgUnit).where(OrgUnit.kind == OrgKind.COUNTY))
+    if county is None:
+        raise not_found("county")
+    check(
+        principal,
+        capability,
+        county.path if capability is C.DUTY_WRITE else principal.org_path,
+        "calendar",
+    )
+    return county
+
+
+@authed
+async def import_calendar_sheet(request: web.Request, session: AsyncSession, principal: Principal):
+    """The county's holidays and make-up working days (duty:write over the county)."""
+    county = await _county(session, principal, C.DUTY_WRITE)
+    sheet = await _sheet_of(request, sheets.CALENDAR)
+    try:
+        count = await sheets.import_calendar(session, county, sheet)
+    except SheetRejected as error:
+        await session.rollback()
+        raise _rejected(error) from None
+    _audit(
+        request, session, principal, "duty.calendar_imported", "org_unit", county.id,
+        county.path, {"dates": count},
+    )  # fmt: skip
+    await session.commit()
+    _poke(request)
+    return json_response({"imported": count})
+
+
+@authed
+async def export_roster_sheet(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
+    body = await sheets.roster_workbook(session, org)
+    return _xlsx_response(body, f"{org.name}值班名单.xlsx", "duty-roster.xlsx")
+
+
+@authed
+async def export_leave_sheet(request: web.Request, session: AsyncSession, principal: Principal):
+    org = await scoped_org(session, principal, query_int(request, "org_id"), C.DUTY_READ)
+    body = await sheets.leave_workbook(session, org, request.app[DUTY_CLOCK_KEY])
+    return _xlsx_response(body, f"{org.name}请假记录.xlsx", "duty-leave.xlsx")
+
+
+@authed
+async def export_calendar_sheet(request: web.Request, session: AsyncSession, principal: Principal):
+    county = await _county(session, principal, C.DUTY_READ)
+    body = await sheets.calendar_workbook(session, county)
+    return _xlsx_response(body, f"{county.name}节假日安排.xlsx", "duty-calendar.xlsx")
+
+
 # -- live events -----------------------------------------------------------------------------
 async def duty_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: each duty alert (`duty.late`, `duty.absent`) and report
@@ -848,3 +966,9 @@ def add_duty_routes(app: web.Application) -> None:
     r.add_get("/api/duty/reports", list_reports)
     r.add_get("/api/duty/reports/{report_id:\\d+}.xlsx", get_report_xlsx)
     r.add_get("/api/duty/events", duty_events)
+    r.add_get("/api/duty/roster.xlsx", export_roster_sheet)
+    r.add_post("/api/duty/roster/import", import_roster_sheet)
+    r.add_get("/api/duty/leave.xlsx", export_leave_sheet)
+    r.add_post("/api/duty/leave/import", import_leave_sheet)
+    r.add_get("/api/duty/calendar.xlsx", export_calendar_sheet)
+    r.add_post("/api/duty/calendar/import", import_calendar_sheet)
