@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from faces import enrolment_photo, jpeg, sample_faces
 from test_duty_api import until
+from test_duty_sheets import xlsx
 from test_face_signin_browser import face_camera_chromium  # noqa: F401 - a fixture
 
 from lighthouse.keys import DATABASE_KEY, ROOMS_KEY
@@ -188,6 +189,22 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
             ".dataset.status === 'leave'",
         )
         assert await console.locator("#duty-alerts tr[data-status='excused']").count() == 1
+        # a leave sheet with a row the roster does not know is refused, row by row
+        assert not await console.is_visible("[data-sheet=calendar] .duty-sheet-write")
+        sheet = xlsx(
+            [
+                ["姓名", "类型", "开始日期", "结束日期", "事由", "批准人"],
+                ["王主任", "请假", "2027-01-05", "2027-01-05", "看病", "镇长"],
+                ["张三", "请假", "2027-01-05", "2027-01-05", "看病", "镇长"],
+            ],
+            title=None,
+        )
+        await console.set_input_files(
+            "[data-sheet=leave] .duty-sheet-file",
+            {"name": "请假.xlsx", "mimeType": "application/octet-stream", "buffer": sheet},
+        )
+        await console.wait_for_selector("#duty-refused li")
+        assert "第 3 行" in await console.inner_text("#duty-refused")
         assert not [m for m in console.messages if m.startswith("pageerror")], console.messages
         await console_context.close()
 

@@ -342,6 +342,47 @@
     ])));
   }
 
+  // ---- rosters, leave and holidays as spreadsheets ---------------------------------------------
+
+  function setUpSheets(me, reload) {
+    const message = $('duty-sheet-message');
+    const refused = $('duty-refused');
+    const countyStaff = me.org && me.org.kind === 'county';
+    for (const row of global.document.querySelectorAll('[data-sheet]')) {
+      const kind = row.dataset.sheet;
+      const org = kind === 'calendar' ? '' : query();
+      row.querySelector('.duty-sheet-export').href = '/api/duty/' + kind + '.xlsx' + org;
+      // the API decides; the button shows only where it would say yes
+      const canWrite = me.capabilities.includes('duty:write') && (kind !== 'calendar' || countyStaff);
+      row.querySelector('.duty-sheet-write').hidden = !canWrite;
+      const input = row.querySelector('.duty-sheet-file');
+      input.addEventListener('change', async () => {
+        const file = input.files[0];
+        if (!file) return;
+        const form = new global.FormData();
+        form.append('file', file, file.name);
+        refused.hidden = true;
+        showAlert(message, t('importing', { file: file.name }));
+        try {
+          const done = await api('POST', '/api/duty/' + kind + '/import' + org, form);
+          showAlert(message, t('imported', { count: done.imported, file: file.name }), 'ok');
+          await reload();
+        } catch (error) {
+          const rows = error instanceof kit.ApiError && error.fields ? Object.entries(error.fields) : [];
+          if (rows.length) {
+            showAlert(message, t('importRefused', { file: file.name }), 'error');
+            refused.replaceChildren(...rows.map(([where, why]) => el('li', {}, where + '：' + why)));
+            refused.hidden = false;
+          } else {
+            showAlert(message, error instanceof kit.ApiError ? (error.message || errorText(error)) : String(error), 'error');
+          }
+        } finally {
+          input.value = '';
+        }
+      });
+    }
+  }
+
   // ---- the page ----------------------------------------------------------------------------
 
   async function loadAll(me) {
@@ -389,6 +430,7 @@
       const chart = global.echarts && global.echarts.getInstanceByDom($('duty-chart'));
       if (chart) chart.resize();
     });
+    setUpSheets(me, () => loadAll(me));
     await loadAll(me);
     listen(me);
     state.ready = true;
