@@ -219,6 +219,18 @@ class DutyRecognition:
             len(watched.watcher.pipeline.gallery),
         )
 
+    def in_view(self, room_id: str) -> list[int]:
+        """The members the duty room's camera sees now (within a sighting's gap)."""
+        now = datetime.now(UTC)
+        gap = timedelta(seconds=self.duty.sighting_gap_s)
+        return sorted(
+            int(member)
+            for watched in self.cameras.values()
+            if watched.room_id == room_id
+            for member, (_, _, last) in watched.open.items()
+            if now - last <= gap
+        )
+
     async def rosters_changed(self, village_id: int) -> None:
         """A roster or a cadre's enrolment changed: that village's cameras reload."""
         engine = self.recognition.engine

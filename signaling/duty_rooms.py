@@ -33,6 +33,12 @@ logger = logging.getLogger(__name__)
 DUTY_ROOM_PREFIX = "duty-"
 
 
+def duty_village(room_id: str) -> int | None:
+    """The village whose duty room this is; None for any other room."""
+    rest = room_id.removeprefix(DUTY_ROOM_PREFIX)
+    return int(rest) if rest != room_id and rest.isdigit() else None
+
+
 def duty_room_id(village_id: int) -> str:
     return f"{DUTY_ROOM_PREFIX}{village_id}"
 

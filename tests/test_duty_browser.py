@@ -208,6 +208,35 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
         assert not [m for m in console.messages if m.startswith("pageerror")], console.messages
         await console_context.close()
 
+        # nobody gets a meeting token for the duty room (it would be a visible, unaudited
+        # viewer); a supervisor looks in hidden, on the patrol wall, and sees who is in
+        refused = await secretary.call(
+            "POST", "/api/meeting-token", {"room_id": f"duty-{village.id}"}
+        )
+        assert secretary.last_status == 404 and refused["error"]["code"] == "no_meeting"
+        supervisor = await world.anonymous.login("town_a_supervisor")
+        live = (await supervisor.call("GET", "/api/supervision/live", expect=200))["meetings"]
+        (room,) = [m for m in live if m["kind"] == "duty"]
+        assert room["room_id"] == f"duty-{village.id}" and room["in_view"] == ["王主任"]
+        patrol_context, patrol = await signed_in_page(
+            face_camera_chromium,
+            server.base_url,
+            "/console/supervision/patrol?rooms=duty&grid=2",
+            "town_a_supervisor",
+        )
+        await wait_until(
+            patrol,
+            "document.querySelector('.con-patrol-tile.con-patrol-live video')"
+            " && document.querySelector('.con-patrol-tile.con-patrol-live video').videoWidth > 0",
+        )
+        caption = await patrol.inner_text(".con-patrol-tile.con-patrol-live .con-patrol-caption")
+        assert "值班室" in caption and "在岗：王主任" in caption, caption
+        assert await patrol.evaluate("window.lighthousePatrol.shown") == [f"duty-{village.id}"]
+        assert not [m for m in patrol.messages if m.startswith("pageerror")], patrol.messages
+        await patrol_context.close()
+        views = await county.call("GET", "/api/supervision/views", expect=200)
+        assert any(v["room_id"] == f"duty-{village.id}" for v in views["views"])
+
         # a meeting takes the camera; at its end the TV is back on duty
         meeting = await secretary.call(
             "POST",

@@ -183,6 +183,8 @@ def add_console_routes(
             grid=grid if grid in (2, 3) else 2,
             intervalS=min(max(interval or 20, 2), 600),
             scope=_query_id(request, "scope"),
+            # the venues of live meetings, or the villages' duty rooms
+            rooms="duty" if request.query.get("rooms") == "duty" else "meetings",
         )
 
     @_signed_in

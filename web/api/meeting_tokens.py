@@ -13,6 +13,7 @@ from db.models import Role
 from db.tree import find_by_code, related
 from lighthouse.keys import EMERGENCY_DESK_KEY, ROOMS_KEY, TOKENS_KEY
 from sfu.room import Room
+from signaling.duty_rooms import duty_village
 
 from .common import ApiError, authed, json_response, parse_body
 
@@ -55,7 +56,13 @@ async def post_meeting_token(
     candidates = [rooms[body.room_id]] if body.room_id is not None and body.room_id in rooms else []
     if body.room_id is None:
         candidates = list(rooms.values())
-    candidates = [room for room in candidates if room.id not in emergency_rooms]
+    # nor a duty room: its only subscriber is the duty recognizer (supervisors look in
+    # through the supervision API, hidden and audited)
+    candidates = [
+        room
+        for room in candidates
+        if room.id not in emergency_rooms and duty_village(room.id) is None
+    ]
     chosen = None
     for room in candidates:
         if related(principal.org_path, await _room_path(session, room)):

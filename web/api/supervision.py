@@ -25,12 +25,14 @@ from db.models import (
     HiddenView,
     Meeting,
     MeetingStatus,
+    Member,
     OrgUnit,
 )
 from db.tree import organiser
-from lighthouse.keys import MEETING_ROOMS_KEY, ROOMS_KEY, TOKENS_KEY
+from lighthouse.keys import DUTY_RECOGNITION_KEY, MEETING_ROOMS_KEY, ROOMS_KEY, TOKENS_KEY
 from sfu.events import PublicationDescription
 from sfu.room import Room
+from signaling.duty_rooms import duty_village
 
 from .common import ApiError, authed, check, json_response, parse_body, query_int
 from .members_io import CHINA_TIME
@@ -109,13 +111,17 @@ async def list_live(
     for room in rooms.values():
         if not room.peers:
             continue
-        org = await organiser(session, room.settings.org_code)
+        org = await room_org(session, room)
         if org is None or not principal.covers(org.path):
+            continue
+        if duty_village(room.id) is not None:
+            live.append(await _duty_room(request, session, room, org))
             continue
         meeting, signed_in = await _live_meeting(session, org, meeting_of.get(room.id))
         live.append(
             {
                 "room_id": room.id,
+                "kind": "meeting",
                 "room_name": room.settings.name,
                 "org": {"id": org.id, "name": org.name, "path": org.path},
                 "meeting": None
@@ -131,6 +137,45 @@ async def list_live(
         )
     live.sort(key=lambda m: (m["org"]["path"], m["room_id"]))
     return json_response({"meetings": live})
+
+
+async def room_org(session: AsyncSession, room: Room) -> OrgUnit | None:
+    """Whose room it is: a duty room's village, else the meeting's organiser."""
+    village_id = duty_village(room.id)
+    if village_id is not None:
+        return await session.get(OrgUnit, village_id)
+    return await organiser(session, room.settings.org_code)
+
+
+async def _duty_room(
+    request: web.Request, session: AsyncSession, room: Room, village: OrgUnit
+) -> dict[str, Any]:
+    """A village's duty room as the patrol wall shows it: its camera, who is in now."""
+    duty = request.app.get(DUTY_RECOGNITION_KEY)
+    in_view = duty.in_view(room.id) if duty is not None else []
+    names = (
+        dict(
+            (
+                await session.execute(select(Member.id, Member.name).where(Member.id.in_(in_view)))
+            ).all()
+        )
+        if in_view
+        else {}
+    )
+    return {
+        "room_id": room.id,
+        "kind": "duty",
+        "room_name": room.settings.name,
+        "org": {"id": village.id, "name": village.name, "path": village.path},
+        "meeting": None,
+        "started_at": room.live_since,
+        "venues_online": len(room.peers),
+        "venues": [peer.name for peer in room.peers.values()],
+        "signed_in": 0,
+        "in_view": [names[m] for m in in_view if m in names],
+        "main_publication": None,
+        "venue_cameras": venue_cameras(room),
+    }
 
 
 class ViewBody(BaseModel):
@@ -149,7 +194,7 @@ async def post_view(
     room = request.app[ROOMS_KEY].get(body.room_id)
     if room is None:
         raise ApiError(404, "unknown_room", f"there is no meeting room {body.room_id!r}")
-    org = await organiser(session, room.settings.org_code)
+    org = await room_org(session, room)
     if org is None or not principal.covers(org.path):
         audit.record(
             session,

@@ -49,12 +49,15 @@
       event.preventDefault();
       global.location.href = url('/console/supervision/patrol', {
         grid: $('sup-grid').value, interval: $('sup-interval').value, scope: scope.value,
+        rooms: $('sup-rooms').value,
       });
     });
 
     async function refresh() {
       const reply = await api('GET', '/api/supervision/live');
-      const rows = reply.meetings.map((meeting) => el('tr', { dataset: { roomId: meeting.room_id } }, [
+      // the duty rooms are the patrol wall's other source, not meetings
+      const meetings = reply.meetings.filter((meeting) => meeting.kind !== 'duty');
+      const rows = meetings.map((meeting) => el('tr', { dataset: { roomId: meeting.room_id } }, [
         el('td', {}, meeting.org.name),
         el('td', {}, meeting.meeting ? label('meetingType', meeting.meeting.type) : '—'),
         el('td', {}, meeting.meeting ? meeting.meeting.topic : meeting.room_name),
@@ -223,8 +226,22 @@
     async function loadMeetings() {
       const reply = await api('GET', '/api/supervision/live');
       entries = [];
+      const duty = kit.config.rooms === 'duty';
       for (const meeting of reply.meetings) {
         if (scopePath && !meeting.org.path.startsWith(scopePath)) continue;
+        if ((meeting.kind === 'duty') !== duty) continue;
+        if (duty) {
+          // one tile per duty room: the village, its camera, who is in now
+          const venue = (meeting.venue_cameras || [])[0] || {};
+          const inView = meeting.in_view || [];
+          entries.push({
+            roomId: meeting.room_id,
+            name: meeting.org.name + ' ' + t('dutyRoom'),
+            topic: inView.length ? t('inNow', { names: inView.join('、') }) : t('nobodyIn'),
+            publicationId: venue.publication_id || null,
+          });
+          continue;
+        }
         const topic = meeting.meeting ? meeting.meeting.topic : meeting.room_name;
         for (const venue of meeting.venue_cameras || []) {
           entries.push({
@@ -234,6 +251,7 @@
       }
       patrol.pages = Math.max(1, Math.ceil(entries.length / perPage));
       $('patrol-empty').hidden = entries.length > 0;
+      if (duty) $('patrol-empty').textContent = t('noDutyRoom');
     }
 
     function say(tile, text) {
