@@ -38,7 +38,7 @@ async def test_demo_server_prints_links_that_work(tmp_path):
     try:
         lines: list[str] = []
         while not any("listening on" in line for line in lines):
-            line = await asyncio.wait_for(process.stdout.readline(), 30)
+            line = await asyncio.wait_for(process.stdout.readline(), 120)
             assert line, "the server exited: " + "".join(lines)
             lines.append(line.decode())
         links = dict(re.findall(r"^\s+(.+?): (http://\S+)$", "".join(lines), re.MULTILINE))
