@@ -209,7 +209,8 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
         await console_context.close()
 
         # nobody gets a meeting token for the duty room (it would be a visible, unaudited
-        # viewer); a supervisor looks in hidden, on the patrol wall, and sees who is in
+        # viewer); a supervisor, or the town's clerk, looks in hidden, on the patrol wall,
+        # and sees who is in
         refused = await secretary.call(
             "POST", "/api/meeting-token", {"room_id": f"duty-{village.id}"}
         )
@@ -222,7 +223,7 @@ async def test_an_idle_tv_watches_the_duty_room_until_a_meeting_takes_its_camera
             face_camera_chromium,
             server.base_url,
             "/console/supervision/patrol?rooms=duty&grid=2",
-            "town_a_supervisor",
+            "town_a_admin",  # a town office: no supervision of meetings, its duty rooms yes
         )
         await wait_until(
             patrol,

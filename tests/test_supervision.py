@@ -179,6 +179,11 @@ async def test_supervision_stays_inside_the_supervisors_subtree(api):
         town_a = await api.as_user("town_a_admin")
         await town_a.call("POST", "/api/supervision/view", {"room_id": ROOM})
         assert town_a.last_status == 403
+        # ... it sees only its villages' duty rooms (none open here: tests/test_duty_browser.py)
+        assert (await town_a.call("GET", "/api/supervision/live")) == {"meetings": []}
+        viewer = await api.as_user("a1_viewer")
+        await viewer.call("GET", "/api/supervision/live")
+        assert viewer.last_status == 403
         await supervisor.call("POST", "/api/supervision/view", {"room_id": "nowhere"})
         assert supervisor.last_status == 404
         await supervisor.call("POST", "/api/supervision/view", {"room_id": ROOM, "mode": "loud"})

@@ -98,8 +98,12 @@ async def _live_meeting(
 async def list_live(
     request: web.Request, session: AsyncSession, principal: Principal
 ) -> web.Response:
-    """The meetings going on now in the caller's subtree (a room with a venue in it)."""
-    check(principal, Capability.SUPERVISE, principal.org_path, "meetings")
+    """The meetings going on now in the caller's subtree (a room with a venue in it), and
+    the villages' duty rooms. A town clerk (duty:write, no supervision of meetings) sees
+    the duty rooms only."""
+    meetings_too = principal.allows(Capability.SUPERVISE)
+    if not meetings_too:
+        check(principal, Capability.DUTY_WRITE, principal.org_path, "meetings")
     rooms = request.app[ROOMS_KEY]
     meeting_rooms = request.app.get(MEETING_ROOMS_KEY)
     meeting_of = (
@@ -116,6 +120,8 @@ async def list_live(
             continue
         if duty_village(room.id) is not None:
             live.append(await _duty_room(request, session, room, org))
+            continue
+        if not meetings_too:
             continue
         meeting, signed_in = await _live_meeting(session, org, meeting_of.get(room.id))
         live.append(
@@ -189,7 +195,12 @@ async def post_view(
 ) -> web.Response:
     """A token to watch one room unannounced."""
     body = await parse_body(request, ViewBody)
-    if not principal.allows(Capability.SUPERVISE):
+    # a town clerk looks into the duty rooms of their villages, not into meetings
+    duty_room = duty_village(body.room_id) is not None
+    may = principal.allows(Capability.SUPERVISE) or (
+        duty_room and principal.allows(Capability.DUTY_WRITE)
+    )
+    if not may:
         raise ApiError(403, "forbidden", f"your role ({principal.role}) may not supervise")
     room = request.app[ROOMS_KEY].get(body.room_id)
     if room is None:

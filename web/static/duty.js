@@ -431,6 +431,8 @@
       if (chart) chart.resize();
     });
     setUpSheets(me, () => loadAll(me));
+    $('duty-patrol').href = kit.url('/console/supervision/patrol', { rooms: 'duty', scope: config.org });
+    $('duty-patrol').hidden = !me.capabilities.includes('meetings:supervise') && !me.capabilities.includes('duty:write');
     await loadAll(me);
     listen(me);
     state.ready = true;
